@@ -1,0 +1,639 @@
+//! What each command does: open what it needs, call the library, print the result.
+
+use crate::{Command, ListFormat, PreviewFormat, SubscriberCommand, TableFormat};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use paperboy::config::{LogFormat, Settings};
+use paperboy::jobs::plan::{Candidates, PlanMode, due_date, plan, window_start};
+use paperboy::jobs::send::{SendOptions, build_view, digest_paper, send_due};
+use paperboy::jobs::{App, Clock, daemon, fetch};
+use paperboy::mail::Mailer;
+use paperboy::matching::check_interests;
+use paperboy::model::{
+    EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
+};
+use paperboy::store::{DeliveryStatus, NewSubscriber, Store};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+pub fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| {
+            eprintln!(
+                "warning: config key `log.level` = `{}` is not a level or filter; using info",
+                settings.log.level
+            );
+            EnvFilter::new("info")
+        });
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_app(settings: Settings) -> anyhow::Result<App> {
+    let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
+    let store = Store::open_and_migrate(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+    )
+    .await?;
+    if settings.secret_key_generated {
+        tracing::warn!(
+            "no secret_key configured: links in emails are signed with a temporary key and stop \
+             working when paperboy restarts; set secret_key before mailing real people"
+        );
+    }
+    App::new(settings, store, clock).map_err(anyhow::Error::msg)
+}
+
+pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run => {
+            let app = open_app(settings).await?;
+            daemon::run(app).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let store = Store::open(
+                settings.database.url.expose(),
+                settings.database.max_connections,
+            )
+            .await?;
+            let pending = store.pending_migrations().await?;
+            store.migrate().await?;
+            if pending.is_empty() {
+                println!("the database is up to date");
+            } else {
+                for m in pending {
+                    println!("applied {m}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { source, date } => {
+            let app = open_app(settings).await?;
+            let date = date.unwrap_or_else(|| app.clock.now().date_naive());
+            let sources = fetch::sources(&app, source.as_deref())?;
+            let reports = fetch::fetch_day(&app, &sources, date).await;
+            let mut failed = 0;
+            for r in &reports {
+                match &r.result {
+                    Ok(o) => {
+                        println!(
+                            "{} {}: {} papers ({} new, {} updated, {} unchanged), {} skipped",
+                            r.source,
+                            r.date,
+                            o.fetched,
+                            o.counts.new,
+                            o.counts.updated,
+                            o.counts.unchanged,
+                            o.skipped.len()
+                        );
+                        for s in &o.skipped {
+                            println!("  skipped {s}");
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: source {} failed for {}: {e}", r.source, r.date);
+                    }
+                }
+            }
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Send { now, dry_run } => send(settings, now, dry_run).await,
+        Command::Preview { email, format } => preview(settings, &email, format).await,
+        Command::Subscriber(cmd) => subscriber(settings, cmd).await,
+        Command::Papers { since, format } => {
+            let app = open_app(settings).await?;
+            let since = since
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+                .unwrap_or_default();
+            let papers = app.store.papers_first_seen_since(since).await?;
+            match format {
+                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&papers)?),
+                TableFormat::Table => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "{:<18} {:>7}  {:<16}  TITLE",
+                        "ID", "UPVOTES", "FIRST SEEN"
+                    )?;
+                    for p in &papers {
+                        writeln!(
+                            out,
+                            "{:<18} {:>7}  {:<16}  {}",
+                            p.paper.id,
+                            p.paper.upvotes.map(|u| u.to_string()).unwrap_or_default(),
+                            p.first_seen_at.format("%Y-%m-%d %H:%M"),
+                            shorten(&p.paper.title, 80)
+                        )?;
+                    }
+                    writeln!(out, "{} papers", papers.len())?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deliveries {
+            status,
+            limit,
+            format,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(DeliveryStatus::parse(s).with_context(|| {
+                    format!("`{s}` is not a delivery status; use planned, sending, sent, retry, failed or empty")
+                })?),
+            };
+            let app = open_app(settings).await?;
+            let rows = app.store.list_deliveries(status, limit).await?;
+            match format {
+                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                TableFormat::Table => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "{:>6} {:<10} {:<8} {:>8} {:>6}  {:<30} LAST ERROR",
+                        "ID", "DATE", "STATUS", "ATTEMPTS", "PAPERS", "SUBSCRIBER"
+                    )?;
+                    for d in &rows {
+                        writeln!(
+                            out,
+                            "{:>6} {:<10} {:<8} {:>8} {:>6}  {:<30} {}",
+                            d.id,
+                            d.digest_date,
+                            d.status,
+                            d.attempts,
+                            d.papers,
+                            shorten(&d.email, 30),
+                            d.last_error.as_deref().unwrap_or("")
+                        )?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(settings).await,
+    }
+}
+
+async fn send(
+    settings: Settings,
+    now: bool,
+    dry_run: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let app = open_app(settings).await?;
+    let mode = if now {
+        PlanMode::Now
+    } else {
+        PlanMode::Scheduled
+    };
+    if let Some(dir) = dry_run {
+        return dry_run_send(&app, mode, &dir).await;
+    }
+    let planned = plan(&app, mode).await?;
+    // An operator asking to send now means now: retries waiting for their backoff go too.
+    app.store.make_retries_due(app.clock.now()).await?;
+    let due = app.store.count_due(app.clock.now()).await?;
+    let bar = progress_bar(due, "sending digests");
+    let tick = bar.clone();
+    let options = SendOptions {
+        mailer: app.mailer.clone(),
+        owner: daemon::worker_id(),
+        on_progress: Some(Arc::new(move || tick.inc(1))),
+    };
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let report = send_due(
+        &app,
+        &options,
+        app.settings.mail.max_connections as usize,
+        stop_rx,
+    )
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "planned {} digests ({} with nothing new to send); sent {}, retrying {}, failed {}",
+        planned.planned + planned.empty,
+        planned.empty,
+        report.sent,
+        report.retrying,
+        report.failed
+    );
+    if planned.bad_rows > 0 {
+        eprintln!(
+            "warning: {} subscriber rows could not be planned; see the log for which and why",
+            planned.bad_rows
+        );
+    }
+    if report.retrying > 0 || report.failed > 0 {
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        if report.retrying > 0 {
+            eprintln!(
+                "{} digests could not be sent and stay due; `paperboy send` tries them again",
+                report.retrying
+            );
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plans in memory and writes what would be sent; records nothing.
+async fn dry_run_send(
+    app: &App,
+    mode: PlanMode,
+    dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let now = app.clock.now();
+    let mailer = Mailer::to_dir(dir);
+    let candidates = Candidates::load(app, now).await?;
+    let mut written = 0;
+    for row in app.store.active_subscribers().await? {
+        let Ok(subscriber) = row.parse() else {
+            continue;
+        };
+        let Some(date) = due_date(&subscriber, now, mode) else {
+            continue;
+        };
+        if app.store.has_delivery(subscriber.id, date).await? {
+            continue;
+        }
+        let start = window_start(app, &subscriber, candidates.oldest).await?;
+        let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
+        let picks = match candidates.rank_for(
+            &subscriber,
+            start,
+            &delivered,
+            app.settings.matching.min_score,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warning: subscriber {}: {e}", subscriber.id);
+                continue;
+            }
+        };
+        if picks.is_empty() {
+            continue;
+        }
+        let papers = picks
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                digest_paper(
+                    &candidates.papers[p.index].paper,
+                    i as u32 + 1,
+                    p.score,
+                    p.explanation,
+                )
+            })
+            .collect();
+        let view = build_view(app, &subscriber, date, papers, None);
+        let rendered = app.renderer.render(&view)?;
+        let key = format!("dry-run.{date}.{}", subscriber.id);
+        let message = paperboy::mail::build_digest_message(
+            &app.settings.mail.from,
+            &paperboy::mail::DigestMessage {
+                to: subscriber.email.clone(),
+                message_key: key.clone(),
+                subject: rendered.subject,
+                text: rendered.text,
+                html: rendered.html,
+                unsubscribe_url: view.unsubscribe_url.clone(),
+                date: now,
+            },
+        )?;
+        mailer.send(&message, &key).await?;
+        written += 1;
+    }
+    println!(
+        "wrote {written} digests to {} (nothing was sent or recorded)",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn preview(
+    settings: Settings,
+    email: &str,
+    format: PreviewFormat,
+) -> anyhow::Result<ExitCode> {
+    let email = EmailAddress::parse(email)?;
+    let app = open_app(settings).await?;
+    let row = app
+        .store
+        .subscriber_by_email(&email)
+        .await?
+        .with_context(|| {
+            format!("{email} is not a subscriber; add it with `paperboy subscriber add`")
+        })?;
+    let subscriber = row.parse().map_err(anyhow::Error::msg)?;
+    let now = app.clock.now();
+    let date = now.with_timezone(&subscriber.timezone.0).date_naive();
+    let candidates = Candidates::load(&app, now).await?;
+    let start = window_start(&app, &subscriber, candidates.oldest).await?;
+    let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
+    let picks = candidates.rank_for(
+        &subscriber,
+        start,
+        &delivered,
+        app.settings.matching.min_score,
+    )?;
+    let papers: Vec<_> = picks
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            digest_paper(
+                &candidates.papers[p.index].paper,
+                i as u32 + 1,
+                p.score,
+                p.explanation,
+            )
+        })
+        .collect();
+    match format {
+        PreviewFormat::Json => {
+            let out = serde_json::json!({
+                "email": subscriber.email,
+                "date": date,
+                "status": subscriber.status.as_str(),
+                "interests": subscriber.interests,
+                "papers": papers.iter().map(|p| serde_json::json!({
+                    "rank": p.rank,
+                    "id": p.id,
+                    "title": p.title,
+                    "score": p.score,
+                    "reasons": p.reasons,
+                    "upvotes": p.upvotes,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PreviewFormat::Text | PreviewFormat::Html => {
+            let view = build_view(&app, &subscriber, date, papers, None);
+            let rendered = app.renderer.render(&view)?;
+            if matches!(format, PreviewFormat::Html) {
+                println!("{}", rendered.html);
+            } else {
+                println!("Subject: {}\n\n{}", rendered.subject, rendered.text);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SubscriberCommand::Add {
+            email,
+            interests,
+            confirmed,
+            time,
+            timezone,
+            frequency,
+            max_papers,
+        } => {
+            // Parse everything before touching the database: a bad value writes nothing.
+            let email = EmailAddress::parse(&email)?;
+            let interests = Interests::parse(&interests)?;
+            check_interests(interests.as_str())?;
+            let send_time = match time {
+                Some(t) => t.parse::<SendTime>()?,
+                None => settings.schedule.send_time,
+            };
+            let timezone = match timezone {
+                Some(t) => t.parse::<TimeZoneName>()?,
+                None => settings.schedule.timezone,
+            };
+            let frequency: Frequency = frequency.parse()?;
+            let max_papers = max_papers.unwrap_or(settings.digest.max_papers);
+            if !(1..=100).contains(&max_papers) {
+                bail!("--max-papers {max_papers} is out of range; use 1 to 100");
+            }
+            let app = open_app(settings).await?;
+            let status = if confirmed {
+                SubscriberStatus::Active
+            } else {
+                SubscriberStatus::Pending
+            };
+            let id = app
+                .store
+                .add_subscriber(
+                    &NewSubscriber {
+                        email: email.clone(),
+                        status,
+                        interests,
+                        frequency,
+                        send_time,
+                        timezone,
+                        max_papers,
+                    },
+                    app.clock.now(),
+                )
+                .await?;
+            println!(
+                "added subscriber {id}: {email} ({}; {frequency} at {send_time} {timezone})",
+                status.as_str()
+            );
+            if !confirmed {
+                println!(
+                    "they get nothing until they confirm; use --confirmed if you have their consent"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscriberCommand::List { format } => {
+            let app = open_app(settings).await?;
+            let rows = app.store.list_subscribers().await?;
+            match format {
+                ListFormat::Json => {
+                    let list: Vec<_> = rows
+                        .into_iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "id": r.id,
+                                "email": r.email,
+                                "status": r.status,
+                                "interests": r.interests,
+                                "frequency": r.frequency,
+                                "send_time": r.send_time,
+                                "timezone": r.timezone,
+                                "max_papers": r.max_papers,
+                                "created_at": paperboy_time(r.created_at),
+                                "confirmed_at": r.confirmed_at.map(paperboy_time),
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                ListFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+                    w.write_record([
+                        "email",
+                        "status",
+                        "interests",
+                        "frequency",
+                        "send_time",
+                        "timezone",
+                        "max_papers",
+                    ])?;
+                    for r in rows {
+                        w.write_record([
+                            r.email,
+                            r.status,
+                            r.interests,
+                            r.frequency,
+                            r.send_time,
+                            r.timezone,
+                            r.max_papers.to_string(),
+                        ])?;
+                    }
+                    w.flush()?;
+                }
+                ListFormat::Table => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "{:>5}  {:<32} {:<12} {:<9} {:<5} {:<20} INTERESTS",
+                        "ID", "EMAIL", "STATUS", "FREQUENCY", "TIME", "TIME ZONE"
+                    )?;
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{:>5}  {:<32} {:<12} {:<9} {:<5} {:<20} {}",
+                            r.id,
+                            shorten(&r.email, 32),
+                            r.status,
+                            r.frequency,
+                            r.send_time,
+                            r.timezone,
+                            shorten(&r.interests, 60)
+                        )?;
+                    }
+                    writeln!(out, "{} subscribers", rows.len())?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscriberCommand::Remove { email } => {
+            let email = EmailAddress::parse(&email)?;
+            let app = open_app(settings).await?;
+            if app.store.remove_subscriber(&email).await? {
+                println!("removed {email} and their history");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: {email} is not a subscriber");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    println!("ok    configuration loaded");
+    let store = match Store::open(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            println!("FAIL  database: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match store.pending_migrations().await {
+        Ok(p) if p.is_empty() => println!(
+            "ok    database ({}): reachable, schema up to date",
+            store.backend_name()
+        ),
+        Ok(p) => println!(
+            "ok    database ({}): reachable; {} migrations pending (applied on the next start, or run `paperboy migrate`)",
+            store.backend_name(),
+            p.len()
+        ),
+        Err(e) => {
+            ok = false;
+            println!("FAIL  database: {e} (config key `database.url`)");
+        }
+    }
+    match Mailer::from_settings(&settings.mail) {
+        Ok(m) => match m.test_connection().await {
+            Ok(()) => println!(
+                "ok    mail transport ({:?}) reachable",
+                settings.mail.transport
+            ),
+            Err(e) => {
+                ok = false;
+                println!("FAIL  mail: {e} (config keys `mail.transport`, `mail.smtp_url`)");
+            }
+        },
+        Err(e) => {
+            ok = false;
+            println!("FAIL  mail: {e}");
+        }
+    }
+    store.migrate().await.ok();
+    let app = App::new(settings, store, Clock::system()).map_err(anyhow::Error::msg)?;
+    let sources = fetch::sources(&app, None)?;
+    let today = app.clock.now().date_naive();
+    for s in &sources {
+        let reports = fetch::fetch_day(&app, std::slice::from_ref(s), today).await;
+        for r in reports {
+            match r.result {
+                Ok(o) => println!("ok    source {}: {} papers today", r.source, o.fetched),
+                Err(e) => {
+                    ok = false;
+                    println!("FAIL  source {}: {e}", r.source);
+                }
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn progress_bar(len: u64, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what);
+    bar
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn paperboy_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}

@@ -1,0 +1,755 @@
+//! Typed settings: loading, validation, and errors that name the key at fault.
+//!
+//! The built-in defaults are `config/default.toml`, embedded in the binary, so a missing config
+//! file still gives a working paperboy (SQLite, mail written to files). Every value is read as
+//! text and parsed here into a domain type, so a wrong value fails at start with the key, the
+//! value and what is allowed, instead of failing later in the middle of a job.
+//! This module does not open databases or sockets.
+
+use crate::model::{SendTime, TimeZoneName};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The documented defaults, embedded so the binary stands alone.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables that start with this (then `SECTION__KEY`) override the file.
+pub const ENV_PREFIX: &str = "PAPERBOY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config key `{key}` has the value `{value}`, which is not allowed: {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("config key `{key}` is required: {why}")]
+    Missing { key: String, why: String },
+    #[error("cannot read the config file {}: {detail}", path.display())]
+    File { path: PathBuf, detail: String },
+    #[error("the configuration cannot be read: {0}")]
+    Load(String),
+}
+
+fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        allowed: allowed.into(),
+    }
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Signs emailed links. Always present after loading: with the file transport and no key
+    /// configured, a per-process random key is used (links then stop working after a restart,
+    /// which is acceptable for a trial run that mails nobody).
+    pub secret_key: Secret,
+    /// True when `secret_key` was generated because none was configured.
+    pub secret_key_generated: bool,
+    pub database: DatabaseSettings,
+    pub web: WebSettings,
+    pub mail: MailSettings,
+    pub schedule: ScheduleSettings,
+    pub digest: DigestSettings,
+    pub matching: MatchingSettings,
+    pub sources: SourcesSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub bind: SocketAddr,
+    pub base_url: url::Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTransportKind {
+    Smtp,
+    File,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub transport: MailTransportKind,
+    pub file_dir: PathBuf,
+    pub from: lettre::message::Mailbox,
+    /// May carry a password: kept secret.
+    pub smtp_url: Secret,
+    pub max_connections: u32,
+    pub max_per_second: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    pub fetch: cron::Schedule,
+    pub send_time: SendTime,
+    pub timezone: TimeZoneName,
+}
+
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    pub max_papers: u32,
+    pub max_age_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchingSettings {
+    pub min_score: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourcesSettings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub contact: String,
+    pub hf: HfSettings,
+    pub arxiv: ArxivSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct HfSettings {
+    pub enabled: bool,
+    pub base_url: url::Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArxivSettings {
+    pub enabled: bool,
+    pub categories: Vec<String>,
+    pub rss_base_url: url::Url,
+    pub api_base_url: url::Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+// The raw shape: every scalar is text, so that parsing (and its error message) happens here
+// rather than inside serde, where the message could not name the value and what is allowed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    secret_key: String,
+    secret_key_file: String,
+    database: RawDatabase,
+    web: RawWeb,
+    mail: RawMail,
+    schedule: RawSchedule,
+    digest: RawDigest,
+    matching: RawMatching,
+    sources: RawSources,
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    max_connections: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    bind: String,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    transport: String,
+    file_dir: String,
+    from: String,
+    smtp_url: String,
+    max_connections: String,
+    max_per_second: String,
+    timeout_secs: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    fetch: String,
+    send_time: String,
+    timezone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigest {
+    max_papers: String,
+    max_age_days: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatching {
+    min_score: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSources {
+    timeout_secs: String,
+    retries: String,
+    backoff_ms: String,
+    contact: String,
+    hf: RawHf,
+    arxiv: RawArxiv,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHf {
+    enabled: String,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArxiv {
+    enabled: String,
+    categories: Vec<String>,
+    rss_base_url: String,
+    api_base_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (which must exist when given), then `PAPERBOY__…` variables
+    /// from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment passed in (tests use this).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+            // Parse here first: the `config` crate's TOML errors do not name the file.
+            if let Err(e) = text.parse::<toml::Table>() {
+                return Err(ConfigError::File {
+                    path: path.to_path_buf(),
+                    detail: format!("it is not valid TOML: {e}"),
+                });
+            }
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let prefix = format!("{ENV_PREFIX}__");
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("sources.arxiv.categories")
+                .try_parsing(false)
+                .source(Some(env_map)),
+        );
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let raw: Raw = merged.try_deserialize().map_err(|e| {
+            ConfigError::Load(format!(
+                "{e}; see config/default.toml for every key and its meaning"
+            ))
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Settings, ConfigError> {
+        let mail = MailSettings {
+            transport: match raw.mail.transport.trim() {
+                "smtp" => MailTransportKind::Smtp,
+                "file" => MailTransportKind::File,
+                other => return Err(invalid("mail.transport", other, "\"smtp\" or \"file\"")),
+            },
+            file_dir: PathBuf::from(nonempty("mail.file_dir", &raw.mail.file_dir)?),
+            from: raw.mail.from.trim().parse().map_err(|e| {
+                invalid(
+                    "mail.from",
+                    &raw.mail.from,
+                    format!("a mailbox such as \"Paperboy <digest@example.org>\" ({e})"),
+                )
+            })?,
+            smtp_url: Secret::new(parse_smtp_url(&raw.mail.smtp_url)?),
+            max_connections: parse_range(
+                "mail.max_connections",
+                &raw.mail.max_connections,
+                1,
+                1000,
+            )?,
+            max_per_second: parse_range(
+                "mail.max_per_second",
+                &raw.mail.max_per_second,
+                0,
+                100_000,
+            )?,
+            timeout: Duration::from_secs(parse_range(
+                "mail.timeout_secs",
+                &raw.mail.timeout_secs,
+                1,
+                3600,
+            )? as u64),
+        };
+
+        let secret_key = resolve_secret_key(&raw.secret_key, &raw.secret_key_file)?;
+        let (secret_key, secret_key_generated) = match secret_key {
+            Some(k) => (k, false),
+            None if mail.transport == MailTransportKind::File => (random_secret(), true),
+            None => {
+                return Err(ConfigError::Missing {
+                    key: "secret_key".into(),
+                    why: "it signs the links in every email, so it must be set when \
+                          mail.transport = \"smtp\"; generate one with `openssl rand -hex 32` and \
+                          put it in the config file, PAPERBOY__SECRET_KEY or secret_key_file"
+                        .into(),
+                });
+            }
+        };
+
+        let database = DatabaseSettings {
+            url: Secret::new(parse_database_url(&raw.database.url)?),
+            max_connections: parse_range(
+                "database.max_connections",
+                &raw.database.max_connections,
+                1,
+                1000,
+            )?,
+        };
+
+        let web = WebSettings {
+            bind: raw.web.bind.trim().parse().map_err(|_| {
+                invalid(
+                    "web.bind",
+                    &raw.web.bind,
+                    "an address and port such as 127.0.0.1:8080",
+                )
+            })?,
+            base_url: parse_http_url("web.base_url", &raw.web.base_url)?,
+        };
+
+        let schedule = ScheduleSettings {
+            fetch: cron::Schedule::from_str(raw.schedule.fetch.trim()).map_err(|e| {
+                invalid(
+                    "schedule.fetch",
+                    &raw.schedule.fetch,
+                    format!(
+                        "a cron expression with seconds first, e.g. \"0 0 * * * *\" for every hour ({e})"
+                    ),
+                )
+            })?,
+            send_time: raw.schedule.send_time.parse().map_err(|_| {
+                invalid("schedule.send_time", &raw.schedule.send_time, "HH:MM in 24-hour time, e.g. 07:00")
+            })?,
+            timezone: raw.schedule.timezone.parse().map_err(|_| {
+                invalid(
+                    "schedule.timezone",
+                    &raw.schedule.timezone,
+                    "an IANA time zone name such as UTC, Europe/Paris or America/Los_Angeles",
+                )
+            })?,
+        };
+
+        let digest = DigestSettings {
+            max_papers: parse_range("digest.max_papers", &raw.digest.max_papers, 1, 100)?,
+            max_age_days: parse_range("digest.max_age_days", &raw.digest.max_age_days, 1, 90)?,
+        };
+
+        let min_score: f32 = raw.matching.min_score.trim().parse().map_err(|_| {
+            invalid(
+                "matching.min_score",
+                &raw.matching.min_score,
+                "a number >= 0, e.g. 1.0",
+            )
+        })?;
+        if !(min_score.is_finite() && min_score >= 0.0) {
+            return Err(invalid(
+                "matching.min_score",
+                min_score,
+                "a number >= 0, e.g. 1.0",
+            ));
+        }
+
+        let arxiv_enabled = parse_bool("sources.arxiv.enabled", &raw.sources.arxiv.enabled)?;
+        if arxiv_enabled {
+            return Err(invalid(
+                "sources.arxiv.enabled",
+                "true",
+                "false: the arXiv listing source is not available in this version yet",
+            ));
+        }
+        let sources = SourcesSettings {
+            timeout: Duration::from_secs(parse_range(
+                "sources.timeout_secs",
+                &raw.sources.timeout_secs,
+                1,
+                600,
+            )? as u64),
+            retries: parse_range("sources.retries", &raw.sources.retries, 0, 10)?,
+            backoff: Duration::from_millis(parse_range(
+                "sources.backoff_ms",
+                &raw.sources.backoff_ms,
+                0,
+                600_000,
+            )? as u64),
+            contact: raw.sources.contact.trim().to_string(),
+            hf: HfSettings {
+                enabled: parse_bool("sources.hf.enabled", &raw.sources.hf.enabled)?,
+                base_url: parse_http_url("sources.hf.base_url", &raw.sources.hf.base_url)?,
+            },
+            arxiv: ArxivSettings {
+                enabled: arxiv_enabled,
+                categories: raw.sources.arxiv.categories,
+                rss_base_url: parse_http_url(
+                    "sources.arxiv.rss_base_url",
+                    &raw.sources.arxiv.rss_base_url,
+                )?,
+                api_base_url: parse_http_url(
+                    "sources.arxiv.api_base_url",
+                    &raw.sources.arxiv.api_base_url,
+                )?,
+            },
+        };
+
+        let log = LogSettings {
+            level: nonempty("log.level", &raw.log.level)?.to_string(),
+            format: match raw.log.format.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(invalid("log.format", other, "\"text\" or \"json\"")),
+            },
+        };
+
+        Ok(Settings {
+            secret_key,
+            secret_key_generated,
+            database,
+            web,
+            mail,
+            schedule,
+            digest,
+            matching: MatchingSettings { min_score },
+            sources,
+            log,
+        })
+    }
+
+    /// The domain of the From address: Message-IDs and the List-Id live under it.
+    pub fn mail_domain(&self) -> &str {
+        self.mail.from.email.domain()
+    }
+}
+
+fn nonempty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() {
+        Err(invalid(key, value, "a non-empty value"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn parse_range(key: &str, value: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            key,
+            value,
+            format!("a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "true or false")),
+    }
+}
+
+fn parse_http_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
+    match url::Url::parse(value.trim()) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(u),
+        _ => Err(invalid(
+            key,
+            value,
+            "an http:// or https:// URL such as https://example.org",
+        )),
+    }
+}
+
+fn parse_smtp_url(value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    // The URL may hold a password: never echo it back in an error.
+    let shown = match url::Url::parse(v) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparseable URL)".to_string(),
+    };
+    match url::Url::parse(v) {
+        Ok(u) if (u.scheme() == "smtp" || u.scheme() == "smtps") && u.host().is_some() => {
+            Ok(v.to_string())
+        }
+        _ => Err(invalid(
+            "mail.smtp_url",
+            shown,
+            "smtp://host:25, smtp://host:587?tls=required or smtps://user:pass@host:465",
+        )),
+    }
+}
+
+fn parse_database_url(value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        Ok(v.to_string())
+    } else {
+        let scheme = v.split(':').next().unwrap_or("");
+        Err(invalid(
+            "database.url",
+            format!("{scheme}:…"),
+            "sqlite://PATH or postgres://user@host/db",
+        ))
+    }
+}
+
+fn resolve_secret_key(key: &str, file: &str) -> Result<Option<Secret>, ConfigError> {
+    let file = file.trim();
+    let key = if !file.is_empty() {
+        // A relative name is looked up in systemd's credentials directory first, so that
+        // `LoadCredential=secret_key:/etc/...` and `secret_key_file = "secret_key"` work together.
+        let mut path = PathBuf::from(file);
+        if path.is_relative()
+            && let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY")
+        {
+            let candidate = Path::new(&dir).join(file);
+            if candidate.exists() {
+                path = candidate;
+            }
+        }
+        std::fs::read_to_string(&path)
+            .map_err(|e| {
+                invalid(
+                    "secret_key_file",
+                    path.display(),
+                    format!("a readable file holding the key ({e})"),
+                )
+            })?
+            .trim()
+            .to_string()
+    } else {
+        key.trim().to_string()
+    };
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if key.len() < 32 {
+        return Err(invalid(
+            "secret_key",
+            format!("({} characters, hidden)", key.len()),
+            "at least 32 characters; generate one with `openssl rand -hex 32`",
+        ));
+    }
+    Ok(Some(Secret::new(key)))
+}
+
+fn random_secret() -> Secret {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::thread_rng().r#gen();
+    Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.mail.transport, MailTransportKind::File);
+        assert!(s.secret_key_generated);
+        assert_eq!(s.database.url.expose(), "sqlite://paperboy.db");
+        assert_eq!(s.mail.max_connections, 10);
+        assert_eq!(s.schedule.send_time.to_string(), "07:00");
+        assert_eq!(s.digest.max_papers, 10);
+        assert_eq!(s.mail_domain(), "example.org");
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "[mail]\nsmtp_url = \"smtp://file.example:25\"\nmax_connections = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(
+            Some(&path),
+            env(&[("PAPERBOY__MAIL__SMTP_URL", "smtp://env.example:2525")]),
+        )
+        .unwrap();
+        assert_eq!(s.mail.smtp_url.expose(), "smtp://env.example:2525");
+        assert_eq!(s.mail.max_connections, 3);
+    }
+
+    #[test]
+    fn a_bad_value_names_key_value_and_what_is_allowed() {
+        let err =
+            Settings::load_with_env(None, env(&[("PAPERBOY__MAIL__MAX_CONNECTIONS", "lots")]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("mail.max_connections"), "{err}");
+        assert!(err.contains("lots"), "{err}");
+        assert!(err.contains("whole number"), "{err}");
+
+        let err =
+            Settings::load_with_env(None, env(&[("PAPERBOY__SCHEDULE__TIMEZONE", "Mars/Base")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("schedule.timezone") && err.contains("Mars/Base"),
+            "{err}"
+        );
+
+        let err =
+            Settings::load_with_env(None, env(&[("PAPERBOY__SCHEDULE__FETCH", "every hour")]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("schedule.fetch"), "{err}");
+    }
+
+    #[test]
+    fn smtp_needs_a_secret_key() {
+        let err = Settings::load_with_env(None, env(&[("PAPERBOY__MAIL__TRANSPORT", "smtp")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret_key"), "{err}");
+        let ok = Settings::load_with_env(
+            None,
+            env(&[
+                ("PAPERBOY__MAIL__TRANSPORT", "smtp"),
+                ("PAPERBOY__SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+            ]),
+        )
+        .unwrap();
+        assert!(!ok.secret_key_generated);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_errors_and_debug() {
+        let err = Settings::load_with_env(
+            None,
+            env(&[(
+                "PAPERBOY__MAIL__SMTP_URL",
+                "ftp://user:hunter2@mail.example",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mail.smtp_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "PAPERBOY__MAIL__SMTP_URL",
+                "smtps://user:hunter2@mail.example:465",
+            )]),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[mail]\nsmtp_ur = \"smtp://x:25\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smtp_ur"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = Settings::load_with_env(Some(Path::new("/nonexistent/p.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/p.toml"), "{err}");
+    }
+}

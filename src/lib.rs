@@ -1,0 +1,13 @@
+//! paperboy: emails each subscriber a daily digest of new research papers matched to their
+//! interests. See ARCHITECTURE.md for the map of the code.
+
+pub mod config;
+pub mod digest;
+pub mod jobs;
+pub mod links;
+pub mod mail;
+pub mod matching;
+pub mod model;
+pub mod sources;
+pub mod store;
+pub mod web;

@@ -1,0 +1,112 @@
+//! Building the digest message.
+
+use crate::model::EmailAddress;
+use chrono::{DateTime, Utc};
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+/// Everything a digest email carries. Only `to` came from a user, and it was parsed as an
+/// address; every other header value is built by paperboy (invariant 6).
+#[derive(Debug, Clone)]
+pub struct DigestMessage {
+    pub to: EmailAddress,
+    /// The local part of the Message-ID; the From domain is appended. Stable per delivery, so
+    /// a resend after a crash carries the same id and receivers can drop the duplicate.
+    pub message_key: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub unsubscribe_url: String,
+    pub date: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("cannot build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("the address {0} cannot be used as a recipient: {1}")]
+    Recipient(String, String),
+}
+
+fn raw(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// The `Message-ID` header value for a delivery key under `domain`.
+pub fn message_id(key: &str, domain: &str) -> String {
+    format!("<{key}@{domain}>")
+}
+
+pub fn build_digest_message(
+    from: &Mailbox,
+    digest: &DigestMessage,
+) -> Result<Message, MessageError> {
+    let domain = from.email.domain();
+    let to: Mailbox = digest
+        .to
+        .as_str()
+        .parse()
+        .map_err(|e: lettre::address::AddressError| {
+            MessageError::Recipient(digest.to.to_string(), e.to_string())
+        })?;
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(digest.subject.clone())
+        .date(digest.date.into())
+        .message_id(Some(message_id(&digest.message_key, domain)))
+        .raw_header(raw("List-Id", format!("Paperboy digest <digest.{domain}>")))
+        .raw_header(raw(
+            "List-Unsubscribe",
+            format!("<{}>", digest.unsubscribe_url),
+        ))
+        .raw_header(raw(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ))
+        // A stable sender id for the providers' feedback loops; nothing per recipient in it.
+        .raw_header(raw("Feedback-ID", format!("digest:paperboy:{domain}")))
+        .raw_header(raw("Auto-Submitted", "auto-generated".to_string()))
+        .multipart(MultiPart::alternative_plain_html(
+            digest.text.clone(),
+            digest.html.clone(),
+        ))?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> DigestMessage {
+        DigestMessage {
+            to: EmailAddress::parse("ada@example.org").unwrap(),
+            message_key: "digest.2024-10-25.7.abc".into(),
+            subject: "Your papers for Fri 25 Oct 2024: 3 new".into(),
+            text: "plain".into(),
+            html: "<p>html</p>".into(),
+            unsubscribe_url: "https://paperboy.example.org/unsubscribe/tok".into(),
+            date: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn carries_list_headers_and_both_parts_in_order() {
+        let from: Mailbox = "Paperboy <digest@paperboy.example.org>".parse().unwrap();
+        let m = build_digest_message(&from, &digest()).unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(
+            text.contains("Message-ID: <digest.2024-10-25.7.abc@paperboy.example.org>"),
+            "{text}"
+        );
+        assert!(text.contains("List-Unsubscribe: <https://paperboy.example.org/unsubscribe/tok>"));
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        assert!(text.contains("List-Id: Paperboy digest <digest.paperboy.example.org>"));
+        assert!(text.contains("Auto-Submitted: auto-generated"));
+        assert!(text.contains("multipart/alternative"));
+        let plain = text.find("text/plain").unwrap();
+        let html = text.find("text/html").unwrap();
+        assert!(plain < html, "plain text comes first");
+    }
+}

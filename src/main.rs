@@ -1,0 +1,159 @@
+//! The `paperboy` command line. Parses arguments, loads the configuration, sets up logging and
+//! hands each command to `cli`; business logic lives in the library.
+
+mod cli;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "paperboy",
+    version,
+    about = "Emails each subscriber a daily digest of new research papers matched to their interests"
+)]
+struct Args {
+    /// The configuration file (TOML). Built-in defaults apply to every key it leaves out.
+    #[arg(long, global = true, env = "PAPERBOY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon: fetch on schedule, plan and send every minute, serve the web pages.
+    Run,
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Fetch papers from the sources and store them.
+    Fetch {
+        /// Only this source (e.g. hf).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// The day to fetch (UTC), YYYY-MM-DD. Default: today.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<chrono::NaiveDate>,
+    },
+    /// Plan and send the digests that are due.
+    Send {
+        /// Every active subscriber is due today, whatever their send time.
+        #[arg(long)]
+        now: bool,
+        /// Write the messages as .eml files into DIR instead of sending; nothing is recorded.
+        #[arg(long, value_name = "DIR")]
+        dry_run: Option<PathBuf>,
+    },
+    /// Show the digest EMAIL would get now, without sending or recording anything.
+    Preview {
+        email: String,
+        #[arg(long, value_enum, default_value_t = PreviewFormat::Text)]
+        format: PreviewFormat,
+    },
+    /// Manage subscribers from the command line.
+    #[command(subcommand)]
+    Subscriber(SubscriberCommand),
+    /// List the papers that have been fetched.
+    Papers {
+        /// Only papers first seen on or after this UTC date.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        since: Option<chrono::NaiveDate>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// List deliveries (digests planned or sent), newest first, with their last error.
+    Deliveries {
+        /// planned, sending, sent, retry, failed or empty.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Check the configuration, the database, the SMTP server and the sources.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum SubscriberCommand {
+    /// Add a subscriber. Without --confirmed they stay pending and get nothing.
+    Add {
+        email: String,
+        /// Words and "quoted phrases", e.g. 'diffusion "protein folding"'.
+        #[arg(long)]
+        interests: String,
+        /// Mark the address as confirmed (you have their consent).
+        #[arg(long)]
+        confirmed: bool,
+        /// Local delivery time, HH:MM. Default: schedule.send_time.
+        #[arg(long, value_name = "HH:MM")]
+        time: Option<String>,
+        /// IANA time zone. Default: schedule.timezone.
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// daily, weekdays or weekly:<day>.
+        #[arg(long, default_value = "daily")]
+        frequency: String,
+        /// Most papers per digest. Default: digest.max_papers.
+        #[arg(long)]
+        max_papers: Option<u32>,
+    },
+    /// List subscribers.
+    List {
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Delete a subscriber and their history.
+    Remove { email: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PreviewFormat {
+    Html,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match paperboy::config::Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli::init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::dispatch(settings, args.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The outbox: `deliveries` and `delivery_papers`.
+//!
+//! A delivery is one digest for one subscriber and one local date. It moves
+//! `planned → sending (leased) → sent`, or `sending → retry → … → failed`; `empty` records that a
+//! date was planned and nothing matched, so it is not planned again. The unique key on
+//! (subscriber, digest date) makes planning twice harmless, and the one on (subscriber, paper)
+//! makes sending a paper twice impossible.
+
+use super::{Backend, Store, StoreError, dialect, from_ms, on_pool, to_ms};
+use crate::model::{DigestDate, SubscriberId};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Planned,
+    Sending,
+    Sent,
+    Retry,
+    Failed,
+    Empty,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Retry => "retry",
+            Self::Failed => "failed",
+            Self::Empty => "empty",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "planned" => Self::Planned,
+            "sending" => Self::Sending,
+            "sent" => Self::Sent,
+            "retry" => Self::Retry,
+            "failed" => Self::Failed,
+            "empty" => Self::Empty,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedPaper {
+    pub paper_id: String,
+    pub rank: u32,
+    pub score: f32,
+    /// JSON: the explanation, as the matcher gave it.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedDelivery {
+    pub subscriber_id: SubscriberId,
+    pub digest_date: DigestDate,
+    pub planned_at: DateTime<Utc>,
+    pub message_id: String,
+    /// Best first. Empty means "nothing matched": recorded, never sent.
+    pub papers: Vec<PlannedPaper>,
+}
+
+/// A delivery this worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub subscriber_id: SubscriberId,
+    pub digest_date: NaiveDate,
+    pub attempts: i64,
+    pub message_id: String,
+    pub planned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryPaper {
+    pub paper_id: String,
+    pub rank: i64,
+    pub score: f64,
+    pub reason: String,
+}
+
+/// A delivery as `paperboy deliveries` shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub subscriber_id: i64,
+    pub email: String,
+    pub digest_date: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub planned_at: i64,
+    pub sent_at: Option<i64>,
+    pub papers: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: i64,
+    subscriber_id: i64,
+    digest_date: String,
+    attempts: i64,
+    message_id: String,
+    planned_at: i64,
+}
+
+impl Store {
+    /// Writes a delivery and its papers in one transaction. Returns `None` when this subscriber
+    /// already has a delivery for that date (planning twice is harmless), or when one of the papers
+    /// already went to them (it would break "no paper twice"; the caller re-plans without it).
+    pub async fn plan_delivery(&self, plan: &PlannedDelivery) -> Result<Option<i64>, StoreError> {
+        let status = if plan.papers.is_empty() {
+            DeliveryStatus::Empty
+        } else {
+            DeliveryStatus::Planned
+        };
+        let id = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO deliveries (subscriber_id, digest_date, status, next_attempt_at,
+                   message_id, planned_at)
+                 VALUES ($1, $2, $3, $4, $5, $4)
+                 ON CONFLICT (subscriber_id, digest_date) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(plan.subscriber_id.0)
+            .bind(plan.digest_date.to_string())
+            .bind(status.as_str())
+            .bind(to_ms(plan.planned_at))
+            .bind(&plan.message_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            for paper in &plan.papers {
+                let inserted = sqlx::query(
+                    "INSERT INTO delivery_papers (delivery_id, subscriber_id, paper_id, rank, score, reason)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(plan.subscriber_id.0)
+                .bind(&paper.paper_id)
+                .bind(i64::from(paper.rank))
+                .bind(f64::from(paper.score))
+                .bind(&paper.reason)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+            tx.commit().await?;
+            id
+        });
+        Ok(Some(id))
+    }
+
+    pub async fn has_delivery(
+        &self,
+        subscriber: SubscriberId,
+        date: DigestDate,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE subscriber_id = $1 AND digest_date = $2"
+        )
+        .bind(subscriber.0)
+        .bind(date.to_string())
+        .fetch_one(p)
+        .await)?;
+        Ok(n > 0)
+    }
+
+    /// When this subscriber's latest digest was planned: the next one covers papers first seen
+    /// since then.
+    pub async fn last_planned_at(
+        &self,
+        subscriber: SubscriberId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ms: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT MAX(planned_at) FROM deliveries WHERE subscriber_id = $1"
+        )
+        .bind(subscriber.0)
+        .fetch_one(p)
+        .await)?;
+        Ok(ms.map(from_ms))
+    }
+
+    /// Which of the papers first seen since `since` this subscriber already has.
+    pub async fn delivered_paper_ids(
+        &self,
+        subscriber: SubscriberId,
+        since: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        let ids: Vec<String> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT dp.paper_id FROM delivery_papers dp JOIN papers p ON p.id = dp.paper_id
+              WHERE dp.subscriber_id = $1 AND p.first_seen_at >= $2"
+        )
+        .bind(subscriber.0)
+        .bind(to_ms(since))
+        .fetch_all(p)
+        .await)?;
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Takes up to `limit` due deliveries under a lease held by `owner` until `lease_until`.
+    /// Due means planned or retrying with `next_attempt_at <= due_before`, or sending under a
+    /// lease that expired (its worker died) before `now`.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        due_before: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let sql = dialect::claim_due(matches!(self.backend, Backend::Postgres(_)));
+        let rows: Vec<ClaimRow> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(to_ms(lease_until))
+            .bind(to_ms(due_before))
+            .bind(to_ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ClaimedDelivery {
+                    id: r.id,
+                    subscriber_id: SubscriberId(r.subscriber_id),
+                    digest_date: r.digest_date.parse().ok()?,
+                    attempts: r.attempts,
+                    message_id: r.message_id,
+                    planned_at: from_ms(r.planned_at),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn delivery_papers(
+        &self,
+        delivery_id: i64,
+    ) -> Result<Vec<DeliveryPaper>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT paper_id, rank, score, reason FROM delivery_papers
+              WHERE delivery_id = $1 ORDER BY rank"
+        )
+        .bind(delivery_id)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Marks a delivery sent. Only the lease holder can: `false` means the lease was lost.
+    pub async fn mark_sent(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET status = 'sent', sent_at = $3, lease_owner = NULL,
+               lease_until = NULL, last_error = NULL
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(to_ms(now))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// A temporary failure: try again at `next_attempt_at`.
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET status = 'retry', next_attempt_at = $3, last_error = $4,
+               lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(to_ms(next_attempt_at))
+        .bind(error)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// A permanent failure: the delivery will not be tried again.
+    pub async fn mark_failed(&self, id: i64, owner: &str, error: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = $3, lease_owner = NULL,
+               lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'"
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(error)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Gives back every lease `owner` holds without having tried to send (on shutdown), so
+    /// another worker can take them at once instead of waiting for the lease to expire.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries
+                SET status = CASE WHEN attempts > 1 THEN 'retry' ELSE 'planned' END,
+                    attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+              WHERE lease_owner = $1 AND status = 'sending'"
+        )
+        .bind(owner)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
+
+    /// Deliveries, newest first, optionally of one status.
+    pub async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT d.id, d.subscriber_id, s.email, d.digest_date, d.status, d.attempts,
+                    d.last_error, d.planned_at, d.sent_at,
+                    (SELECT COUNT(*) FROM delivery_papers dp WHERE dp.delivery_id = d.id) AS papers
+               FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+              WHERE ($1 IS NULL OR d.status = $1)
+              ORDER BY d.planned_at DESC, d.id DESC
+              LIMIT $2"
+        )
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?)
+    }
+}
+
+impl Store {
+    /// Makes every delivery waiting for its retry backoff due at `now` (`paperboy send`).
+    pub async fn make_retries_due(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1 WHERE status = 'retry' AND next_attempt_at > $1"
+        )
+        .bind(to_ms(now))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
+    /// How many deliveries are due at `now` (for progress bars and metrics).
+    pub async fn count_due(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries
+              WHERE (status IN ('planned', 'retry') AND next_attempt_at <= $1)
+                 OR (status = 'sending' AND lease_until < $1)"
+        )
+        .bind(to_ms(now))
+        .fetch_one(p)
+        .await)?;
+        Ok(n as u64)
+    }
+}

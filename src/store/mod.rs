@@ -1,0 +1,221 @@
+//! Every SQL statement paperboy runs, for SQLite and PostgreSQL.
+//!
+//! One [`Store`] API serves both backends. The SQL text is shared wherever the dialects agree
+//! (`$N` placeholders, `ON CONFLICT`, `RETURNING` all work in both); the few places they differ
+//! are in `dialect.rs`. Times cross this boundary as `DateTime<Utc>` and are stored as Unix
+//! milliseconds, so ordering and arithmetic behave the same on both backends.
+//! This module does no HTTP and no SMTP, and holds no business rules beyond what keeps the data
+//! consistent (the unique keys that make planning twice harmless live in the schema).
+
+mod deliveries;
+mod dialect;
+mod papers;
+mod subscribers;
+
+pub use deliveries::{
+    ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
+};
+pub use papers::{StoredPaper, UpsertCounts};
+pub use subscribers::{NewSubscriber, SubscriberRow};
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database ({backend}): {source}; check `database.url`")]
+    Connect {
+        backend: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever pool this store holds. The body is expanded once per
+/// backend, so one SQL text and one set of binds serve both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite://…` or `postgres://…`). Does not migrate.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|source| StoreError::Connect {
+                    backend: "sqlite",
+                    source,
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    backend: "sqlite",
+                    source,
+                })?;
+            Backend::Sqlite(pool)
+        } else {
+            let opts = PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+                backend: "postgres",
+                source,
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    backend: "postgres",
+                    source,
+                })?;
+            Backend::Postgres(pool)
+        };
+        Ok(Store { backend })
+    }
+
+    /// Opens and brings the schema up to date: what every command does on start.
+    pub async fn open_and_migrate(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Self::open(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Backend::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Names of migrations this binary has that the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let migrator = match &self.backend {
+            Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
+        };
+        // A database that was never migrated has no _sqlx_migrations table: all are pending.
+        let applied: Vec<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success"
+        )
+        .fetch_all(p)
+        .await)
+        .unwrap_or_default();
+        Ok(migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Records how a source's last run went, for `check`, `/readyz` and catch-up.
+    pub async fn record_source_success(
+        &self,
+        source: &str,
+        checkpoint: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO source_state (source, checkpoint, last_success_at) VALUES ($1, $2, $3)
+             ON CONFLICT (source) DO UPDATE SET
+               checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN source_state.checkpoint
+                                 WHEN source_state.checkpoint IS NULL OR excluded.checkpoint > source_state.checkpoint
+                                 THEN excluded.checkpoint ELSE source_state.checkpoint END,
+               last_success_at = excluded.last_success_at",
+        )
+        .bind(source)
+        .bind(checkpoint)
+        .bind(to_ms(now))
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn record_source_error(
+        &self,
+        source: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO source_state (source, last_error, last_error_at) VALUES ($1, $2, $3)
+             ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,
+               last_error_at = excluded.last_error_at",
+        )
+        .bind(source)
+        .bind(error)
+        .bind(to_ms(now))
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}

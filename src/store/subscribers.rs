@@ -1,0 +1,163 @@
+//! The `subscribers` table.
+
+use super::{Store, StoreError, from_ms, on_pool, to_ms};
+use crate::model::{
+    EmailAddress, Frequency, Interests, SendTime, Subscriber, SubscriberId, SubscriberStatus,
+    TimeZoneName,
+};
+use chrono::{DateTime, Utc};
+
+/// A subscriber to create.
+#[derive(Debug, Clone)]
+pub struct NewSubscriber {
+    pub email: EmailAddress,
+    pub status: SubscriberStatus,
+    pub interests: Interests,
+    pub frequency: Frequency,
+    pub send_time: SendTime,
+    pub timezone: TimeZoneName,
+    pub max_papers: u32,
+}
+
+/// A row as stored. Converting it to a [`Subscriber`] can fail (someone edited the database by
+/// hand, or an older version wrote a value this one no longer accepts); callers skip such a row
+/// and report it rather than stopping (invariant 7).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubscriberRow {
+    pub id: i64,
+    pub email: String,
+    pub status: String,
+    pub interests: String,
+    pub frequency: String,
+    pub send_time: String,
+    pub timezone: String,
+    pub max_papers: i64,
+    pub token_version: i64,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+}
+
+const SUBSCRIBER_COLUMNS: &str = "id, email, status, interests, frequency, send_time, timezone, \
+    max_papers, token_version, created_at, confirmed_at";
+
+impl SubscriberRow {
+    pub fn parse(self) -> Result<Subscriber, String> {
+        let id = self.id;
+        let bad = |field: &str, detail: String| format!("subscriber {id}: bad {field}: {detail}");
+        Ok(Subscriber {
+            id: SubscriberId(self.id),
+            email: EmailAddress::parse(&self.email).map_err(|e| bad("email", e.to_string()))?,
+            status: SubscriberStatus::parse(&self.status)
+                .ok_or_else(|| bad("status", self.status.clone()))?,
+            interests: Interests::parse(&self.interests)
+                .map_err(|e| bad("interests", e.to_string()))?,
+            frequency: self
+                .frequency
+                .parse::<Frequency>()
+                .map_err(|e| bad("frequency", e.to_string()))?,
+            send_time: self
+                .send_time
+                .parse::<SendTime>()
+                .map_err(|e| bad("send_time", e.to_string()))?,
+            timezone: self
+                .timezone
+                .parse::<TimeZoneName>()
+                .map_err(|e| bad("timezone", e.to_string()))?,
+            max_papers: u32::try_from(self.max_papers)
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| bad("max_papers", self.max_papers.to_string()))?,
+            token_version: self.token_version,
+            created_at: from_ms(self.created_at),
+            confirmed_at: self.confirmed_at.map(from_ms),
+        })
+    }
+}
+
+impl Store {
+    /// Creates a subscriber; an address that is already subscribed is a conflict.
+    pub async fn add_subscriber(
+        &self,
+        new: &NewSubscriber,
+        now: DateTime<Utc>,
+    ) -> Result<SubscriberId, StoreError> {
+        let confirmed_at = (new.status == SubscriberStatus::Active).then_some(to_ms(now));
+        let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(
+            "INSERT INTO subscribers (email, status, interests, frequency, send_time, timezone,
+               max_papers, created_at, confirmed_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+             ON CONFLICT (email) DO NOTHING
+             RETURNING id",
+        )
+        .bind(new.email.as_str())
+        .bind(new.status.as_str())
+        .bind(new.interests.as_str())
+        .bind(new.frequency.to_string())
+        .bind(new.send_time.to_string())
+        .bind(new.timezone.to_string())
+        .bind(i64::from(new.max_papers))
+        .bind(to_ms(now))
+        .bind(confirmed_at)
+        .fetch_optional(p)
+        .await)?;
+        id.map(SubscriberId).ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "{} is already subscribed; remove it first or change it through its manage link",
+                new.email
+            ))
+        })
+    }
+
+    pub async fn subscriber_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<SubscriberRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    pub async fn subscriber_by_id(
+        &self,
+        id: SubscriberId,
+    ) -> Result<Option<SubscriberRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    /// Every subscriber, oldest first.
+    pub async fn list_subscribers(&self) -> Result<Vec<SubscriberRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers ORDER BY id"
+        ))
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Subscribers who may be mailed: status `active`, nothing else (invariant 3).
+    pub async fn active_subscribers(&self) -> Result<Vec<SubscriberRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE status = 'active' ORDER BY id"
+        ))
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Deletes the subscriber and their history (deliveries, feedback). Returns whether one was
+    /// there.
+    pub async fn remove_subscriber(&self, email: &EmailAddress) -> Result<bool, StoreError> {
+        let done = on_pool!(self, p => sqlx::query("DELETE FROM subscribers WHERE email = $1")
+            .bind(email.as_str())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+}
