@@ -211,9 +211,8 @@ async fn send(
     let bar = progress_bar(due, "sending digests");
     let tick = bar.clone();
     let options = SendOptions {
-        mailer: app.mailer.clone(),
-        owner: daemon::worker_id(),
         on_progress: Some(Arc::new(move || tick.inc(1))),
+        ..SendOptions::new(app.mailer.clone(), daemon::worker_id())
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let report = send_due(

@@ -109,6 +109,23 @@ pub struct MailSettings {
     pub max_connections: u32,
     pub max_per_second: u32,
     pub timeout: Duration,
+    /// Hard bounces (5xx at RCPT) after which an address is suspended.
+    pub max_hard_bounces: u32,
+    /// A delivery failing temporarily is given up this long after it was planned.
+    pub retry_max_age: Duration,
+    /// How long sending stops for everyone when the server refuses most messages.
+    pub circuit_pause: Duration,
+    /// `TCP_NODELAY` on SMTP connections (only ever turned off to measure its effect).
+    pub tcp_nodelay: bool,
+    pub dkim: Option<DkimSettings>,
+}
+
+/// DKIM signing: all three keys set, or none.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    pub key_file: PathBuf,
+    pub selector: String,
+    pub domain: String,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +223,13 @@ struct RawMail {
     max_connections: String,
     max_per_second: String,
     timeout_secs: String,
+    max_hard_bounces: String,
+    retry_max_hours: String,
+    circuit_pause_secs: String,
+    tcp_nodelay: String,
+    dkim_key_file: String,
+    dkim_selector: String,
+    dkim_domain: String,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +376,28 @@ impl Settings {
                 1,
                 3600,
             )? as u64),
+            max_hard_bounces: parse_range(
+                "mail.max_hard_bounces",
+                &raw.mail.max_hard_bounces,
+                1,
+                100,
+            )?,
+            retry_max_age: Duration::from_secs(
+                u64::from(parse_range(
+                    "mail.retry_max_hours",
+                    &raw.mail.retry_max_hours,
+                    1,
+                    24 * 14,
+                )?) * 3600,
+            ),
+            circuit_pause: Duration::from_secs(u64::from(parse_range(
+                "mail.circuit_pause_secs",
+                &raw.mail.circuit_pause_secs,
+                1,
+                3600,
+            )?)),
+            tcp_nodelay: parse_bool("mail.tcp_nodelay", &raw.mail.tcp_nodelay)?,
+            dkim: parse_dkim(&raw.mail)?,
         };
 
         let secret_key = resolve_secret_key(&raw.secret_key, &raw.secret_key_file)?;
@@ -539,6 +585,42 @@ fn parse_http_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
             "an http:// or https:// URL such as https://example.org",
         )),
     }
+}
+
+fn parse_dkim(mail: &RawMail) -> Result<Option<DkimSettings>, ConfigError> {
+    let (file, selector) = (mail.dkim_key_file.trim(), mail.dkim_selector.trim());
+    if file.is_empty() && selector.is_empty() {
+        return Ok(None);
+    }
+    if file.is_empty() || selector.is_empty() {
+        return Err(ConfigError::Missing {
+            key: if file.is_empty() {
+                "mail.dkim_key_file"
+            } else {
+                "mail.dkim_selector"
+            }
+            .into(),
+            why: "DKIM signing needs both the private key file and the selector its public key \
+                  is published under (SELECTOR._domainkey.DOMAIN)"
+                .into(),
+        });
+    }
+    let domain = mail.dkim_domain.trim();
+    let domain = if domain.is_empty() {
+        // The From domain is what DMARC aligns with: the natural default.
+        mail.from
+            .trim()
+            .parse::<lettre::message::Mailbox>()
+            .map(|m| m.email.domain().to_string())
+            .unwrap_or_default()
+    } else {
+        domain.to_string()
+    };
+    Ok(Some(DkimSettings {
+        key_file: credential_path(file),
+        selector: selector.to_string(),
+        domain,
+    }))
 }
 
 fn parse_smtp_url(value: &str) -> Result<String, ConfigError> {

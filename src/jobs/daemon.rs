@@ -117,11 +117,8 @@ async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
 }
 
 async fn plan_send_loop(app: App, mut stop: watch::Receiver<bool>) {
-    let options = SendOptions {
-        mailer: app.mailer.clone(),
-        owner: worker_id(),
-        on_progress: None,
-    };
+    // One circuit breaker for the life of the process: an outage seen in one round pauses the next.
+    let options = SendOptions::new(app.mailer.clone(), worker_id());
     loop {
         let span = info_span!("plan_send", at = %Utc::now());
         async {
@@ -138,11 +135,14 @@ async fn plan_send_loop(app: App, mut stop: watch::Receiver<bool>) {
             )
             .await
             {
-                Ok(r) if r.sent + r.retrying + r.failed > 0 => {
+                Ok(r) if r.sent + r.retrying + r.failed + r.released > 0 || r.circuit_open => {
                     info!(
                         sent = r.sent,
                         retrying = r.retrying,
                         failed = r.failed,
+                        suspended = r.suspended,
+                        released = r.released,
+                        circuit_open = r.circuit_open,
                         "sent"
                     )
                 }
@@ -170,7 +170,7 @@ pub fn worker_id() -> String {
     )
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

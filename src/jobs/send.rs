@@ -1,32 +1,54 @@
 //! The send job: claim due deliveries under a lease, render, send, record the outcome.
 //!
-//! A delivery is marked sent only after the SMTP server accepted it. A temporary failure goes
-//! back to `retry` with exponential backoff and jitter; a permanent one (5xx) or too many
-//! attempts end in `failed` with the error kept for `paperboy deliveries`. A worker that dies
-//! mid-send leaves its lease to expire, and the delivery is claimed again — with the same
-//! Message-ID, so the rare duplicate is recognisable as one.
+//! What for: getting every planned digest out exactly once as far as paperboy can tell, and
+//! never losing one. Not for: planning (`plan`) or SMTP details (`mail`).
+//!
+//! The rules, and why:
+//! - A delivery is marked `sent` only after the SMTP server answered 2xx to the end of DATA.
+//!   A crash between that answer and the `UPDATE` leaves the row `sending`; its lease runs out
+//!   and it is sent again, with the same Message-ID so receivers can drop the duplicate. Only
+//!   messages in flight at a crash can be duplicated; none is ever lost.
+//! - Leases are short ([`LEASE`]) and renewed while we work ([`LEASE`] / 4), so a dead worker's
+//!   rows come back within minutes, and a live worker never loses a row to a slow server. On
+//!   start, leases of workers on this host whose process is gone are ended at once.
+//! - A temporary failure (4xx, timeout, dropped connection) goes to `retry` with exponential
+//!   backoff and jitter; past `mail.retry_max_hours` after planning it is `failed`.
+//! - A 5xx at RCPT is a hard bounce: `failed`, counted on the subscriber, who is suspended
+//!   after `mail.max_hard_bounces`. Any other 5xx is `failed` for this delivery only.
+//! - When most recent attempts fail temporarily (the server is down or throttling), the
+//!   circuit breaker opens: nobody is tried for `mail.circuit_pause_secs` (doubling while it
+//!   keeps failing), so an outage costs a few deliveries one retry instead of all of them all.
+//! - On shutdown no new message is started; the ones in flight finish and are recorded; the
+//!   rest of the claimed rows are handed back at once.
 
 use super::App;
 use crate::digest::{DigestPaper, DigestView, SnippetPart};
 use crate::links::{Claims, Purpose};
-use crate::mail::{DigestMessage, Mailer, SendError, build_digest_message};
+use crate::mail::{DigestMessage, Failure, FailureKind, FailureStage, build_digest_message};
 use crate::matching::Explanation;
 use crate::model::{Subscriber, SubscriberStatus};
 use crate::store::{ClaimedDelivery, StoreError};
-use chrono::Duration;
-use std::collections::HashMap;
-use std::sync::Arc;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-/// How long a claimed delivery stays ours. Far longer than one SMTP transaction
-/// (`mail.timeout_secs` per command), so a live worker never loses a lease it is using.
-pub const LEASE: Duration = Duration::minutes(10);
-/// After this many attempts a delivery that keeps failing temporarily is given up.
-pub const MAX_ATTEMPTS: i64 = 8;
+/// How long a claimed delivery stays ours without renewal. Renewed every quarter of it while
+/// this worker runs; a crashed worker's deliveries are claimable again after at most this.
+pub const LEASE: Duration = Duration::minutes(2);
 /// The first retry waits this long; each further one doubles it.
 pub const RETRY_BASE: Duration = Duration::minutes(2);
 const RETRY_MAX: Duration = Duration::hours(6);
+
+/// The circuit breaker looks at this many recent attempts...
+const BREAKER_WINDOW: usize = 20;
+/// ...needs at least this many before judging...
+const BREAKER_MIN_SAMPLES: usize = 10;
+/// ...and opens when at least this share of them failed temporarily.
+const BREAKER_RATIO: f64 = 0.8;
+/// The longest pause, however long the outage.
+const BREAKER_MAX_PAUSE: Duration = Duration::hours(1);
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct SendReport {
@@ -34,6 +56,12 @@ pub struct SendReport {
     /// Temporarily failed; will be tried again.
     pub retrying: usize,
     pub failed: usize,
+    /// Addresses suspended for hard bounces in this run.
+    pub suspended: usize,
+    /// Claimed, not tried, handed back (shutdown or an open circuit).
+    pub released: usize,
+    /// True when the circuit breaker stopped this run early.
+    pub circuit_open: bool,
     /// Temporary errors seen, newest last (a few, for the operator).
     pub errors: Vec<String>,
 }
@@ -41,22 +69,118 @@ pub struct SendReport {
 /// Where sent messages go and whether anything is recorded.
 #[derive(Clone)]
 pub struct SendOptions {
-    pub mailer: Mailer,
+    pub mailer: crate::mail::Mailer,
     /// Identifies this worker's leases.
     pub owner: String,
     /// Called after each delivery is settled, for progress bars.
     pub on_progress: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Shared across runs, so an outage seen by one run pauses the next.
+    pub breaker: Arc<Breaker>,
 }
 
-/// The outcome of one delivery.
+impl SendOptions {
+    pub fn new(mailer: crate::mail::Mailer, owner: String) -> Self {
+        SendOptions {
+            mailer,
+            owner,
+            on_progress: None,
+            breaker: Arc::new(Breaker::default()),
+        }
+    }
+}
+
+/// The circuit breaker: a window of recent outcomes and, when open, until when.
+#[derive(Default)]
+pub struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    /// true = failed temporarily.
+    recent: VecDeque<bool>,
+    open_until: Option<DateTime<Utc>>,
+    /// Consecutive trips without a success in between: each doubles the pause.
+    trips: u32,
+}
+
+impl Breaker {
+    /// Until when sending is paused, if it is at `now`.
+    pub fn open_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let state = self.state.lock().expect("breaker lock");
+        state.open_until.filter(|until| *until > now)
+    }
+
+    /// Records one attempt; returns the pause end when this one opened the circuit.
+    fn record(
+        &self,
+        failed_temporarily: bool,
+        now: DateTime<Utc>,
+        pause: Duration,
+    ) -> Option<DateTime<Utc>> {
+        let mut state = self.state.lock().expect("breaker lock");
+        if !failed_temporarily {
+            state.trips = 0;
+        }
+        state.recent.push_back(failed_temporarily);
+        if state.recent.len() > BREAKER_WINDOW {
+            state.recent.pop_front();
+        }
+        if state.open_until.is_some_and(|u| u > now) || state.recent.len() < BREAKER_MIN_SAMPLES
+        {
+            return None;
+        }
+        let failures = state.recent.iter().filter(|f| **f).count();
+        if (failures as f64) < BREAKER_RATIO * state.recent.len() as f64 {
+            return None;
+        }
+        let factor = 2i32.saturating_pow(state.trips.min(10));
+        let until = now + (pause * factor).min(BREAKER_MAX_PAUSE);
+        state.trips += 1;
+        // Judge the next period afresh.
+        state.recent.clear();
+        state.open_until = Some(until);
+        Some(until)
+    }
+}
+
+/// The outcome of one delivery attempt.
 enum Outcome {
     Sent,
     Retry(String),
+    /// A 5xx at RCPT: the address does not take mail.
+    Bounced(String),
     Failed(String),
+    /// Not tried after all (the circuit opened while it waited): hand it back.
+    NotTried,
 }
 
-/// Sends every due delivery, `concurrency` at a time, until none is due or `stop` is set.
+/// Sends every due delivery, `concurrency` at a time, until none is due, `stop` is set or the
+/// circuit breaker opens.
 pub async fn send_due(
+    app: &App,
+    options: &SendOptions,
+    concurrency: usize,
+    stop: watch::Receiver<bool>,
+) -> Result<SendReport, StoreError> {
+    reclaim_dead_local_leases(app).await?;
+    // Renew our leases while this run lasts, however long one batch takes.
+    let (done_tx, done_rx) = watch::channel(false);
+    let renewer = tokio::spawn(renew_leases(app.clone(), options.owner.clone(), done_rx));
+    let result = send_batches(app, options, concurrency, stop).await;
+    let _ = done_tx.send(true);
+    let _ = renewer.await;
+    // Whatever happened, nothing stays leased to us once we stop.
+    let released = app.store.release_leases(&options.owner).await?;
+    let mut report = result?;
+    if released > 0 {
+        info!(released, "handed unsent deliveries back");
+        report.released += released as usize;
+    }
+    Ok(report)
+}
+
+async fn send_batches(
     app: &App,
     options: &SendOptions,
     concurrency: usize,
@@ -69,6 +193,11 @@ pub async fn send_due(
             break;
         }
         let now = app.clock.now();
+        if let Some(until) = options.breaker.open_until(now) {
+            info!(until = %until, "the SMTP server refuses most messages; sending is paused");
+            report.circuit_open = true;
+            break;
+        }
         let batch = app
             .store
             .claim_due(
@@ -83,23 +212,32 @@ pub async fn send_due(
             break;
         }
         let mut tasks = tokio::task::JoinSet::new();
+        let mut untried = Vec::new();
         for delivery in batch {
-            let permit = limiter
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            if *stop.borrow_and_update() {
-                drop(permit);
-                // Shutting down: hand the rest back instead of waiting for their leases.
-                break;
-            }
+            let permit = if *stop.borrow_and_update() {
+                None
+            } else {
+                // Wait for a free sender, unless asked to stop meanwhile.
+                tokio::select! {
+                    p = limiter.clone().acquire_owned() => Some(p.expect("semaphore is never closed")),
+                    _ = stop.wait_for(|s| *s) => None,
+                }
+            };
+            let Some(permit) = permit else {
+                // Shutting down: hand it back instead of letting its lease run out.
+                untried.push(delivery.id);
+                continue;
+            };
             let app = app.clone();
             let options = options.clone();
             let span = info_span!("delivery", delivery = delivery.id, subscriber = %delivery.subscriber_id, date = %delivery.digest_date);
             tasks.spawn(
                 async move {
-                    let outcome = deliver(&app, &options.mailer, &delivery).await;
+                    let outcome = if options.breaker.open_until(app.clock.now()).is_some() {
+                        Outcome::NotTried
+                    } else {
+                        deliver(&app, &options, &delivery).await
+                    };
                     let settled = settle(&app, &options.owner, &delivery, outcome).await;
                     drop(permit);
                     if let Some(f) = &options.on_progress {
@@ -110,6 +248,11 @@ pub async fn send_due(
                 .instrument(span),
             );
         }
+        for id in untried {
+            if app.store.release_lease(id, &options.owner).await? {
+                report.released += 1;
+            }
+        }
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(Ok(Settled::Sent)) => report.sent += 1,
@@ -117,21 +260,66 @@ pub async fn send_due(
                     report.retrying += 1;
                     push_error(&mut report.errors, e);
                 }
-                Ok(Ok(Settled::Failed(e))) => {
+                Ok(Ok(Settled::Failed(e, suspended))) => {
                     report.failed += 1;
+                    report.suspended += usize::from(suspended);
                     push_error(&mut report.errors, e);
                 }
+                Ok(Ok(Settled::Released)) => report.released += 1,
                 Ok(Ok(Settled::LeaseLost)) => {}
                 Ok(Err(e)) => warn!(error = %e, "could not record a delivery's outcome"),
                 Err(e) => warn!(error = %e, "a send task panicked"),
             }
         }
-        let released = app.store.release_leases(&options.owner).await?;
-        if released > 0 {
-            info!(released, "handed unsent deliveries back");
-        }
     }
     Ok(report)
+}
+
+/// Keeps this worker's leases alive until `done`.
+async fn renew_leases(app: App, owner: String, mut done: watch::Receiver<bool>) {
+    let every = (LEASE / 4).to_std().unwrap_or(std::time::Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = done.wait_for(|d| *d) => return,
+        }
+        if let Err(e) = app
+            .store
+            .renew_leases(&owner, app.clock.now() + LEASE)
+            .await
+        {
+            warn!(error = %e, "could not renew leases; they may be taken over");
+        }
+    }
+}
+
+/// Ends, at once, the leases held by paperboy processes on this host that no longer run
+/// (killed, crashed), instead of waiting up to [`LEASE`] for them. Owners on other hosts,
+/// and live processes, are left alone: their leases expire or are renewed as usual.
+pub async fn reclaim_dead_local_leases(app: &App) -> Result<u64, StoreError> {
+    let host = super::daemon::hostname();
+    let mut reclaimed = 0;
+    for owner in app.store.lease_owners().await? {
+        let mut parts = owner.rsplitn(3, ':');
+        let (_nonce, pid, owner_host) = (parts.next(), parts.next(), parts.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if owner_host != Some(host.as_str()) {
+            continue;
+        }
+        // Our own pid under another owner name is an earlier life of this pid: dead too.
+        let dead = pid == std::process::id()
+            || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if dead {
+            let n = app.store.expire_leases_of(&owner).await?;
+            if n > 0 {
+                info!(owner = %owner, deliveries = n, "took back the leases of a dead worker");
+            }
+            reclaimed += n;
+        }
+    }
+    Ok(reclaimed)
 }
 
 fn push_error(errors: &mut Vec<String>, e: String) {
@@ -143,7 +331,9 @@ fn push_error(errors: &mut Vec<String>, e: String) {
 enum Settled {
     Sent,
     Retry(String),
-    Failed(String),
+    /// The error, and whether it suspended the address.
+    Failed(String, bool),
+    Released,
     LeaseLost,
 }
 
@@ -154,6 +344,8 @@ async fn settle(
     outcome: Outcome,
 ) -> Result<Settled, StoreError> {
     let now = app.clock.now();
+    let mail = &app.settings.mail;
+    let max_age = Duration::from_std(mail.retry_max_age).unwrap_or(Duration::hours(24));
     let (kept, settled) = match outcome {
         Outcome::Sent => {
             info!("digest sent");
@@ -162,27 +354,49 @@ async fn settle(
                 Settled::Sent,
             )
         }
-        Outcome::Retry(e) if delivery.attempts < MAX_ATTEMPTS => {
-            let next = now + retry_delay(delivery.attempts);
-            warn!(error = %e, attempts = delivery.attempts, next_attempt = %next, "send failed; will retry");
-            (
-                app.store.mark_retry(delivery.id, owner, next, &e).await?,
-                Settled::Retry(e),
-            )
-        }
+        Outcome::NotTried => (
+            app.store.release_lease(delivery.id, owner).await?,
+            Settled::Released,
+        ),
         Outcome::Retry(e) => {
-            let e = format!("gave up after {} attempts: {e}", delivery.attempts);
-            warn!(error = %e, "send failed for good");
-            (
-                app.store.mark_failed(delivery.id, owner, &e).await?,
-                Settled::Failed(e),
-            )
+            let next = now + retry_delay(delivery.attempts);
+            if next <= delivery.planned_at + max_age {
+                warn!(error = %e, attempts = delivery.attempts, next_attempt = %next, "send failed; will retry");
+                (
+                    app.store.mark_retry(delivery.id, owner, next, &e).await?,
+                    Settled::Retry(e),
+                )
+            } else {
+                let e = format!(
+                    "gave up after {} attempts over {} hours (mail.retry_max_hours): {e}",
+                    delivery.attempts,
+                    max_age.num_hours()
+                );
+                warn!(error = %e, "send failed for good");
+                (
+                    app.store.mark_failed(delivery.id, owner, &e).await?,
+                    Settled::Failed(e, false),
+                )
+            }
+        }
+        Outcome::Bounced(e) => {
+            let kept = app.store.mark_failed(delivery.id, owner, &e).await?;
+            let bounce = app
+                .store
+                .record_hard_bounce(delivery.subscriber_id, &e, mail.max_hard_bounces, now)
+                .await?;
+            if bounce.suspended {
+                warn!(hard_bounces = bounce.hard_bounces, error = %e, "address suspended after hard bounces");
+            } else {
+                warn!(hard_bounces = bounce.hard_bounces, error = %e, "hard bounce recorded");
+            }
+            (kept, Settled::Failed(e, bounce.suspended))
         }
         Outcome::Failed(e) => {
             warn!(error = %e, "send failed permanently");
             (
                 app.store.mark_failed(delivery.id, owner, &e).await?,
-                Settled::Failed(e),
+                Settled::Failed(e, false),
             )
         }
     };
@@ -202,15 +416,39 @@ fn retry_delay(attempts: i64) -> Duration {
     base + Duration::milliseconds(jitter_ms)
 }
 
-async fn deliver(app: &App, mailer: &Mailer, delivery: &ClaimedDelivery) -> Outcome {
-    match prepare(app, delivery).await {
-        Ok(Prepared::Message(msg, file_name)) => match mailer.send(&msg, &file_name).await {
-            Ok(()) => Outcome::Sent,
-            Err(SendError::Temporary(e)) => Outcome::Retry(e),
-            Err(SendError::Permanent(e)) => Outcome::Failed(e),
-        },
-        Ok(Prepared::Cancelled(why)) => Outcome::Failed(why),
-        Err(e) => Outcome::Retry(e),
+async fn deliver(app: &App, options: &SendOptions, delivery: &ClaimedDelivery) -> Outcome {
+    let prepared = match prepare(app, delivery).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Retry(e),
+    };
+    let (message, file_name) = match prepared {
+        Prepared::Message(m, name) => (m, name),
+        Prepared::Cancelled(why) => return Outcome::Failed(why),
+    };
+    let result = options.mailer.deliver(*message, &file_name).await;
+    // The breaker judges the server, not the recipient: only temporary trouble counts
+    // against it, and a 5xx (the server is up and answering) counts as a sign of health.
+    let failed_temporarily = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
+    let pause = Duration::from_std(app.settings.mail.circuit_pause).unwrap_or(Duration::minutes(1));
+    if let Some(until) = options
+        .breaker
+        .record(failed_temporarily, app.clock.now(), pause)
+    {
+        warn!(until = %until, "most recent messages failed temporarily; pausing all sending");
+    }
+    classify(result)
+}
+
+fn classify(result: Result<(), Failure>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Sent,
+        Err(f) if f.is_bad_recipient() => Outcome::Bounced(f.to_string()),
+        Err(f) if f.kind == FailureKind::Permanent && f.stage != FailureStage::Connect => {
+            Outcome::Failed(f.to_string())
+        }
+        // A 5xx while connecting (e.g. AUTH refused) is the operator's to fix, not the
+        // subscriber's: keep the digest and try again later.
+        Err(f) => Outcome::Retry(f.to_string()),
     }
 }
 
@@ -327,6 +565,8 @@ pub fn digest_paper(
         hf_url: paper.links.hf_url.clone(),
         code_url: paper.links.code_url.clone(),
         project_url: paper.links.project_url.clone(),
+        more_url: None,
+        less_url: None,
         reasons: explanation.reasons,
         score,
     }
@@ -347,6 +587,19 @@ pub fn build_view(
         expires_at: None,
         extra,
     };
+    // One feedback token per paper (it names the subscriber and the paper); the vote is the
+    // button pressed on the page the link opens, pre-selected by `?vote=`.
+    let papers = papers
+        .into_iter()
+        .map(|mut p| {
+            let url = app
+                .signer
+                .url(base, &claims(Purpose::Feedback, Some(p.id.clone())));
+            p.more_url = Some(format!("{url}?vote=more"));
+            p.less_url = Some(format!("{url}?vote=less"));
+            p
+        })
+        .collect();
     DigestView {
         date,
         recipient: subscriber.email.to_string(),
@@ -377,5 +630,43 @@ mod tests {
         assert!(third >= RETRY_BASE * 4, "{third}");
         let late = retry_delay(30);
         assert!(late <= RETRY_MAX + RETRY_MAX / 4, "{late}");
+    }
+
+    #[test]
+    fn breaker_opens_on_mostly_temporary_failures_and_backs_off() {
+        let b = Breaker::default();
+        let t0 = Utc::now();
+        let pause = Duration::seconds(60);
+        // Healthy traffic with the odd failure never opens it.
+        for i in 0..50 {
+            assert_eq!(b.record(i % 5 == 0, t0, pause), None);
+        }
+        // A run of failures opens it once they are most of the window...
+        let mut opened = None;
+        for _ in 0..BREAKER_WINDOW {
+            opened = opened.or(b.record(true, t0, pause));
+        }
+        let until = opened.expect("the breaker opened");
+        assert_eq!(until, t0 + pause);
+        assert_eq!(b.open_until(t0), Some(until));
+        assert_eq!(b.open_until(until), None, "closed again after the pause");
+        // Failing again right after: twice the pause.
+        let t1 = until;
+        let mut again = None;
+        for _ in 0..BREAKER_MIN_SAMPLES {
+            again = again.or(b.record(true, t1, pause));
+        }
+        assert_eq!(again, Some(t1 + pause * 2));
+    }
+
+    #[test]
+    fn failures_are_classified_by_stage() {
+        use crate::mail::{FailureKind as K, FailureStage as S};
+        let f = |stage, kind| Err(Failure::new(stage, kind, "x"));
+        assert!(matches!(classify(f(S::Rcpt, K::Permanent)), Outcome::Bounced(_)));
+        assert!(matches!(classify(f(S::EndOfData, K::Permanent)), Outcome::Failed(_)));
+        assert!(matches!(classify(f(S::Rcpt, K::Temporary)), Outcome::Retry(_)));
+        assert!(matches!(classify(f(S::Connect, K::Permanent)), Outcome::Retry(_)));
+        assert!(matches!(classify(Ok(())), Outcome::Sent));
     }
 }

@@ -2,11 +2,16 @@
 //!
 //! `message` turns a rendered digest into an RFC 5322 message with the headers mail providers
 //! expect of a list (`List-Unsubscribe` with one-click, `List-Id`, a stable `Message-ID`…).
-//! `transport` sends it: over SMTP through a bounded connection pool, or into `.eml` files.
+//! `transport` sends it: over SMTP through a bounded connection pool (`pool`, our own, for
+//! `TCP_NODELAY`), or into `.eml` files; `dkim` signs it when configured.
 //! This module does not know subscribers or deliveries; it is handed addresses and text.
 
+mod dkim;
 mod message;
+pub mod pool;
 mod transport;
 
+pub use dkim::{DkimSigner, SIGNED_HEADERS};
 pub use message::{DigestMessage, build_digest_message};
-pub use transport::{Mailer, SendError};
+pub use pool::{Failure, Kind as FailureKind, Stage as FailureStage};
+pub use transport::{Mailer, Pacer, SendError};

@@ -1,7 +1,13 @@
-//! Transports: SMTP through a pool of reused connections, or `.eml` files in a folder.
+//! Transports: SMTP through our pool of reused connections (`pool`), or `.eml` files.
+//!
+//! What for: one `Mailer` the jobs and the web side share; it signs (DKIM, when configured),
+//! paces (`mail.max_per_second`) and sends. Not for: deciding what a failure means for a
+//! delivery (that is `jobs::send`), or building messages (`message`).
 
+use super::dkim::DkimSigner;
+use super::pool::{Failure, Kind, SmtpPool, Stage, Target};
 use crate::config::{MailSettings, MailTransportKind};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,93 +24,113 @@ pub enum SendError {
     Permanent(String),
 }
 
+impl From<Failure> for SendError {
+    fn from(f: Failure) -> Self {
+        match f.kind {
+            Kind::Temporary => SendError::Temporary(f.to_string()),
+            Kind::Permanent => SendError::Permanent(f.to_string()),
+        }
+    }
+}
+
 #[derive(Clone)]
-pub enum Mailer {
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        pacer: Option<Arc<Pacer>>,
-    },
-    File {
-        dir: PathBuf,
-    },
+enum Carrier {
+    Smtp(Arc<SmtpPool>),
+    File(PathBuf),
+}
+
+/// Sends messages: cheap to clone, shared by every job.
+#[derive(Clone)]
+pub struct Mailer {
+    carrier: Carrier,
+    pacer: Option<Arc<Pacer>>,
+    dkim: Option<DkimSigner>,
 }
 
 impl Mailer {
     pub fn from_settings(settings: &MailSettings) -> Result<Mailer, String> {
-        match settings.transport {
-            MailTransportKind::File => Ok(Mailer::File {
-                dir: settings.file_dir.clone(),
-            }),
+        let dkim = match &settings.dkim {
+            None => None,
+            Some(d) => Some(DkimSigner::load(&d.key_file, &d.selector, &d.domain)?),
+        };
+        let carrier = match settings.transport {
+            MailTransportKind::File => Carrier::File(settings.file_dir.clone()),
             MailTransportKind::Smtp => {
-                let transport =
-                    AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose())
-                        .map_err(|e| format!("config key `mail.smtp_url` cannot be used: {e}"))?
-                        .timeout(Some(settings.timeout))
-                        .pool_config(
-                            lettre::transport::smtp::PoolConfig::new()
-                                .max_size(settings.max_connections)
-                                .idle_timeout(Duration::from_secs(60)),
-                        )
-                        .build();
-                let pacer = (settings.max_per_second > 0)
-                    .then(|| Arc::new(Pacer::new(settings.max_per_second)));
-                Ok(Mailer::Smtp { transport, pacer })
+                let target = Target::from_url(settings.smtp_url.expose())
+                    .map_err(|e| format!("config key `mail.smtp_url` cannot be used: {e}"))?;
+                Carrier::Smtp(Arc::new(SmtpPool::new(
+                    target,
+                    settings.max_connections,
+                    settings.timeout,
+                    settings.tcp_nodelay,
+                )))
             }
-        }
+        };
+        let pacer = (settings.max_per_second > 0).then(|| {
+            Arc::new(Pacer::new(
+                settings.max_per_second,
+                settings.max_connections,
+            ))
+        });
+        Ok(Mailer {
+            carrier,
+            pacer,
+            dkim,
+        })
     }
 
     /// A mailer that writes `.eml` files into `dir` (for `send --dry-run DIR`).
     pub fn to_dir(dir: &Path) -> Mailer {
-        Mailer::File {
-            dir: dir.to_path_buf(),
+        Mailer {
+            carrier: Carrier::File(dir.to_path_buf()),
+            pacer: None,
+            dkim: None,
         }
     }
 
     /// Sends one message. `file_name` names the `.eml` file for the file transport (a resend
     /// overwrites rather than duplicates).
     pub async fn send(&self, message: &Message, file_name: &str) -> Result<(), SendError> {
-        match self {
-            Mailer::Smtp { transport, pacer } => {
-                if let Some(p) = pacer {
+        self.deliver(message.clone(), file_name)
+            .await
+            .map_err(SendError::from)
+    }
+
+    /// As [`Mailer::send`], with the failure's stage (a 5xx at RCPT is a hard bounce).
+    pub async fn deliver(&self, mut message: Message, file_name: &str) -> Result<(), Failure> {
+        if let Some(dkim) = &self.dkim {
+            dkim.sign(&mut message);
+        }
+        match &self.carrier {
+            Carrier::Smtp(pool) => {
+                if let Some(p) = &self.pacer {
                     p.wait().await;
                 }
-                transport
-                    .send(message.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(classify)
+                pool.send(message.envelope(), &message.formatted()).await
             }
-            Mailer::File { dir } => write_eml(dir, file_name, &message.formatted())
+            Carrier::File(dir) => write_eml(dir, file_name, &message.formatted())
                 .await
                 .map_err(|e| {
-                    SendError::Temporary(format!(
-                        "cannot write to {} (config key `mail.file_dir`): {e}",
-                        dir.display()
-                    ))
+                    Failure::new(
+                        Stage::Connect,
+                        Kind::Temporary,
+                        format!(
+                            "cannot write to {} (config key `mail.file_dir`): {e}",
+                            dir.display()
+                        ),
+                    )
                 }),
         }
     }
 
     /// Opens one SMTP session and closes it, sending nothing (`paperboy check`).
     pub async fn test_connection(&self) -> Result<(), String> {
-        match self {
-            Mailer::Smtp { transport, .. } => match transport.test_connection().await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err("the server did not answer NOOP".into()),
-                Err(e) => Err(e.to_string()),
-            },
-            Mailer::File { dir } => tokio::fs::create_dir_all(dir)
+        match &self.carrier {
+            Carrier::Smtp(pool) => pool.test_connection().await,
+            Carrier::File(dir) => tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| e.to_string()),
         }
-    }
-}
-
-fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    if e.is_permanent() {
-        SendError::Permanent(e.to_string())
-    } else {
-        SendError::Temporary(e.to_string())
     }
 }
 
@@ -127,30 +153,44 @@ async fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> 
     tokio::fs::rename(&tmp, &final_path).await
 }
 
-/// Spaces sends evenly so that no more than `per_second` start in any second (a token bucket
-/// of depth one: simple, and smooth for the receiving server).
+/// A token bucket: on average `per_second` sends start each second, with bursts of up to
+/// `burst` (one per connection, so a pool that was idle can fill every connection at once).
+/// The balance may go negative: each caller reserves its slot under the lock and sleeps
+/// outside it, so waiters are served in order and none spins.
 pub struct Pacer {
-    interval: Duration,
-    next: Mutex<Instant>,
+    per_second: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
 }
 
 impl Pacer {
-    pub fn new(per_second: u32) -> Self {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.clamp(1, per_second.max(1)));
         Pacer {
-            interval: Duration::from_secs_f64(1.0 / f64::from(per_second.max(1))),
-            next: Mutex::new(Instant::now()),
+            per_second: f64::from(per_second.max(1)),
+            burst,
+            state: Mutex::new((burst, Instant::now())),
         }
     }
 
     pub async fn wait(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
+        let wait = {
+            let mut state = self.state.lock().await;
             let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval;
-            slot
+            let (tokens, last) = *state;
+            let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.per_second)
+                .min(self.burst);
+            let left = refilled - 1.0;
+            *state = (left, now);
+            if left >= 0.0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(-left / self.per_second)
+            }
         };
-        tokio::time::sleep_until(slot.into()).await;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 
@@ -160,12 +200,12 @@ mod tests {
 
     #[tokio::test]
     async fn pacer_spaces_sends() {
-        let p = Pacer::new(50);
+        let p = Pacer::new(50, 2);
         let start = Instant::now();
-        for _ in 0..6 {
+        for _ in 0..7 {
             p.wait().await;
         }
-        // Six sends at 50/s need at least five intervals of 20 ms.
+        // A burst of two, then five more at 50/s: at least five intervals of 20 ms.
         assert!(
             start.elapsed() >= Duration::from_millis(100),
             "{:?}",

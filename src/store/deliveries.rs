@@ -335,6 +335,66 @@ impl Store {
         Ok(done)
     }
 
+    /// Extends every lease `owner` holds to `until`: a live worker keeps what it is sending,
+    /// however slow the server, while a dead one's leases run out soon.
+    pub async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET lease_until = $2 WHERE lease_owner = $1 AND status = 'sending'"
+        )
+        .bind(owner)
+        .bind(to_ms(until))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
+    /// Hands back one delivery this worker claimed but did not try (shutdown, circuit open).
+    pub async fn release_lease(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries
+                SET status = CASE WHEN attempts > 1 THEN 'retry' ELSE 'planned' END,
+                    attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+              WHERE id = $1 AND lease_owner = $2 AND status = 'sending'"
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Who holds leases now (for finding the leases of workers known to be dead).
+    pub async fn lease_owners(&self) -> Result<Vec<String>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM deliveries
+              WHERE status = 'sending' AND lease_owner IS NOT NULL"
+        )
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Ends the leases of a worker known to be dead, so they are claimed at once. The rows stay
+    /// `sending` (their message may have gone out), so the attempt is counted.
+    pub async fn expire_leases_of(&self, owner: &str) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query(
+            "UPDATE deliveries SET lease_until = 0 WHERE lease_owner = $1 AND status = 'sending'"
+        )
+        .bind(owner)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
+    /// Counts of deliveries per status (for tests, `check` and metrics).
+    pub async fn delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status"
+        )
+        .fetch_all(p)
+        .await)?)
+    }
+
     /// Deliveries, newest first, optionally of one status.
     pub async fn list_deliveries(
         &self,

@@ -7,11 +7,13 @@
 //! This module does no HTTP and no SMTP, and holds no business rules beyond what keeps the data
 //! consistent (the unique keys that make planning twice harmless live in the schema).
 
+mod bounces;
 mod deliveries;
 mod dialect;
 mod papers;
 mod subscribers;
 
+pub use bounces::BounceOutcome;
 pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
