@@ -29,13 +29,23 @@ pub fn init_logging(settings: &Settings) {
             EnvFilter::new("info")
         });
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The filter sits behind a reload handle so that SIGHUP can change `log.level` in a
+    // running daemon (see `paperboy::reload`).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    paperboy::reload::set_log_reloader(Box::new(move |level| {
+        let filter = EnvFilter::try_new(level)
+            .map_err(|e| format!("not a level or tracing filter ({e})"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match settings.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Text => registry.with(layer).init(),
     }
 }
 
@@ -543,72 +553,7 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
 }
 
 async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
-    let mut ok = true;
-    println!("ok    configuration loaded");
-    let store = match Store::open(
-        settings.database.url.expose(),
-        settings.database.max_connections,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            println!("FAIL  database: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    match store.pending_migrations().await {
-        Ok(p) if p.is_empty() => println!(
-            "ok    database ({}): reachable, schema up to date",
-            store.backend_name()
-        ),
-        Ok(p) => println!(
-            "ok    database ({}): reachable; {} migrations pending (applied on the next start, or run `paperboy migrate`)",
-            store.backend_name(),
-            p.len()
-        ),
-        Err(e) => {
-            ok = false;
-            println!("FAIL  database: {e} (config key `database.url`)");
-        }
-    }
-    match Mailer::from_settings(&settings.mail) {
-        Ok(m) => match m.test_connection().await {
-            Ok(()) => println!(
-                "ok    mail transport ({:?}) reachable",
-                settings.mail.transport
-            ),
-            Err(e) => {
-                ok = false;
-                println!("FAIL  mail: {e} (config keys `mail.transport`, `mail.smtp_url`)");
-            }
-        },
-        Err(e) => {
-            ok = false;
-            println!("FAIL  mail: {e}");
-        }
-    }
-    store.migrate().await.ok();
-    let app = App::new(settings, store, Clock::system()).map_err(anyhow::Error::msg)?;
-    let sources = fetch::sources(&app, None)?;
-    let today = app.clock.now().date_naive();
-    for s in &sources {
-        let reports = fetch::fetch_day(&app, std::slice::from_ref(s), today).await;
-        for r in reports {
-            match r.result {
-                Ok(o) => println!("ok    source {}: {} papers today", r.source, o.fetched),
-                Err(e) => {
-                    ok = false;
-                    println!("FAIL  source {}: {e}", r.source);
-                }
-            }
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    crate::check::run(settings).await
 }
 
 fn progress_bar(len: u64, what: &'static str) -> ProgressBar {

@@ -71,6 +71,8 @@ pub struct Settings {
     pub secret_key: Secret,
     /// True when `secret_key` was generated because none was configured.
     pub secret_key_generated: bool,
+    /// The key used before the last rotation: links it signed keep working.
+    pub previous_secret_key: Option<Secret>,
     pub database: DatabaseSettings,
     pub web: WebSettings,
     pub mail: MailSettings,
@@ -79,6 +81,7 @@ pub struct Settings {
     pub matching: MatchingSettings,
     pub sources: SourcesSettings,
     pub log: LogSettings,
+    pub daemon: DaemonSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,10 @@ pub struct DatabaseSettings {
 pub struct WebSettings {
     pub bind: SocketAddr,
     pub base_url: url::Url,
+    /// Sign-ups and "email me my link" requests one client address may make per hour.
+    pub form_posts_per_hour: u32,
+    /// The least time between two confirmation (or two manage-link) emails to one address.
+    pub resend_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +189,14 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// How `paperboy run` behaves as a service.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// On SIGTERM, how long SMTP transactions in flight may take to finish before the process
+    /// hands back its leases and exits anyway. Keep it below systemd's `TimeoutStopSec`.
+    pub shutdown_timeout: Duration,
+}
+
 // The raw shape: every scalar is text, so that parsing (and its error message) happens here
 // rather than inside serde, where the message could not name the value and what is allowed.
 #[derive(Deserialize)]
@@ -189,6 +204,7 @@ pub struct LogSettings {
 struct Raw {
     secret_key: String,
     secret_key_file: String,
+    previous_secret_key: String,
     database: RawDatabase,
     web: RawWeb,
     mail: RawMail,
@@ -197,6 +213,7 @@ struct Raw {
     matching: RawMatching,
     sources: RawSources,
     log: RawLog,
+    daemon: RawDaemon,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +228,8 @@ struct RawDatabase {
 struct RawWeb {
     bind: String,
     base_url: String,
+    form_posts_per_hour: String,
+    resend_cooldown_secs: String,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +239,7 @@ struct RawMail {
     file_dir: String,
     from: String,
     smtp_url: String,
+    smtp_password_file: String,
     max_connections: String,
     max_per_second: String,
     timeout_secs: String,
@@ -285,6 +305,12 @@ struct RawArxiv {
 struct RawLog {
     level: String,
     format: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_timeout_secs: String,
 }
 
 impl Settings {
@@ -357,7 +383,10 @@ impl Settings {
                     format!("a mailbox such as \"Paperboy <digest@example.org>\" ({e})"),
                 )
             })?,
-            smtp_url: Secret::new(parse_smtp_url(&raw.mail.smtp_url)?),
+            smtp_url: Secret::new(with_smtp_password(
+                parse_smtp_url(&raw.mail.smtp_url)?,
+                &raw.mail.smtp_password_file,
+            )?),
             max_connections: parse_range(
                 "mail.max_connections",
                 &raw.mail.max_connections,
@@ -434,6 +463,29 @@ impl Settings {
                 )
             })?,
             base_url: parse_http_url("web.base_url", &raw.web.base_url)?,
+            form_posts_per_hour: parse_range(
+                "web.form_posts_per_hour",
+                &raw.web.form_posts_per_hour,
+                1,
+                100_000,
+            )?,
+            resend_cooldown: Duration::from_secs(u64::from(parse_range(
+                "web.resend_cooldown_secs",
+                &raw.web.resend_cooldown_secs,
+                0,
+                86_400,
+            )?)),
+        };
+        let previous_secret_key = match raw.previous_secret_key.trim() {
+            "" => None,
+            k if k.len() < 32 => {
+                return Err(invalid(
+                    "previous_secret_key",
+                    format!("({} characters, hidden)", k.len()),
+                    "empty, or the full former secret_key (32+ characters)",
+                ));
+            }
+            k => Some(Secret::new(k)),
         };
 
         let schedule = ScheduleSettings {
@@ -519,6 +571,15 @@ impl Settings {
             },
         };
 
+        let daemon = DaemonSettings {
+            shutdown_timeout: Duration::from_secs(parse_range(
+                "daemon.shutdown_timeout_secs",
+                &raw.daemon.shutdown_timeout_secs,
+                1,
+                3600,
+            )? as u64),
+        };
+
         let log = LogSettings {
             level: nonempty("log.level", &raw.log.level)?.to_string(),
             format: match raw.log.format.trim() {
@@ -531,6 +592,7 @@ impl Settings {
         Ok(Settings {
             secret_key,
             secret_key_generated,
+            previous_secret_key,
             database,
             web,
             mail,
@@ -539,6 +601,7 @@ impl Settings {
             matching: MatchingSettings { min_score },
             sources,
             log,
+            daemon,
         })
     }
 
@@ -661,20 +724,58 @@ fn parse_database_url(value: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// Where a `*_file` key's file is: a relative name is looked up in systemd's credentials
+/// directory (`$CREDENTIALS_DIRECTORY`, filled by `LoadCredential=`) first, then taken as is.
+pub fn credential_path(file: &str) -> PathBuf {
+    let path = PathBuf::from(file);
+    if path.is_relative()
+        && let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY")
+    {
+        let candidate = Path::new(&dir).join(file);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    path
+}
+
+/// Puts the password read from `mail.smtp_password_file` (when set) into the SMTP URL, so the
+/// password can live in a systemd credential instead of the config file.
+fn with_smtp_password(url: String, file: &str) -> Result<String, ConfigError> {
+    let file = file.trim();
+    if file.is_empty() {
+        return Ok(url);
+    }
+    let path = credential_path(file);
+    let password = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(
+            "mail.smtp_password_file",
+            path.display(),
+            format!("a readable file holding the SMTP password ({e})"),
+        )
+    })?;
+    let mut parsed = url::Url::parse(&url).map_err(|e| ConfigError::Load(e.to_string()))?;
+    if parsed.username().is_empty() {
+        return Err(ConfigError::Missing {
+            key: "mail.smtp_url".into(),
+            why: "mail.smtp_password_file is set, so the URL must name the user, e.g. \
+                  smtp://user@mail.example.org:587?tls=required"
+                .into(),
+        });
+    }
+    // `set_password` percent-encodes, so any character in the password is safe.
+    parsed
+        .set_password(Some(password.trim_end_matches(['\n', '\r'])))
+        .map_err(|()| ConfigError::Load("mail.smtp_url cannot carry a password".into()))?;
+    Ok(parsed.to_string())
+}
+
 fn resolve_secret_key(key: &str, file: &str) -> Result<Option<Secret>, ConfigError> {
     let file = file.trim();
     let key = if !file.is_empty() {
         // A relative name is looked up in systemd's credentials directory first, so that
         // `LoadCredential=secret_key:/etc/...` and `secret_key_file = "secret_key"` work together.
-        let mut path = PathBuf::from(file);
-        if path.is_relative()
-            && let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY")
-        {
-            let candidate = Path::new(&dir).join(file);
-            if candidate.exists() {
-                path = candidate;
-            }
-        }
+        let path = credential_path(file);
         std::fs::read_to_string(&path)
             .map_err(|e| {
                 invalid(

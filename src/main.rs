@@ -1,6 +1,7 @@
 //! The `paperboy` command line. Parses arguments, loads the configuration, sets up logging and
 //! hands each command to `cli`; business logic lives in the library.
 
+mod check;
 mod cli;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -138,6 +139,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    paperboy::reload::set_config_path(args.config.clone());
     cli::init_logging(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

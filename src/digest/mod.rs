@@ -56,6 +56,10 @@ pub struct DigestPaper {
     /// Why it was picked, e.g. "matches: diffusion, protein folding".
     pub reasons: Vec<String>,
     pub score: f32,
+    /// Signed "more like this" / "less like this" links (`/feedback/{token}?vote=…`); absent
+    /// where there is no subscriber to vote (previews).
+    pub more_url: Option<String>,
+    pub less_url: Option<String>,
 }
 
 /// A run of snippet text; `highlighted` runs matched the subscriber's interests.

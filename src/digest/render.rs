@@ -191,6 +191,9 @@ struct PaperCard {
     why: String,
     /// The plain-text part's rendering of the same paper, wrapped and indented.
     text: String,
+    /// Feedback links, http(s) only like every other link.
+    more_url: Option<String>,
+    less_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -316,6 +319,8 @@ impl PaperCard {
             links,
             why,
             text,
+            more_url: paper.more_url.as_deref().and_then(safe_url),
+            less_url: paper.less_url.as_deref().and_then(safe_url),
         }
     }
 }
@@ -414,6 +419,8 @@ mod tests {
             project_url: None,
             reasons: vec!["matches: diffusion".to_string()],
             score: 1.0,
+            more_url: None,
+            less_url: None,
         }
     }
 

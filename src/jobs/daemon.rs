@@ -2,12 +2,19 @@
 //!
 //! Fetch runs on the `schedule.fetch` cron; every minute the planner looks for subscribers whose
 //! local send time has passed and the sender drains what is due. SIGTERM or Ctrl-C stops taking
-//! new work, lets the SMTP transactions in flight finish, hands back unsent leases and exits.
+//! new work, lets the SMTP transactions in flight finish (at most `daemon.shutdown_timeout_secs`),
+//! hands back unsent leases and exits 0. SIGHUP re-reads the configuration (see `reload`).
+//!
+//! Under systemd (`Type=notify`) it says `READY=1` once the database is migrated (the caller
+//! did that) and the web server is bound, `STOPPING=1` when asked to stop, and pings the
+//! watchdog only while the plan/send loop's heartbeat is fresh (see `notify`).
 
 use super::App;
 use super::fetch;
 use super::plan::{PlanMode, plan};
 use super::send::{SendOptions, send_due};
+use crate::metrics::SCHEDULER_STALE_AFTER;
+use crate::notify::{self, Notifier};
 use chrono::Utc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,6 +25,10 @@ pub const PLAN_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(app: App) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let notifier = Notifier::from_env();
+    // One lease owner for the whole process, so that a stop that times out can hand back
+    // exactly what this process still holds.
+    let owner = worker_id();
 
     let listener = tokio::net::TcpListener::bind(app.settings.web.bind)
         .await
@@ -38,7 +49,9 @@ pub async fn run(app: App) -> anyhow::Result<()> {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, router)
+            // The peer address is what the web forms' per-client rate limits count by.
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            if let Err(e) = axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -47,14 +60,55 @@ pub async fn run(app: App) -> anyhow::Result<()> {
         }
     });
     let fetcher = tokio::spawn(fetch_loop(app.clone(), stop_rx.clone()));
-    let sender = tokio::spawn(plan_send_loop(app.clone(), stop_rx.clone()));
+    let sender = tokio::spawn(plan_send_loop(app.clone(), owner.clone(), stop_rx.clone()));
+    let watchdog = notify::watchdog_period().map(|period| {
+        info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+        tokio::spawn(notify::run_watchdog(
+            notifier.clone(),
+            app.metrics.scheduler.clone(),
+            SCHEDULER_STALE_AFTER,
+            period,
+            stop_rx.clone(),
+        ))
+    });
+    notifier.ready(&format!("serving on {local}; plan and send every minute"));
 
-    wait_for_signal().await;
-    info!("stopping: no new work is taken; messages in flight are finished");
+    wait_for_stop(&app, &notifier).await;
+    let timeout = app.settings.daemon.shutdown_timeout;
+    notifier.stopping(&format!(
+        "finishing messages in flight (at most {} s)",
+        timeout.as_secs()
+    ));
+    info!(
+        shutdown_timeout_secs = timeout.as_secs(),
+        "stopping: no new work is taken; messages in flight are finished"
+    );
     let _ = stop_tx.send(true);
-    for (name, task) in [("sender", sender), ("fetcher", fetcher), ("web", web)] {
-        if let Err(e) = task.await {
-            warn!(task = name, error = %e, "task ended abnormally");
+    let mut tasks = vec![("sender", sender), ("fetcher", fetcher), ("web", web)];
+    tasks.extend(watchdog.map(|w| ("watchdog", w)));
+    let aborts: Vec<_> = tasks.iter().map(|(_, t)| t.abort_handle()).collect();
+    let drained = tokio::time::timeout(timeout, async {
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                warn!(task = name, error = %e, "task ended abnormally");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        // What was cut off may or may not have reached the server; its delivery goes back to
+        // the queue and is sent again with the same Message-ID (a recognisable duplicate
+        // rather than a lost digest).
+        warn!(
+            shutdown_timeout_secs = timeout.as_secs(),
+            "work in flight did not finish within daemon.shutdown_timeout_secs; cutting it off"
+        );
+        for a in aborts {
+            a.abort();
+        }
+        match app.store.release_leases(&owner).await {
+            Ok(n) => info!(released = n, "handed unsent deliveries back"),
+            Err(e) => error!(error = %e, "could not hand deliveries back; their leases expire on their own"),
         }
     }
     app.store.close().await;
@@ -62,18 +116,40 @@ pub async fn run(app: App) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reloads what can be reloaded.
+async fn wait_for_stop(app: &App, notifier: &Notifier) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+        let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM received"); return; }
+                _ = tokio::signal::ctrl_c() => { info!("interrupt received"); return; }
+                _ = hup.recv() => {
+                    notifier.reloading();
+                    match crate::reload::reload(&app.settings) {
+                        Ok(outcome) => {
+                            info!(applied = ?outcome.applied, "SIGHUP: configuration re-read");
+                            if !outcome.needs_restart.is_empty() {
+                                warn!(
+                                    changed = ?outcome.needs_restart,
+                                    "SIGHUP: these settings changed but apply only after a restart \
+                                     (systemctl restart paperboy)"
+                                );
+                            }
+                        }
+                        Err(e) => error!(error = %e, "SIGHUP: reload failed"),
+                    }
+                    notifier.ready("serving; configuration re-read");
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = (app, notifier);
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -116,14 +192,19 @@ async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn plan_send_loop(app: App, mut stop: watch::Receiver<bool>) {
+async fn plan_send_loop(app: App, owner: String, mut stop: watch::Receiver<bool>) {
     // One circuit breaker for the life of the process: an outage seen in one round pauses the next.
-    let options = SendOptions::new(app.mailer.clone(), worker_id());
+    let options = SendOptions::new(app.mailer.clone(), owner);
     loop {
+        // The watchdog and /readyz trust this beat: it proves the loop came round again.
+        app.metrics.scheduler.beat();
         let span = info_span!("plan_send", at = %Utc::now());
         async {
             match plan(&app, PlanMode::Scheduled).await {
-                Ok(r) if r.due > 0 => info!(planned = r.planned, empty = r.empty, "planned"),
+                Ok(r) if r.due > 0 => {
+                    app.metrics.digests_planned(r.planned);
+                    info!(planned = r.planned, empty = r.empty, "planned")
+                }
                 Ok(_) => {}
                 Err(e) => error!(error = %e, "planning failed; trying again next minute"),
             }

@@ -69,6 +69,7 @@ pub async fn fetch_day(
             let now = app.clock.now();
             match &result {
                 Ok(outcome) => {
+                    app.metrics.source_fetched(source.name(), outcome.fetched);
                     info!(
                         fetched = outcome.fetched,
                         new = outcome.counts.new,
@@ -88,6 +89,7 @@ pub async fn fetch_day(
                     }
                 }
                 Err(e) => {
+                    app.metrics.source_failed(source.name());
                     warn!(error = %e, "source failed");
                     if let Err(e2) = app.store.record_source_error(source.name(), e, now).await {
                         warn!(error = %e2, "could not record the source's state");

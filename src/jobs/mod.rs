@@ -75,12 +75,17 @@ pub struct App {
     pub signer: Signer,
     pub renderer: Arc<DigestRenderer>,
     pub clock: Clock,
+    /// This process's counters and the scheduler heartbeat (`/metrics`, `/readyz`, watchdog).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
     pub fn new(settings: Settings, store: Store, clock: Clock) -> Result<App, String> {
         let mailer = Mailer::from_settings(&settings.mail)?;
-        let signer = Signer::new(settings.secret_key.expose(), None);
+        let signer = Signer::new(
+            settings.secret_key.expose(),
+            settings.previous_secret_key.as_ref().map(|k| k.expose()),
+        );
         let renderer = DigestRenderer::new().map_err(|e| e.to_string())?;
         Ok(App {
             settings: Arc::new(settings),
@@ -88,6 +93,7 @@ impl App {
             mailer,
             signer,
             renderer: Arc::new(renderer),
+            metrics: Arc::new(crate::metrics::Metrics::new(clock.now())),
             clock,
         })
     }

@@ -126,8 +126,7 @@ impl Breaker {
         if state.recent.len() > BREAKER_WINDOW {
             state.recent.pop_front();
         }
-        if state.open_until.is_some_and(|u| u > now) || state.recent.len() < BREAKER_MIN_SAMPLES
-        {
+        if state.open_until.is_some_and(|u| u > now) || state.recent.len() < BREAKER_MIN_SAMPLES {
             return None;
         }
         let failures = state.recent.iter().filter(|f| **f).count();
@@ -236,7 +235,9 @@ async fn send_batches(
                     let outcome = if options.breaker.open_until(app.clock.now()).is_some() {
                         Outcome::NotTried
                     } else {
-                        deliver(&app, &options, &delivery).await
+                        app.metrics
+                            .time_send(deliver(&app, &options, &delivery))
+                            .await
                     };
                     let settled = settle(&app, &options.owner, &delivery, outcome).await;
                     drop(permit);
@@ -277,7 +278,9 @@ async fn send_batches(
 
 /// Keeps this worker's leases alive until `done`.
 async fn renew_leases(app: App, owner: String, mut done: watch::Receiver<bool>) {
-    let every = (LEASE / 4).to_std().unwrap_or(std::time::Duration::from_secs(30));
+    let every = (LEASE / 4)
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -309,8 +312,8 @@ pub async fn reclaim_dead_local_leases(app: &App) -> Result<u64, StoreError> {
             continue;
         }
         // Our own pid under another owner name is an earlier life of this pid: dead too.
-        let dead = pid == std::process::id()
-            || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let dead =
+            pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists();
         if dead {
             let n = app.store.expire_leases_of(&owner).await?;
             if n > 0 {
@@ -400,6 +403,12 @@ async fn settle(
             )
         }
     };
+    app.metrics.delivery_settled(match &settled {
+        Settled::Sent => crate::metrics::Settlement::Sent,
+        Settled::Retry(e) => crate::metrics::Settlement::Retried(e),
+        Settled::Failed(e, _) => crate::metrics::Settlement::Failed(e),
+        _ => crate::metrics::Settlement::NotTried,
+    });
     if !kept {
         warn!("the lease on this delivery expired before it was settled; another worker owns it");
         return Ok(Settled::LeaseLost);
@@ -663,10 +672,22 @@ mod tests {
     fn failures_are_classified_by_stage() {
         use crate::mail::{FailureKind as K, FailureStage as S};
         let f = |stage, kind| Err(Failure::new(stage, kind, "x"));
-        assert!(matches!(classify(f(S::Rcpt, K::Permanent)), Outcome::Bounced(_)));
-        assert!(matches!(classify(f(S::EndOfData, K::Permanent)), Outcome::Failed(_)));
-        assert!(matches!(classify(f(S::Rcpt, K::Temporary)), Outcome::Retry(_)));
-        assert!(matches!(classify(f(S::Connect, K::Permanent)), Outcome::Retry(_)));
+        assert!(matches!(
+            classify(f(S::Rcpt, K::Permanent)),
+            Outcome::Bounced(_)
+        ));
+        assert!(matches!(
+            classify(f(S::EndOfData, K::Permanent)),
+            Outcome::Failed(_)
+        ));
+        assert!(matches!(
+            classify(f(S::Rcpt, K::Temporary)),
+            Outcome::Retry(_)
+        ));
+        assert!(matches!(
+            classify(f(S::Connect, K::Permanent)),
+            Outcome::Retry(_)
+        ));
         assert!(matches!(classify(Ok(())), Outcome::Sent));
     }
 }

@@ -8,10 +8,12 @@
 
 mod dkim;
 mod message;
+mod notice;
 pub mod pool;
 mod transport;
 
 pub use dkim::{DkimSigner, SIGNED_HEADERS};
 pub use message::{DigestMessage, build_digest_message};
+pub use notice::{Notice, NoticeKind, build_notice_message};
 pub use pool::{Failure, Kind as FailureKind, Stage as FailureStage};
 pub use transport::{Mailer, Pacer, SendError};

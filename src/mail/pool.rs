@@ -400,9 +400,7 @@ impl SmtpPool {
             let tls = tokio::time::timeout(self.timeout, tls_connector().connect(name, tcp))
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(|e| {
-                    Failure::new(Stage::Connect, Kind::Temporary, format!("TLS: {e}"))
-                })?;
+                .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, format!("TLS: {e}")))?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
@@ -512,7 +510,10 @@ mod tests {
         assert_eq!((t.port, t.security.clone()), (2525, Security::Plain));
         assert!(t.credentials.is_none());
         let t = Target::from_url("smtp://mail.example.org?tls=required").unwrap();
-        assert_eq!((t.port, t.security.clone()), (587, Security::StartTlsRequired));
+        assert_eq!(
+            (t.port, t.security.clone()),
+            (587, Security::StartTlsRequired)
+        );
         let t = Target::from_url("smtps://u%40x:p%2Fw@mail.example.org").unwrap();
         assert_eq!((t.port, t.security.clone()), (465, Security::Implicit));
         assert!(t.credentials.is_some());

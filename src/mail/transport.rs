@@ -178,8 +178,8 @@ impl Pacer {
             let mut state = self.state.lock().await;
             let now = Instant::now();
             let (tokens, last) = *state;
-            let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.per_second)
-                .min(self.burst);
+            let refilled =
+                (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
             let left = refilled - 1.0;
             *state = (left, now);
             if left >= 0.0 {

@@ -10,15 +10,19 @@
 mod bounces;
 mod deliveries;
 mod dialect;
+mod health;
 mod papers;
 mod subscribers;
+mod subscriptions;
 
 pub use bounces::BounceOutcome;
 pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
+pub use health::SourceState;
 pub use papers::{StoredPaper, UpsertCounts};
 pub use subscribers::{NewSubscriber, SubscriberRow};
+pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -1,31 +1,151 @@
-//! The web side: the pages the links in emails open, and health endpoints.
+//! The web side: the pages the links in emails open, the sign-up form, and health endpoints.
 //!
-//! Handlers parse input into domain types and call `store`; they hold no SQL. A GET never
-//! changes state.
+//! Nobody logs in. A signed token in the URL (see `links`) says who the visitor is and what the
+//! link may do; every page a link opens is a GET that changes nothing, and the change happens on
+//! the POST of the button on that page (invariant 4). The one POST that must work with nothing
+//! but the URL is RFC 8058 one-click unsubscribe.
+//!
+//! Layout: `pages` renders the tera templates in `templates/web/`; `security` adds the response
+//! headers, the cross-site POST check and the manage forms' CSRF token; `limits` counts form
+//! posts per client address; `forms` turns form fields into domain types with messages that say
+//! what to fix; `subscribe`, `manage` and `links` hold the handlers; `preview` ranks the last
+//! days' papers for the live preview. Handlers hold no SQL (they call `store`) and build no MIME
+//! (they call `mail`).
+
+// Handlers return `Result<T, Response>`, the error being the page to show. A response is large,
+// but it is built once per request at most, so boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod forms;
+mod limits;
+mod links;
+mod manage;
+mod pages;
+mod preview;
+mod security;
+mod subscribe;
 
 use crate::jobs::App;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
+use std::sync::Arc;
+
+/// The largest request body accepted: a form with 2,000 characters of interests fits many
+/// times over; anything bigger is refused with 413 before it is parsed.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// What every handler gets: the application, the page renderer, the rate limiter and the
+/// preview cache.
+#[derive(Clone)]
+pub(crate) struct Web {
+    pub app: App,
+    pub pages: Arc<pages::Pages>,
+    pub limits: Arc<limits::Limits>,
+    pub preview: Arc<preview::PreviewCache>,
+}
+
+impl Web {
+    /// The path prefix of `web.base_url` (empty at the root), so that the pages still work
+    /// when served under a sub-path behind a proxy.
+    pub fn root(&self) -> String {
+        self.app
+            .settings
+            .web
+            .base_url
+            .path()
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
 
 pub fn router(app: App) -> Router {
+    let pages = pages::Pages::new().expect("the embedded web templates parse");
+    let per_hour = app.settings.web.form_posts_per_hour;
+    let web = Web {
+        app,
+        pages: Arc::new(pages),
+        limits: Arc::new(limits::Limits::new(per_hour)),
+        preview: Arc::new(preview::PreviewCache::default()),
+    };
     Router::new()
+        .route("/", get(subscribe::form))
+        .route("/subscribe", get(subscribe::form).post(subscribe::submit))
+        .route(
+            "/confirm/{token}",
+            get(subscribe::confirm_page).post(subscribe::confirm),
+        )
+        .route(
+            "/manage",
+            get(subscribe::link_form).post(subscribe::link_request),
+        )
+        .route("/manage/{token}", get(manage::page).post(manage::submit))
+        .route(
+            "/unsubscribe/{token}",
+            get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route(
+            "/feedback/{token}",
+            get(links::feedback_page).post(links::feedback),
+        )
+        .route("/digest/{token}", get(links::digest))
+        .route("/preview", get(preview::fragment))
+        .route("/static/style.css", get(static_css))
+        .route("/static/app.js", get(static_js))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(app)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            security::guard,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(web)
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<App>) -> (StatusCode, String) {
-    match app.store.ping().await {
+async fn readyz(State(web): State<Web>) -> (StatusCode, String) {
+    match web.app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("database unreachable: {e}\n"),
         ),
     }
+}
+
+async fn static_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../templates/web/style.css"),
+    )
+}
+
+async fn static_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../templates/web/app.js"),
+    )
+}
+
+async fn not_found(State(web): State<Web>) -> axum::response::Response {
+    web.pages.message(
+        &web.root(),
+        StatusCode::NOT_FOUND,
+        pages::Message::new("Page not found")
+            .line("There is no page at this address. If you followed a link from an email, it may have been cut short: copy the whole link, or ask for a fresh one.")
+            .action("Email me a fresh link", format!("{}/manage", web.root()))
+            .bad(),
+    )
 }

@@ -1,0 +1,263 @@
+//! `/manage/{token}`: a subscriber's preferences page, and what its buttons do.
+//!
+//! The token proves the visitor received an email at the address; it must match the
+//! subscriber's current token version (bumping it revokes every manage link mailed so far).
+//! Every POST also carries the page's CSRF token. Buttons: save, preview (saves nothing),
+//! pause, resume (also brings back an unsubscribed address, which confirmed before), export
+//! (a JSON download) and delete (the subscriber and their whole history).
+
+use super::Web;
+use super::forms::{self, FieldError, Fields, FormView};
+use super::pages::Message;
+use super::security::{check_token, csrf_ok, csrf_token, gone_link, unavailable};
+use super::subscribe::{attachment, bad_form, load};
+use crate::links::{Claims, Purpose};
+use crate::model::{Subscriber, SubscriberStatus};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use tracing::info;
+
+/// `GET /manage/{token}`.
+pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response {
+    match subscriber_for(&web, &token).await {
+        Ok(s) => render(&web, &s, StatusCode::OK, FormView::of(&s), Vec::new(), None, None),
+        Err(page) => page,
+    }
+}
+
+/// The subscriber a manage token names, or the page to show instead.
+async fn subscriber_for(web: &Web, token: &str) -> Result<Subscriber, Response> {
+    let claims = check_token(web, token, Purpose::Manage, web.app.clock.now())?;
+    // A CSRF token is signed for the same purpose; it must not open the page.
+    if claims.extra.is_some() {
+        return Err(super::security::bad_link(
+            web,
+            Purpose::Manage,
+            crate::links::TokenError::WrongPurpose,
+        ));
+    }
+    match load(web, claims.subscriber_id).await? {
+        Some(s) if s.token_version == claims.token_version => Ok(s),
+        Some(_) => Err(gone_link(
+            web,
+            "This link has been replaced",
+            "A newer link was issued for this subscription and the old ones were switched off.",
+        )),
+        None => Err(gone_link(
+            web,
+            "This link no longer works",
+            "The subscription it belonged to has been deleted.",
+        )),
+    }
+}
+
+fn render(
+    web: &Web,
+    s: &Subscriber,
+    status: StatusCode,
+    form: FormView,
+    errors: Vec<FieldError>,
+    notice: Option<&str>,
+    preview: Option<String>,
+) -> Response {
+    let mut ctx = tera::Context::new();
+    ctx.insert("email", s.email.as_str());
+    ctx.insert("status", s.status.as_str());
+    ctx.insert("status_text", status_text(s.status));
+    ctx.insert("form", &form);
+    ctx.insert("errors", &errors);
+    ctx.insert("notice", &notice);
+    ctx.insert("preview", &preview);
+    ctx.insert("csrf", &csrf_token(web, s.id.0, s.token_version));
+    ctx.insert("timezones", &*forms::TIMEZONES);
+    ctx.insert("weekdays", &forms::weekday_options());
+    ctx.insert("max_papers_limit", &web.app.settings.digest.max_papers);
+    let unsubscribe = web.app.signer.url(
+        &web.app.settings.web.base_url,
+        &Claims {
+            purpose: Purpose::Unsubscribe,
+            subscriber_id: s.id.0,
+            token_version: s.token_version,
+            expires_at: None,
+            extra: None,
+        },
+    );
+    ctx.insert("unsubscribe_url", &unsubscribe);
+    web.pages.page(
+        &web.root(),
+        status,
+        "manage.html",
+        "Your subscription",
+        ctx,
+    )
+}
+
+fn status_text(s: SubscriberStatus) -> &'static str {
+    match s {
+        SubscriberStatus::Pending => "waiting for confirmation",
+        SubscriberStatus::Active => "active",
+        SubscriberStatus::Paused => "paused",
+        SubscriberStatus::Unsubscribed => "unsubscribed",
+        SubscriberStatus::Suspended => "suspended: emails to this address bounced",
+    }
+}
+
+/// `POST /manage/{token}`.
+pub async fn submit(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+    form: Result<Form<Fields>, FormRejection>,
+) -> Response {
+    let fields = match form {
+        Ok(Form(f)) => f,
+        Err(rejection) => return bad_form(&web, rejection),
+    };
+    let s = match subscriber_for(&web, &token).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    if !csrf_ok(
+        &web,
+        fields.csrf.as_deref().unwrap_or(""),
+        s.id.0,
+        s.token_version,
+    ) {
+        return web.pages.message(
+            &web.root(),
+            StatusCode::FORBIDDEN,
+            Message::new("Please reload the page")
+                .line("This form is too old or did not come from your preferences page, so nothing was changed. Open your link again and repeat the change.")
+                .bad(),
+        );
+    }
+    let now = web.app.clock.now();
+    let action = fields.action.as_deref().unwrap_or("save");
+    let view = FormView::of(&s).with_fields(&fields);
+    match action {
+        "preview" => {
+            let preview =
+                super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
+            render(&web, &s, StatusCode::OK, view, Vec::new(), None, Some(preview))
+        }
+        "save" => match forms::parse_preferences(&fields, &web.app.settings, s.max_papers) {
+            Ok(prefs) => match web.app.store.update_preferences(s.id, &prefs, now).await {
+                Ok(_) => {
+                    info!(subscriber = %s.id, "preferences saved");
+                    reload_and_render(&web, &s, "Your changes are saved.").await
+                }
+                Err(e) => unavailable(&web, &e),
+            },
+            Err(errors) => render(
+                &web,
+                &s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                view,
+                errors,
+                None,
+                None,
+            ),
+        },
+        "pause" | "resume" => {
+            let (from, to, done): (&[SubscriberStatus], _, _) = if action == "pause" {
+                (
+                    &[SubscriberStatus::Active],
+                    SubscriberStatus::Paused,
+                    "Your digests are paused. Resume them here at any time.",
+                )
+            } else {
+                (
+                    &[SubscriberStatus::Paused, SubscriberStatus::Unsubscribed],
+                    SubscriberStatus::Active,
+                    "Your digests are on again.",
+                )
+            };
+            match web.app.store.change_status(s.id, from, to, now).await {
+                Ok(true) => {
+                    info!(subscriber = %s.id, to = to.as_str(), "status changed");
+                    reload_and_render(&web, &s, done).await
+                }
+                Ok(false) => reload_and_render(&web, &s, "Nothing to change.").await,
+                Err(e) => unavailable(&web, &e),
+            }
+        }
+        "export" => match web.app.store.subscriber_history(s.id).await {
+            Ok(history) => {
+                let data = serde_json::json!({
+                    "exported_at": now,
+                    "subscriber": s,
+                    "deliveries": history.deliveries,
+                    "papers_sent": history.papers,
+                    "feedback": history.feedback,
+                });
+                attachment(
+                    serde_json::to_string_pretty(&data).unwrap_or_default(),
+                    "paperboy-my-data.json",
+                )
+            }
+            Err(e) => unavailable(&web, &e),
+        },
+        "delete" => {
+            if fields.confirm_delete.as_deref() != Some("yes") {
+                return render(
+                    &web,
+                    &s,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    FormView::of(&s),
+                    vec![FieldError::new(
+                        "confirm_delete",
+                        "To delete everything, tick \"Yes, delete everything\" and press Delete me again.",
+                    )],
+                    None,
+                    None,
+                );
+            }
+            match web.app.store.delete_subscriber(s.id).await {
+                Ok(_) => {
+                    info!(subscriber = %s.id, "subscriber deleted on request");
+                    web.pages.message(
+                        &web.root(),
+                        StatusCode::OK,
+                        Message::new("Everything is deleted")
+                            .line("Your subscription, the record of the digests we sent you and your votes are gone. No more emails will be sent.")
+                            .action("Back to the front page", format!("{}/", web.root())),
+                    )
+                }
+                Err(e) => unavailable(&web, &e),
+            }
+        }
+        _ => render(
+            &web,
+            &s,
+            StatusCode::BAD_REQUEST,
+            view,
+            vec![FieldError::new(
+                "interests",
+                "That button is not known here. Use one of the buttons on this page.",
+            )],
+            None,
+            None,
+        ),
+    }
+}
+
+async fn reload_and_render(web: &Web, s: &Subscriber, notice: &str) -> Response {
+    match load(web, s.id.0).await {
+        Ok(Some(fresh)) => render(
+            web,
+            &fresh,
+            StatusCode::OK,
+            FormView::of(&fresh),
+            Vec::new(),
+            Some(notice),
+            None,
+        ),
+        Ok(None) => gone_link(
+            web,
+            "This link no longer works",
+            "The subscription it belonged to has been deleted.",
+        ),
+        Err(page) => page,
+    }
+}

@@ -1,0 +1,36 @@
+// paperboy's one script. The pages work without it; it adds two conveniences:
+// - the time zone select starts at the browser's zone (only on the sign-up form, where the
+//   server could not know it);
+// - the interests box updates the preview as you type, from GET /preview (same origin, so the
+//   Content-Security-Policy allows it). The answer is HTML the server escaped.
+(function () {
+  "use strict";
+  var tz = document.getElementById("timezone");
+  if (tz && tz.dataset.auto === "1" && window.Intl) {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    for (var i = 0; i < tz.options.length; i++) {
+      if (tz.options[i].value === zone) { tz.value = zone; break; }
+    }
+  }
+  var box = document.getElementById("interests");
+  var out = document.getElementById("preview");
+  if (!box || !out || !window.fetch) { return; }
+  var timer = null, last = null, seq = 0;
+  function refresh() {
+    var q = box.value.trim();
+    if (q === last) { return; }
+    last = q;
+    var mine = ++seq;
+    if (!q) { out.innerHTML = '<p class="muted">Type your interests and the matching papers appear here.</p>'; return; }
+    out.setAttribute("aria-busy", "true");
+    fetch(box.dataset.preview + "?interests=" + encodeURIComponent(q), { credentials: "omit" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) { if (mine === seq) { out.innerHTML = html; } })
+      .catch(function () { /* the Show preview button still works */ })
+      .then(function () { if (mine === seq) { out.removeAttribute("aria-busy"); } });
+  }
+  box.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 350);
+  });
+})();
