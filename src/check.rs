@@ -75,9 +75,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 &format!("database ({backend})"),
                 format!("{e} (config key `database.url`)"),
             ),
-            (Ok(()), Ok(pending)) if pending.is_empty() => {
-                r.ok(&format!("database ({backend})"), "reachable; schema up to date")
-            }
+            (Ok(()), Ok(pending)) if pending.is_empty() => r.ok(
+                &format!("database ({backend})"),
+                "reachable; schema up to date",
+            ),
             (Ok(()), Ok(pending)) => r.ok(
                 &format!("database ({backend})"),
                 format!(
@@ -165,10 +166,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                                 }
                             ),
                         ),
-                        Err(e) => r.fail(
-                            &what,
-                            format!("{e} (config key `sources.{name}.base_url`)"),
-                        ),
+                        Err(e) => {
+                            r.fail(&what, format!("{e} (config key `sources.{name}.base_url`)"))
+                        }
                     }
                 }
             }
@@ -415,7 +415,10 @@ mod tests {
     #[test]
     fn urls_are_read_like_lettre_reads_them() {
         let t = smtp_target("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("127.0.0.1", 2525, TlsMode::None));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("127.0.0.1", 2525, TlsMode::None)
+        );
         assert!(t.credentials.is_none());
         let t = smtp_target("smtp://u%40x:p%25w@mail.example.org?tls=required").unwrap();
         assert_eq!((t.port, t.tls), (587, TlsMode::Required));

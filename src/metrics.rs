@@ -212,7 +212,9 @@ impl Metrics {
 
     /// A source failed for one day.
     pub fn source_failed(&self, source: &str) {
-        self.source_errors.get_or_create(&label("source", source)).inc();
+        self.source_errors
+            .get_or_create(&label("source", source))
+            .inc();
         let _ = self.papers_fetched.get_or_create(&label("source", source));
     }
 

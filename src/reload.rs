@@ -100,7 +100,11 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
         format!("{:?}", a.schedule),
         format!("{:?}", b.schedule),
     );
-    differs("digest", format!("{:?}", a.digest), format!("{:?}", b.digest));
+    differs(
+        "digest",
+        format!("{:?}", a.digest),
+        format!("{:?}", b.digest),
+    );
     differs(
         "matching",
         format!("{:?}", a.matching),
@@ -111,8 +115,16 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
         format!("{:?}", a.sources),
         format!("{:?}", b.sources),
     );
-    differs("log.format", format!("{:?}", a.log.format), format!("{:?}", b.log.format));
-    differs("daemon", format!("{:?}", a.daemon), format!("{:?}", b.daemon));
+    differs(
+        "log.format",
+        format!("{:?}", a.log.format),
+        format!("{:?}", b.log.format),
+    );
+    differs(
+        "daemon",
+        format!("{:?}", a.daemon),
+        format!("{:?}", b.daemon),
+    );
     out
 }
 
