@@ -61,8 +61,13 @@ pub async fn run(app: App) -> anyhow::Result<()> {
     });
     let fetcher = tokio::spawn(fetch_loop(app.clone(), stop_rx.clone()));
     let sender = tokio::spawn(plan_send_loop(app.clone(), owner.clone(), stop_rx.clone()));
+    // READY before the first watchdog ping: systemd expects them in that order.
+    notifier.ready(&format!("serving on {local}; plan and send every minute"));
     let watchdog = notify::watchdog_period().map(|period| {
-        info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+        info!(
+            period_ms = period.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
         tokio::spawn(notify::run_watchdog(
             notifier.clone(),
             app.metrics.scheduler.clone(),
@@ -71,7 +76,6 @@ pub async fn run(app: App) -> anyhow::Result<()> {
             stop_rx.clone(),
         ))
     });
-    notifier.ready(&format!("serving on {local}; plan and send every minute"));
 
     wait_for_stop(&app, &notifier).await;
     let timeout = app.settings.daemon.shutdown_timeout;
@@ -108,7 +112,9 @@ pub async fn run(app: App) -> anyhow::Result<()> {
         }
         match app.store.release_leases(&owner).await {
             Ok(n) => info!(released = n, "handed unsent deliveries back"),
-            Err(e) => error!(error = %e, "could not hand deliveries back; their leases expire on their own"),
+            Err(e) => {
+                error!(error = %e, "could not hand deliveries back; their leases expire on their own")
+            }
         }
     }
     app.store.close().await;
