@@ -96,6 +96,7 @@ pub fn router(app: App) -> Router {
         .route("/static/app.js", get(static_js))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
@@ -109,14 +110,13 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Database reachable, scheduler alive, fetches not stale: see `metrics::readiness_problems`.
 async fn readyz(State(web): State<Web>) -> (StatusCode, String) {
-    match web.app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unreachable: {e}\n"),
-        ),
-    }
+    crate::metrics::readyz_response(&web.app).await
+}
+
+async fn metrics(State(web): State<Web>) -> axum::response::Response {
+    crate::metrics::metrics_response(&web.app).await
 }
 
 async fn static_css() -> impl IntoResponse {
