@@ -80,13 +80,22 @@ pub struct CandidateIndex {
     abstracts: Vec<String>,
 }
 
-fn register_tokenizers(index: &Index) {
-    let stemmed = TextAnalyzer::builder(SimpleTokenizer::default())
+/// Titles and abstracts: words, lower-cased, accents folded, English-stemmed.
+///
+/// Stop words stay in the index: a phrase such as "in-context" must match "in context" and not
+/// every abstract that says "context". BM25 already gives them almost no weight; the
+/// explanations leave them out (see `is_stop_word`).
+fn english_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .filter(Stemmer::new(Language::English))
-        .build();
+        .build()
+}
+
+fn register_tokenizers(index: &Index) {
+    let stemmed = english_analyzer();
     let folded = TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
@@ -148,6 +157,10 @@ impl CandidateIndex {
             titles,
             abstracts,
         })
+    }
+
+    fn analyzer(&self) -> TextAnalyzer {
+        english_analyzer()
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +226,7 @@ impl CandidateIndex {
             .map(|(i, score)| {
                 let mut matched = highlighted_phrases(&self.titles[i], &title_gen);
                 matched.extend(highlighted_phrases(&self.abstracts[i], &full_gen));
-                let matched = without_repeats(matched);
+                let matched = without_repeats(matched, &mut self.analyzer());
                 let snippet = snippet_fragments(&self.abstracts[i], &short_gen);
                 let reasons = if matched.is_empty() {
                     Vec::new()
@@ -275,6 +288,26 @@ fn explain_parse_error(input: &str, e: QueryParserError) -> InterestsSyntaxError
     }
 }
 
+/// English function words. Tantivy highlights every query term, including the "in" of the
+/// phrase "in-context" wherever it occurs; naming "in" as a reason would be noise.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into",
+    "is", "it", "its", "of", "on", "or", "our", "that", "the", "their", "this", "to", "via", "was",
+    "we", "were", "which", "with",
+];
+
+fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word.to_lowercase().as_str())
+}
+
+/// A phrase without the stop words at either end; `None` when nothing else is left.
+fn without_edge_stop_words(phrase: &str) -> Option<String> {
+    let words: Vec<&str> = phrase.split_whitespace().collect();
+    let first = words.iter().position(|w| !is_stop_word(w))?;
+    let last = words.iter().rposition(|w| !is_stop_word(w))?;
+    Some(words[first..=last].join(" "))
+}
+
 /// The highlighted words of `text`, adjacent ones joined into phrases, lower-cased, deduplicated.
 fn highlighted_phrases(text: &str, generator: &SnippetGenerator) -> Vec<String> {
     let snippet = generator.snippet(text);
@@ -285,28 +318,52 @@ fn highlighted_phrases(text: &str, generator: &SnippetGenerator) -> Vec<String> 
         current = match current {
             Some(c) if fragment[c.end..r.start].trim().is_empty() => Some(c.start..r.end),
             Some(c) => {
-                push_unique(&mut phrases, fragment[c].to_lowercase());
+                push_phrase(&mut phrases, &fragment[c]);
                 Some(r.clone())
             }
             None => Some(r.clone()),
         };
     }
     if let Some(c) = current {
-        push_unique(&mut phrases, fragment[c].to_lowercase());
+        push_phrase(&mut phrases, &fragment[c]);
     }
     phrases
 }
 
-/// Drops repeats, and single words already said as part of a longer phrase ("contrastive"
-/// after "contrastive loss"), keeping the first-seen order.
-fn without_repeats(phrases: Vec<String>) -> Vec<String> {
+fn push_phrase(phrases: &mut Vec<String>, raw: &str) {
+    if let Some(p) = without_edge_stop_words(&raw.to_lowercase()) {
+        push_unique(phrases, p);
+    }
+}
+
+/// Drops repeats — the same words up to stemming ("window" after "windows") — and single words
+/// already said as part of a longer phrase ("contrastive" after "contrastive loss"), keeping the
+/// first-seen order.
+fn without_repeats(phrases: Vec<String>, analyzer: &mut TextAnalyzer) -> Vec<String> {
+    let mut stems = |p: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stream = analyzer.token_stream(p);
+        while let Some(t) = stream.next() {
+            out.push(t.text.clone());
+        }
+        out
+    };
+    let keyed: Vec<(String, Vec<String>)> = phrases
+        .into_iter()
+        .map(|p| {
+            let k = stems(&p);
+            (p, k)
+        })
+        .collect();
     let mut out: Vec<String> = Vec::new();
-    for p in &phrases {
-        let inside_longer = phrases
-            .iter()
-            .any(|other| other.len() > p.len() && other.split_whitespace().any(|w| w == p));
-        if !inside_longer && !out.contains(p) {
-            out.push(p.clone());
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for (phrase, key) in &keyed {
+        let inside_longer = keyed.iter().any(|(_, other)| {
+            other.len() > key.len() && other.windows(key.len()).any(|w| w == key.as_slice())
+        });
+        if !inside_longer && !seen.contains(key) {
+            seen.push(key.clone());
+            out.push(phrase.clone());
         }
     }
     out
@@ -346,9 +403,10 @@ fn snippet_fragments(text: &str, generator: &SnippetGenerator) -> Vec<Fragment> 
                 highlighted: false,
             });
         }
+        let word = &fragment[r.clone()];
         parts.push(Fragment {
-            text: fragment[r.clone()].to_string(),
-            highlighted: true,
+            text: word.to_string(),
+            highlighted: !is_stop_word(word),
         });
         at = r.end;
     }
@@ -477,13 +535,56 @@ mod tests {
     }
 
     #[test]
+    fn stop_words_are_left_out_of_explanations_but_phrases_keep_them() {
+        let papers = vec![
+            paper(
+                "2401.00011",
+                "Learning in context",
+                "Models learn in context from a few examples.",
+            ),
+            paper(
+                "2401.00012",
+                "Long context windows",
+                "The context window of a model in practice.",
+            ),
+        ];
+        let idx = CandidateIndex::build(&papers).unwrap();
+        let q = idx.parse_interests("\"in-context\"").unwrap();
+        let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+        assert_eq!(
+            picks.len(),
+            1,
+            "the phrase needs \"in\" right before \"context\""
+        );
+        assert_eq!(picks[0].index, 0);
+        // The reason names the meaningful word; the stop word at the phrase's edge is dropped.
+        assert_eq!(picks[0].explanation.matched, vec!["context".to_string()]);
+
+        let q = idx.parse_interests("in window").unwrap();
+        let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+        assert_eq!(picks[0].index, 1);
+        assert_eq!(picks[0].explanation.matched, vec!["windows".to_string()]);
+        assert!(
+            picks[0]
+                .explanation
+                .snippet
+                .iter()
+                .all(|f| !(f.highlighted && f.text == "in"))
+        );
+    }
+
+    #[test]
     fn matched_words_are_not_repeated() {
-        let v = without_repeats(vec![
-            "contrastive loss".into(),
-            "memory".into(),
-            "contrastive".into(),
-            "memory".into(),
-        ]);
+        let mut analyzer = english_analyzer();
+        let v = without_repeats(
+            vec![
+                "contrastive loss".into(),
+                "memory".into(),
+                "contrastive".into(),
+                "memories".into(),
+            ],
+            &mut analyzer,
+        );
         assert_eq!(
             v,
             vec!["contrastive loss".to_string(), "memory".to_string()]

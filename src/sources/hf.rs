@@ -55,12 +55,11 @@ impl HfSource {
             let url = self.page_url(date, page)?;
             let body = self.client.get_text(&url).await?;
             batch.requests += 1;
-            let (papers, skipped) = parse_page(&body, page, &self.base_url).map_err(|detail| {
-                SourceError::Malformed {
+            let (papers, skipped) =
+                parse_daily_papers(&body, page).map_err(|detail| SourceError::Malformed {
                     url: url.to_string(),
                     detail,
-                }
-            })?;
+                })?;
             let items = papers.len() + skipped.len();
             tracing::debug!(
                 source = "hf",
@@ -133,7 +132,9 @@ fn under_base(base: &Url, segments: &[&str]) -> Result<Url, SourceError> {
     Ok(url)
 }
 
-/// Reads one page of `/api/daily_papers`. Papers link to `https://huggingface.co/papers/<id>`.
+/// Reads one page of `/api/daily_papers`. Papers link to `https://huggingface.co/papers/<id>`
+/// whatever address they were fetched from: `sources.hf.base_url` may be a mirror or a proxy
+/// that readers cannot reach.
 ///
 /// `Err` only when the body as a whole is not the expected JSON array; an item that cannot be
 /// read is returned among the skipped ones with its reason.
@@ -544,12 +545,11 @@ mod tests {
     }
 
     #[test]
-    fn hf_links_follow_the_configured_site() {
-        let site = Url::parse("http://127.0.0.1:1234/mirror/").unwrap();
-        let (papers, _) = parse_page(ITEM_2026, 0, &site).unwrap();
+    fn hf_links_point_to_the_public_site() {
+        let (papers, _) = parse_daily_papers(ITEM_2026, 0).unwrap();
         assert_eq!(
             papers[0].links.hf_url.as_deref(),
-            Some("http://127.0.0.1:1234/mirror/papers/2602.23229")
+            Some("https://huggingface.co/papers/2602.23229")
         );
     }
 
