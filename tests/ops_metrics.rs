@@ -1,0 +1,196 @@
+//! `/metrics`, `/readyz` and `/healthz` of the running daemon, read the way Prometheus and a
+//! load balancer read them. The exposition is parsed by a Prometheus text-format parser (the
+//! `prometheus-parse` crate), and the counters must move as smtp-sink accepts the digests.
+
+mod common;
+mod delivery_support;
+mod ops_support;
+
+use common::*;
+use delivery_support::*;
+use ops_support::*;
+use std::time::{Duration, Instant};
+
+const NOW: &str = "2024-10-25T09:00:00Z";
+const N: usize = 3;
+
+fn unix(at: &str) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .expect("rfc3339")
+        .timestamp() as f64
+}
+
+#[test]
+fn metrics_parse_and_the_counters_move_as_mail_is_sent() {
+    const T: &str = "metrics_parse_and_the_counters_move_as_mail_is_sent";
+    // One second per DATA and one connection: the sends are spread over seconds, so the first
+    // scrape sees the queue before it drains.
+    let Some(sink) = SmtpSink::start_with_or_skip(
+        T,
+        SmtpSinkOptions {
+            extra_args: vec!["-w".into(), "1".into()],
+            ..SmtpSinkOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&server).smtp(&sink).build();
+    fetch_day1(&app);
+    let db = Db::open(&app);
+    db.seed_subscribers(0, N, "07:00", "UTC", "daily");
+
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(
+        &app,
+        NOW,
+        &[
+            ("PAPERBOY__WEB__BIND", bind.as_str()),
+            ("PAPERBOY__MAIL__MAX_CONNECTIONS", "1"),
+        ],
+    );
+    wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
+
+    let first = scrape(port);
+    let sent_at_start = first.get("paperboy_digests_sent_total", &[]);
+    assert!(
+        sent_at_start < N as f64,
+        "the first scrape comes before the last of {N} slow sends: {sent_at_start}"
+    );
+    assert_eq!(first.get("paperboy_database_up", &[]), 1.0);
+    assert_eq!(
+        first.get(
+            "paperboy_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    // Fetched by `paperboy fetch` at FETCH1, read back from the database.
+    assert_eq!(
+        first.get(
+            "paperboy_last_fetch_success_timestamp_seconds",
+            &[("source", "hf")]
+        ),
+        unix(FETCH1)
+    );
+
+    // Scrape until every digest is counted; keep what the counter went through.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = vec![sent_at_start];
+    let last = loop {
+        let s = scrape(port);
+        let sent = s.get("paperboy_digests_sent_total", &[]);
+        if seen.last() != Some(&sent) {
+            seen.push(sent);
+        }
+        if sent >= N as f64 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "digests_sent stayed at {sent}; log:\n{}",
+            tail(&daemon_log(&app), 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "a counter only goes up: {seen:?}"
+    );
+    assert_eq!(sink.messages().len(), N, "the server got each digest");
+    assert_eq!(last.get("paperboy_digests_sent_total", &[]), N as f64);
+    assert_eq!(last.get("paperboy_digests_planned_total", &[]), N as f64);
+    assert_eq!(last.get("paperboy_digests_retried_total", &[]), 0.0);
+    assert_eq!(last.get("paperboy_digests_failed_total", &[]), 0.0);
+    assert_eq!(
+        last.histogram_count("paperboy_send_duration_seconds"),
+        N as u64
+    );
+    assert!(
+        last.text
+            .contains("paperboy_send_duration_seconds_bucket{le=\"+Inf\"} 3"),
+        "{}",
+        last.text
+    );
+    // Queue depth by status, from the database.
+    assert_eq!(
+        last.get("paperboy_deliveries", &[("status", "sent")]),
+        N as f64
+    );
+    assert_eq!(
+        last.get("paperboy_deliveries", &[("status", "planned")]),
+        0.0
+    );
+    assert_eq!(last.get("paperboy_deliveries", &[("status", "retry")]), 0.0);
+    assert_eq!(last.get("paperboy_deliveries_due", &[]), 0.0);
+    let last_send = last.get("paperboy_last_send_success_timestamp_seconds", &[]);
+    assert!(
+        (unix(NOW)..unix(NOW) + 120.0).contains(&last_send),
+        "last send at the daemon's clock (PAPERBOY_NOW): {last_send}"
+    );
+    let age = last.get("paperboy_scheduler_heartbeat_age_seconds", &[]);
+    assert!((0.0..60.0).contains(&age), "heartbeat age {age}");
+    assert!(
+        !last.text.contains("paperboy_smtp_errors_total{"),
+        "no SMTP error happened:\n{}",
+        last.text
+    );
+
+    let ready = http_get(port, "/readyz").expect("GET /readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let health = http_get(port, "/healthz").expect("GET /healthz");
+    assert_eq!(health.status, 200);
+
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+}
+
+#[test]
+fn smtp_errors_are_counted_by_class_and_do_not_make_the_daemon_unready() {
+    // Nothing listens on this port: every attempt fails to connect, temporarily.
+    let closed = free_port();
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&server).smtp_port(closed).build();
+    fetch_day1(&app);
+    let db = Db::open(&app);
+    db.seed_subscribers(0, 2, "07:00", "UTC", "daily");
+
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&app, NOW, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
+    wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = scrape(port);
+        if s.value("paperboy_digests_retried_total", &[])
+            .unwrap_or(0.0)
+            >= 1.0
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retry counted; log:\n{}",
+            tail(&daemon_log(&app), 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(s.get("paperboy_digests_sent_total", &[]), 0.0);
+    assert!(
+        s.get("paperboy_smtp_errors_total", &[("class", "connection")]) >= 1.0,
+        "{}",
+        s.text
+    );
+    assert!(s.get("paperboy_deliveries", &[("status", "retry")]) >= 1.0);
+    // An SMTP outage is for the operator (metrics, alerts), not a reason to pull the web
+    // pages out of a load balancer.
+    let ready = http_get(port, "/readyz").expect("GET /readyz");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+}
