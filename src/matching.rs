@@ -316,7 +316,7 @@ fn highlighted_phrases(text: &str, generator: &SnippetGenerator) -> Vec<String> 
     let mut current: Option<std::ops::Range<usize>> = None;
     for r in snippet.highlighted() {
         current = match current {
-            Some(c) if fragment[c.end..r.start].trim().is_empty() => Some(c.start..r.end),
+            Some(c) if joins_words(&fragment[c.end..r.start]) => Some(c.start..r.end),
             Some(c) => {
                 push_phrase(&mut phrases, &fragment[c]);
                 Some(r.clone())
@@ -330,7 +330,14 @@ fn highlighted_phrases(text: &str, generator: &SnippetGenerator) -> Vec<String> 
     phrases
 }
 
+/// Whether the text between two highlighted words makes them one phrase: white space or a
+/// hyphen ("long-context" is the phrase "long context").
+fn joins_words(between: &str) -> bool {
+    between.chars().all(|c| c.is_whitespace() || c == '-')
+}
+
 fn push_phrase(phrases: &mut Vec<String>, raw: &str) {
+    let raw = raw.replace('-', " ");
     if let Some(p) = without_edge_stop_words(&raw.to_lowercase()) {
         push_unique(phrases, p);
     }
@@ -395,18 +402,28 @@ fn snippet_fragments(text: &str, generator: &SnippetGenerator) -> Vec<Fragment> 
             highlighted: false,
         });
     }
-    let mut at = 0;
+    // "Contrastive loss" reads as one highlight, not two with a plain gap between them.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for r in snippet.highlighted() {
+        if is_stop_word(&fragment[r.clone()]) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(last) if joins_words(&fragment[last.end..r.start]) => last.end = r.end,
+            _ => runs.push(r.clone()),
+        }
+    }
+    let mut at = 0;
+    for r in &runs {
         if r.start > at {
             parts.push(Fragment {
                 text: fragment[at..r.start].to_string(),
                 highlighted: false,
             });
         }
-        let word = &fragment[r.clone()];
         parts.push(Fragment {
-            text: word.to_string(),
-            highlighted: !is_stop_word(word),
+            text: fragment[r.clone()].to_string(),
+            highlighted: true,
         });
         at = r.end;
     }
@@ -507,6 +524,21 @@ mod tests {
                 .snippet
                 .iter()
                 .any(|f| f.highlighted && f.text == "memory")
+        );
+
+        // Adjacent matched words are one highlight, and one reason.
+        let q = idx.parse_interests("\"contrastive learning\"").unwrap();
+        let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+        let snippet = &picks[0].explanation.snippet;
+        assert!(
+            snippet
+                .iter()
+                .any(|f| f.highlighted && f.text == "Contrastive learning"),
+            "{snippet:?}"
+        );
+        assert_eq!(
+            picks[0].explanation.matched,
+            vec!["contrastive learning".to_string()]
         );
     }
 
