@@ -40,14 +40,13 @@ pub struct Notice {
 
 /// Builds the message. Everything but `to` is paperboy's own text.
 pub fn build_notice_message(from: &Mailbox, notice: &Notice) -> Result<Message, MessageError> {
-    let to: Mailbox =
-        notice
-            .to
-            .as_str()
-            .parse()
-            .map_err(|e: lettre::address::AddressError| {
-                MessageError::Recipient(notice.to.to_string(), e.to_string())
-            })?;
+    let to: Mailbox = notice
+        .to
+        .as_str()
+        .parse()
+        .map_err(|e: lettre::address::AddressError| {
+            MessageError::Recipient(notice.to.to_string(), e.to_string())
+        })?;
     let (subject, body) = match notice.kind {
         NoticeKind::Confirm => (
             "Confirm your paperboy subscription",

@@ -187,7 +187,11 @@ pub fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
     check_interests(interests.as_str()).map_err(|e| {
         FieldError::new(
             "interests",
-            format!("We cannot understand these interests: {}. {}", e.problem, e.hint),
+            format!(
+                "We cannot understand these interests: {}. {}",
+                e.problem.trim_end_matches('.'),
+                e.hint
+            ),
         )
     })?;
     Ok(interests)

@@ -75,6 +75,9 @@ mod tests {
         assert_eq!(wait, WINDOW);
         assert!(l.hit_at(Form::Subscribe, b, t).is_ok(), "other client");
         assert!(l.hit_at(Form::ManageLink, a, t).is_ok(), "other form");
-        assert!(l.hit_at(Form::Subscribe, a, t + WINDOW).is_ok(), "new window");
+        assert!(
+            l.hit_at(Form::Subscribe, a, t + WINDOW).is_ok(),
+            "new window"
+        );
     }
 }

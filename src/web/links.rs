@@ -135,7 +135,12 @@ async fn feedback_target(
         }
     };
     let title = match web.app.store.paper(&paper_id).await {
-        Ok(Some(p)) => p.paper.title.split_whitespace().collect::<Vec<_>>().join(" "),
+        Ok(Some(p)) => p
+            .paper
+            .title
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
         Ok(None) => {
             return Err(gone_link(
                 web,
@@ -173,7 +178,11 @@ fn feedback_view(
         &web.root(),
         StatusCode::OK,
         "feedback.html",
-        if recorded { "Thanks" } else { "More or less like this?" },
+        if recorded {
+            "Thanks"
+        } else {
+            "More or less like this?"
+        },
         ctx,
     )
 }
@@ -185,9 +194,14 @@ pub async fn feedback_page(
     Query(q): Query<VoteQuery>,
 ) -> Response {
     match feedback_target(&web, &token).await {
-        Ok((s, paper, title)) => {
-            feedback_view(&web, &s, &paper, &title, parse_vote(q.vote.as_deref()), false)
-        }
+        Ok((s, paper, title)) => feedback_view(
+            &web,
+            &s,
+            &paper,
+            &title,
+            parse_vote(q.vote.as_deref()),
+            false,
+        ),
         Err(page) => page,
     }
 }

@@ -22,7 +22,15 @@ use tracing::info;
 /// `GET /manage/{token}`.
 pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response {
     match subscriber_for(&web, &token).await {
-        Ok(s) => render(&web, &s, StatusCode::OK, FormView::of(&s), Vec::new(), None, None),
+        Ok(s) => render(
+            &web,
+            &s,
+            StatusCode::OK,
+            FormView::of(&s),
+            Vec::new(),
+            None,
+            None,
+        ),
         Err(page) => page,
     }
 }
@@ -85,13 +93,8 @@ fn render(
         },
     );
     ctx.insert("unsubscribe_url", &unsubscribe);
-    web.pages.page(
-        &web.root(),
-        status,
-        "manage.html",
-        "Your subscription",
-        ctx,
-    )
+    web.pages
+        .page(&web.root(), status, "manage.html", "Your subscription", ctx)
 }
 
 fn status_text(s: SubscriberStatus) -> &'static str {
@@ -139,7 +142,15 @@ pub async fn submit(
         "preview" => {
             let preview =
                 super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
-            render(&web, &s, StatusCode::OK, view, Vec::new(), None, Some(preview))
+            render(
+                &web,
+                &s,
+                StatusCode::OK,
+                view,
+                Vec::new(),
+                None,
+                Some(preview),
+            )
         }
         "save" => match forms::parse_preferences(&fields, &web.app.settings, s.max_papers) {
             Ok(prefs) => match web.app.store.update_preferences(s.id, &prefs, now).await {

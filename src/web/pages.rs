@@ -10,7 +10,10 @@ use serde::Serialize;
 use tracing::error;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../templates/web/base.html.tera")),
+    (
+        "base.html",
+        include_str!("../../templates/web/base.html.tera"),
+    ),
     (
         "macros.html",
         include_str!("../../templates/web/macros.html.tera"),

@@ -103,7 +103,13 @@ async fn pick(web: &Web, raw: &str) -> Result<(Vec<PreviewPaper>, usize), String
     let query = candidates
         .index
         .parse_interests(interests.as_str())
-        .map_err(|e| format!("We cannot understand these interests: {}. {}", e.problem, e.hint))?;
+        .map_err(|e| {
+            format!(
+                "We cannot understand these interests: {}. {}",
+                e.problem.trim_end_matches('.'),
+                e.hint
+            )
+        })?;
     let picks = candidates
         .index
         .rank(

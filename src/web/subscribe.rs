@@ -51,13 +51,8 @@ fn subscribe_page(
     ctx.insert("preview", &preview);
     ctx.insert("timezones", &*forms::TIMEZONES);
     ctx.insert("weekdays", &forms::weekday_options());
-    web.pages.page(
-        &web.root(),
-        status,
-        "subscribe.html",
-        "Subscribe",
-        ctx,
-    )
+    web.pages
+        .page(&web.root(), status, "subscribe.html", "Subscribe", ctx)
 }
 
 /// A form body that could not be read (wrong encoding, too large).
@@ -137,7 +132,11 @@ pub async fn submit(
     let (Some(email), Some(prefs)) = (email, prefs) else {
         return subscribe_page(&web, StatusCode::UNPROCESSABLE_ENTITY, view, errors, None);
     };
-    if fields.website.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+    if fields
+        .website
+        .as_deref()
+        .is_some_and(|v| !v.trim().is_empty())
+    {
         debug!("sign-up honeypot filled; nothing sent");
         return check_inbox(&web);
     }
@@ -155,8 +154,8 @@ pub async fn submit(
 async fn sign_up(web: &Web, email: &EmailAddress, prefs: &Preferences) -> Result<(), String> {
     let app = &web.app;
     let now = app.clock.now();
-    let cooldown_start = now
-        - chrono::Duration::from_std(app.settings.web.resend_cooldown).unwrap_or_default();
+    let cooldown_start =
+        now - chrono::Duration::from_std(app.settings.web.resend_cooldown).unwrap_or_default();
     let nonce = new_nonce();
     let existing = app
         .store
@@ -455,7 +454,11 @@ pub async fn link_request(
             );
         }
     };
-    if fields.website.as_deref().is_none_or(|v| v.trim().is_empty()) {
+    if fields
+        .website
+        .as_deref()
+        .is_none_or(|v| v.trim().is_empty())
+    {
         let worker = web.clone();
         tokio::spawn(async move {
             if let Err(e) = mail_link(&worker, &email).await {
@@ -489,8 +492,8 @@ async fn mail_link(web: &Web, email: &EmailAddress) -> Result<(), String> {
         return Ok(());
     }
     let now = app.clock.now();
-    let cooldown_start = now
-        - chrono::Duration::from_std(app.settings.web.resend_cooldown).unwrap_or_default();
+    let cooldown_start =
+        now - chrono::Duration::from_std(app.settings.web.resend_cooldown).unwrap_or_default();
     let id = SubscriberId(row.id);
     if app
         .store
