@@ -52,14 +52,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     r.ok("config", "loaded; every key has an allowed value");
 
     // Database: reachable, and which migrations the next start would apply. Not migrated
-    // here: check changes nothing.
-    let store = match Store::open(
-        settings.database.url.expose(),
-        settings.database.max_connections,
-    )
-    .await
-    {
-        Ok(store) => Some(store),
+    // here: check changes nothing. A SQLite file that does not exist yet is not created either
+    // (it would belong to whoever ran check, typically root, instead of the service's user).
+    let missing = missing_sqlite_file(settings.database.url.expose());
+    let opened = match &missing {
+        Some(path) => {
+            r.ok(
+                "database (sqlite)",
+                format!(
+                    "{} does not exist yet; `paperboy run` creates and migrates it at its \
+                     first start",
+                    path.display()
+                ),
+            );
+            Ok(None)
+        }
+        None => Store::open(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await
+        .map(Some),
+    };
+    let store = match opened {
+        Ok(store) => store,
         Err(e) => {
             r.fail(
                 "database",
@@ -123,6 +139,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         }
     }
 
+    sources_and_summary(settings, store, r).await
+}
+
+/// The SQLite file `url` names, when it does not exist.
+fn missing_sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') {
+        return None; // in memory
+    }
+    let path = std::path::PathBuf::from(path);
+    (!path.exists()).then_some(path)
+}
+
+async fn sources_and_summary(
+    settings: Settings,
+    store: Option<Store>,
+    mut r: Report,
+) -> anyhow::Result<ExitCode> {
     // Sources: one listing request each, nothing stored. The source set comes from the jobs'
     // own constructor, which needs an App; without a reachable database a throw-away
     // in-memory one stands in (sources never touch it).

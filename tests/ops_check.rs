@@ -51,7 +51,10 @@ fn check_fails_on_an_unreachable_smtp_server_and_a_bad_source_url_naming_the_key
     server.set_day_fixture("2024-10-25", HF_DAY_2024_10_25);
     let closed_smtp = free_port();
     let closed_http = free_port();
-    let app = TestApp::builder().hf(&server).smtp_port(closed_smtp).build();
+    let app = TestApp::builder()
+        .hf(&server)
+        .smtp_port(closed_smtp)
+        .build();
     let bad_source = format!("http://127.0.0.1:{closed_http}");
 
     let out = app
@@ -94,17 +97,30 @@ fn check_fails_on_an_unreachable_smtp_server_and_a_bad_source_url_naming_the_key
 #[test]
 fn check_reports_pending_migrations_without_applying_them() {
     let app = TestApp::builder().file_transport().build();
+    // No database yet: said so, and not created (it would belong to whoever ran check).
+    let out = app.paperboy(["check"]).at(NOW).run();
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("does not exist yet; `paperboy run` creates and migrates it"),
+        "{out}"
+    );
+    assert!(!app.db_path.exists(), "check created the database");
+    // An empty file is an empty SQLite database: every migration is pending.
+    std::fs::write(&app.db_path, b"").expect("create an empty database");
     for _ in 0..2 {
         let out = app.paperboy(["check"]).at(NOW).run();
         out.assert_success();
         assert!(
-            out.stdout
-                .contains("ok    database (sqlite): reachable; ")
-                && out.stdout.contains("migration(s) pending, applied at the next start or by `paperboy migrate`"),
+            out.stdout.contains("ok    database (sqlite): reachable; ")
+                && out.stdout.contains(
+                    "migration(s) pending, applied at the next start or by `paperboy migrate`"
+                ),
             "a fresh database has every migration pending, every time:\n{out}"
         );
         assert!(
-            out.stdout.contains("ok    mail (file): digests are written to"),
+            out.stdout
+                .contains("ok    mail (file): digests are written to"),
             "{out}"
         );
         assert!(

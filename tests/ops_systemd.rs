@@ -10,8 +10,11 @@ use std::fs;
 use std::process::Command;
 
 fn unit_text() -> String {
-    fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/paperboy.service"))
-        .expect("read deploy/paperboy.service")
+    fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/paperboy.service"
+    ))
+    .expect("read deploy/paperboy.service")
 }
 
 /// `Key=value` lines of the unit, in order (a key may repeat).
@@ -82,14 +85,21 @@ fn the_unit_keeps_the_promises_of_the_operator_guide() {
         assert!(has(k, v), "deploy/paperboy.service lacks {k}={v}");
     }
     let secs = |k: &str| -> u64 {
-        let v = &d.iter().find(|(dk, _)| dk == k).unwrap_or_else(|| panic!("no {k}")).1;
-        v.trim_end_matches('s').parse().unwrap_or_else(|_| panic!("{k}={v}"))
+        let v = &d
+            .iter()
+            .find(|(dk, _)| dk == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+            .1;
+        v.trim_end_matches('s')
+            .parse()
+            .unwrap_or_else(|_| panic!("{k}={v}"))
     };
     assert!(secs("WatchdogSec") > 0);
     // The daemon's default shutdown_timeout_secs must fit inside TimeoutStopSec, or systemd
     // SIGKILLs it while it is still finishing SMTP transactions.
-    let default_toml = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
-        .expect("read config/default.toml");
+    let default_toml =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+            .expect("read config/default.toml");
     let shutdown: u64 = default_toml
         .lines()
         .find_map(|l| l.strip_prefix("shutdown_timeout_secs = "))
@@ -109,8 +119,11 @@ fn the_unit_keeps_the_promises_of_the_operator_guide() {
 fn the_packaged_config_loads_with_the_credential_from_credentials_directory() {
     // As systemd would run it: CREDENTIALS_DIRECTORY holds `secret_key`, the config names it.
     let creds = tempfile::tempdir().expect("tempdir");
-    fs::write(creds.path().join("secret_key"), "0123456789abcdef0123456789abcdef\n")
-        .expect("write credential");
+    fs::write(
+        creds.path().join("secret_key"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("write credential");
     let state = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_paperboy"))
         .arg("--config")
