@@ -1,30 +1,55 @@
-//! Ranking papers against a subscriber's interests, and saying why each was picked.
+//! Ranking papers for a subscriber, and saying why each was picked.
 //!
-//! The candidates of one planning run (papers first seen recently) go into an in-memory tantivy
-//! index; each subscriber's interests are parsed with tantivy's query parser and scored with its
-//! BM25 over title and abstract (English stemming, case and accent folding). A relevance floor
-//! (`matching.min_score`) keeps weak matches out however empty the day; the caller cuts at the
-//! subscriber's maximum. Highlights come from tantivy's snippet generator.
-//! This module does no I/O: it gets papers and returns picks.
+//! What it is for: the candidates of one planning run (papers first seen recently) go into an
+//! in-memory tantivy index, built once per run. Each subscriber's interests are parsed once with
+//! tantivy's query parser (words, "phrases", AND / OR / NOT, `-word`, parentheses, and the fields
+//! `title:`, `abstract:`, `author:`, `cat:`) and scored with tantivy's BM25 over title and
+//! abstract (English stemming, case and accent folding). The rest of a subscriber's profile is
+//! blended in: followed authors (always included), categories (a filter or a boost), papers they
+//! liked or gave as examples (tantivy's more-like-this query over their text, pulling similar
+//! papers up; disliked ones push down), and Hugging Face upvotes as a bounded trending boost.
+//! A relevance floor keeps weak matches out however empty the day; at most `max` papers are
+//! picked. Each pick carries its reasons and an abstract snippet with the matched words marked
+//! (tantivy's snippet generator), computed for the picks only.
+//!
+//! What it is not for: I/O. It gets papers (and the texts of liked papers) and returns picks;
+//! loading profiles and votes is `store`'s job, choosing who is due is `jobs::plan`'s.
 
 use crate::model::Paper;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
-use tantivy::query::{Query, QueryParser, QueryParserError};
-use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+use std::collections::HashMap;
+use tantivy::query::{EnableScoring, MoreLikeThisQuery, Query, QueryParser, QueryParserError};
+use tantivy::schema::{
+    Field, IndexRecordOption, OwnedValue, Schema, TextFieldIndexing, TextOptions,
+};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer,
+    Stemmer, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, TantivyDocument, doc};
+use tantivy::{Index, Searcher, TantivyDocument, doc};
 
 const STEMMED: &str = "paperboy_en";
 const FOLDED: &str = "paperboy_folded";
+const CATEGORY: &str = "paperboy_category";
 /// Title words say more about a paper than abstract words.
 const TITLE_BOOST: f32 = 2.0;
 /// How much of the abstract the digest shows around the matched words.
 pub const SNIPPET_CHARS: usize = 320;
+/// Interests that ask for no topic at all: the day's most-upvoted papers (within the
+/// subscriber's categories, if they chose some), like Hugging Face's own email.
+pub const TRENDING_ONLY: &str = "*";
+/// A paper in one of the subscriber's categories (boost mode) scores this much more.
+const CATEGORY_BOOST: f32 = 0.5;
+/// Weight of the more-like-this score of liked papers. Its terms are boosted relative to the
+/// best one (1.0), so a close paper scores like a good multi-word match; halved, it pulls
+/// similar papers up without drowning the subscriber's own words.
+const LIKE_WEIGHT: f32 = 0.5;
+/// Disliked papers push similar ones down a little harder than liked ones pull: a reader who
+/// said "less like this" notices a repeat more than a miss.
+const DISLIKE_WEIGHT: f32 = 0.75;
+/// More-like-this takes at most this many distinctive words from the liked papers.
+const LIKE_TERMS: usize = 25;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatchError {
@@ -37,8 +62,11 @@ pub enum MatchError {
 #[error("cannot understand the interests `{input}`: {problem}. {hint}")]
 pub struct InterestsSyntaxError {
     pub input: String,
+    /// What is wrong, naming the character position when it is known ("at character 12").
     pub problem: String,
     pub hint: String,
+    /// 1-based character position of the fault, when known.
+    pub position: Option<usize>,
 }
 
 /// A part of a snippet, highlighted when it is a matched word.
@@ -66,18 +94,144 @@ pub struct Pick {
     pub explanation: Explanation,
 }
 
+/// Whether a subscriber's categories narrow the day to those categories or lift their papers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryMode {
+    /// Papers in the categories rank higher; others can still be picked.
+    #[default]
+    Boost,
+    /// Only papers in the categories (or by a followed author) are picked.
+    Filter,
+}
+
+impl CategoryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategoryMode::Boost => "boost",
+            CategoryMode::Filter => "filter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "boost" => Some(CategoryMode::Boost),
+            "filter" => Some(CategoryMode::Filter),
+            _ => None,
+        }
+    }
+}
+
+/// A subscriber's profile beyond the interests query, as the store holds it.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileInput {
+    /// Followed authors' names as typed ("Yoshua Bengio"); a new paper by one is always picked.
+    pub authors: Vec<String>,
+    /// arXiv categories (`cs.LG`) or whole archives (`cs`).
+    pub categories: Vec<String>,
+    pub category_mode: CategoryMode,
+    /// Title and abstract of each paper liked in a digest or given as an example.
+    pub liked: Vec<String>,
+    /// Title and abstract of each paper voted "less like this".
+    pub disliked: Vec<String>,
+}
+
+/// How the signals are weighed: the same for every subscriber in a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Blend {
+    /// Relevance floor: a paper scoring below it is never picked (followed authors excepted).
+    pub min_score: f32,
+    /// The most that trending can add to a matching paper's score (0 turns it off).
+    pub trending_weight: f32,
+}
+
+impl Blend {
+    /// Relevance alone: no trending boost.
+    pub fn floor(min_score: f32) -> Self {
+        Blend {
+            min_score,
+            trending_weight: 0.0,
+        }
+    }
+}
+
+/// One subscriber's profile, parsed against one candidate index: parse once, rank once.
+pub struct Profile {
+    interests: Option<Box<dyn Query>>,
+    terms: QueryTerms,
+    /// Interests were [`TRENDING_ONLY`], or absent: rank by upvotes, not by words.
+    browse: bool,
+    followed: Vec<String>,
+    categories: Vec<String>,
+    category_mode: CategoryMode,
+    liked: Option<Box<dyn Query>>,
+    disliked: Option<Box<dyn Query>>,
+}
+
+impl Profile {
+    /// Whether anything in this profile can pick a paper.
+    pub fn is_empty(&self) -> bool {
+        self.interests.is_none()
+            && !self.browse
+            && self.followed.is_empty()
+            && self.categories.is_empty()
+            && self.liked.is_none()
+    }
+}
+
+/// The terms of a parsed query, by field, for explanations.
+#[derive(Default)]
+struct QueryTerms {
+    /// Ids (in [`CandidateIndex::vocabulary`]) of stemmed title and abstract terms.
+    text: Vec<u32>,
+    /// Folded words asked for with `author:`.
+    author: Vec<String>,
+    /// Lower-cased categories asked for with `cat:`.
+    category: Vec<String>,
+}
+
+/// A word of a title or abstract: where it is in the text and its stemmed term's id.
+#[derive(Clone, Copy)]
+struct Token {
+    start: u32,
+    end: u32,
+    term: u32,
+}
+
 struct Fields {
     title: Field,
     abstract_text: Field,
+    author: Field,
+    cat: Field,
+}
+
+/// Per paper, what explanations and the non-text signals need, computed once per run.
+struct PaperFacts {
+    title: String,
+    abstract_text: String,
+    title_tokens: Vec<Token>,
+    abstract_tokens: Vec<Token>,
+    authors: Vec<String>,
+    categories: Vec<String>,
+    upvotes: i64,
 }
 
 /// The candidate papers of one planning run, indexed for ranking.
 pub struct CandidateIndex {
-    reader: IndexReader,
+    searcher: Searcher,
     fields: Fields,
     parser: QueryParser,
-    titles: Vec<String>,
-    abstracts: Vec<String>,
+    /// For each segment, document id → position in the slice given to `build`.
+    doc_ord: Vec<Vec<usize>>,
+    papers: Vec<PaperFacts>,
+    /// Stemmed title and abstract words → ids used in [`Token`].
+    vocabulary: HashMap<String, u32>,
+    /// Folded author name → papers by them.
+    by_author: HashMap<String, Vec<usize>>,
+    /// Lower-cased category and archive (`cs.lg`, `cs`) → papers in it.
+    by_category: HashMap<String, Vec<usize>>,
+    /// ln(1 + most upvotes of any candidate): trending is relative to the day's best.
+    log_max_upvotes: f32,
 }
 
 /// Titles and abstracts: words, lower-cased, accents folded, English-stemmed.
@@ -94,15 +248,25 @@ fn english_analyzer() -> TextAnalyzer {
         .build()
 }
 
-fn register_tokenizers(index: &Index) {
-    let stemmed = english_analyzer();
-    let folded = TextAnalyzer::builder(SimpleTokenizer::default())
+/// Author names: words, lower-cased, accents folded, not stemmed ("Müller" finds "Muller").
+fn folded_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
-        .build();
-    index.tokenizers().register(STEMMED, stemmed);
-    index.tokenizers().register(FOLDED, folded);
+        .build()
+}
+
+fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(STEMMED, english_analyzer());
+    index.tokenizers().register(FOLDED, folded_analyzer());
+    // A category is one token, case-folded: `cat:cs.LG` is the term "cs.lg".
+    index.tokenizers().register(
+        CATEGORY,
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
 }
 
 fn text_options(tokenizer: &str) -> TextOptions {
@@ -113,18 +277,62 @@ fn text_options(tokenizer: &str) -> TextOptions {
     )
 }
 
+/// An author's name as a lookup key: folded words joined by single spaces.
+fn author_key(name: &str) -> String {
+    let mut analyzer = folded_analyzer();
+    let mut stream = analyzer.token_stream(name);
+    let mut words = Vec::new();
+    while let Some(t) = stream.next() {
+        words.push(t.text.clone());
+    }
+    words.join(" ")
+}
+
+/// A category and its archive (`cs.LG` → `cs.lg`, `cs`), lower-cased: `cat:cs` asks for all of
+/// computer science.
+fn category_keys(category: &str) -> Vec<String> {
+    let c = category.trim().to_lowercase();
+    let mut keys = vec![c.clone()];
+    if let Some((archive, _)) = c.split_once('.') {
+        keys.push(archive.to_string());
+    }
+    keys
+}
+
+fn tokens_of(
+    text: &str,
+    analyzer: &mut TextAnalyzer,
+    vocabulary: &mut HashMap<String, u32>,
+) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while let Some(t) = stream.next() {
+        let next = vocabulary.len() as u32;
+        let term = *vocabulary.entry(t.text.clone()).or_insert(next);
+        out.push(Token {
+            start: t.offset_from as u32,
+            end: t.offset_to as u32,
+            term,
+        });
+    }
+    out
+}
+
 impl CandidateIndex {
     pub fn build<'a>(papers: impl IntoIterator<Item = &'a Paper>) -> Result<Self, MatchError> {
         let mut sb = Schema::builder();
         let title = sb.add_text_field("title", text_options(STEMMED));
         let abstract_text = sb.add_text_field("abstract", text_options(STEMMED));
         let author = sb.add_text_field("author", text_options(FOLDED));
-        let ord = sb.add_u64_field("ord", FAST);
+        let cat = sb.add_text_field("cat", text_options(CATEGORY));
         let index = Index::create_in_ram(sb.build());
         register_tokenizers(&index);
 
-        let mut titles = Vec::new();
-        let mut abstracts = Vec::new();
+        let mut facts = Vec::new();
+        let mut vocabulary = HashMap::new();
+        let mut by_author: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_category: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut analyzer = english_analyzer();
         {
             // One thread and one commit give one segment; the budget is tantivy's minimum per
             // thread, plenty for a few thousand abstracts.
@@ -133,53 +341,199 @@ impl CandidateIndex {
                 let mut d = doc!(
                     title => paper.title.as_str(),
                     abstract_text => paper.abstract_text.as_str(),
-                    ord => i as u64,
                 );
                 for name in &paper.authors {
                     d.add_text(author, name);
+                    let key = author_key(name);
+                    let list = by_author.entry(key).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+                let mut categories = Vec::new();
+                for c in &paper.categories {
+                    for key in category_keys(c) {
+                        if !categories.contains(&key) {
+                            d.add_text(cat, &key);
+                            by_category.entry(key.clone()).or_default().push(i);
+                            categories.push(key);
+                        }
+                    }
                 }
                 writer.add_document(d)?;
-                titles.push(paper.title.clone());
-                abstracts.push(paper.abstract_text.clone());
+                facts.push(PaperFacts {
+                    title_tokens: tokens_of(&paper.title, &mut analyzer, &mut vocabulary),
+                    abstract_tokens: tokens_of(
+                        &paper.abstract_text,
+                        &mut analyzer,
+                        &mut vocabulary,
+                    ),
+                    title: paper.title.clone(),
+                    abstract_text: paper.abstract_text.clone(),
+                    authors: paper.authors.clone(),
+                    categories: paper.categories.clone(),
+                    upvotes: paper.upvotes.unwrap_or(0).max(0),
+                });
             }
             writer.commit()?;
         }
-        let reader = index.reader()?;
+        let searcher = index.reader()?.searcher();
+        // Documents were added in order by one writer: within each segment, ids follow the
+        // slice order. The map is built from the segments tantivy actually made.
+        let mut doc_ord = Vec::new();
+        let mut base = 0;
+        for segment in searcher.segment_readers() {
+            let n = segment.max_doc() as usize;
+            doc_ord.push((base..base + n).collect());
+            base += n;
+        }
         let mut parser = QueryParser::for_index(&index, vec![title, abstract_text]);
         parser.set_field_boost(title, TITLE_BOOST);
+        let max_upvotes = facts.iter().map(|f| f.upvotes).max().unwrap_or(0);
         Ok(CandidateIndex {
-            reader,
+            searcher,
             fields: Fields {
                 title,
                 abstract_text,
+                author,
+                cat,
             },
             parser,
-            titles,
-            abstracts,
+            doc_ord,
+            papers: facts,
+            vocabulary,
+            by_author,
+            by_category,
+            log_max_upvotes: (max_upvotes as f32).ln_1p(),
         })
     }
 
-    fn analyzer(&self) -> TextAnalyzer {
-        english_analyzer()
-    }
-
     pub fn len(&self) -> usize {
-        self.titles.len()
+        self.papers.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.titles.is_empty()
+        self.papers.is_empty()
     }
 
-    /// Parses interests into a query, or says what is wrong with them.
+    /// Parses interests into a query, or says what is wrong with them and where.
     pub fn parse_interests(&self, interests: &str) -> Result<Box<dyn Query>, InterestsSyntaxError> {
+        if let Some(e) = prescan(interests) {
+            return Err(e);
+        }
         self.parser
             .parse_query(interests)
             .map_err(|e| explain_parse_error(interests, e))
     }
 
-    /// Ranks the candidates that `allowed` accepts against `query`: best first, at most `max`,
-    /// none scoring below `min_score`.
+    /// Parses a subscriber's interests and profile once, for [`CandidateIndex::rank_profile`].
+    /// `interests` of `None` (or empty) means the profile alone decides; [`TRENDING_ONLY`] means
+    /// the day's most-upvoted papers.
+    pub fn profile(
+        &self,
+        interests: Option<&str>,
+        input: &ProfileInput,
+    ) -> Result<Profile, InterestsSyntaxError> {
+        let interests = interests.map(str::trim).filter(|s| !s.is_empty());
+        let browse_asked = interests == Some(TRENDING_ONLY);
+        let query = match interests {
+            Some(text) if !browse_asked => Some(self.parse_interests(text)?),
+            _ => None,
+        };
+        let terms = query
+            .as_deref()
+            .map(|q| self.query_terms(q))
+            .unwrap_or_default();
+        let liked = self.more_like(&input.liked);
+        let disliked = self.more_like(&input.disliked);
+        let browse =
+            browse_asked || (query.is_none() && liked.is_none() && !input.categories.is_empty());
+        Ok(Profile {
+            interests: query,
+            terms,
+            browse,
+            followed: input
+                .authors
+                .iter()
+                .map(|a| author_key(a))
+                .filter(|k| !k.is_empty())
+                .collect(),
+            categories: input
+                .categories
+                .iter()
+                .map(|c| c.trim().to_lowercase())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            category_mode: input.category_mode,
+            liked,
+            disliked,
+        })
+    }
+
+    /// Tantivy's more-like-this query over the given texts: their most distinctive words, as
+    /// this day's candidates weigh them. `None` when there is no text or nothing distinctive.
+    fn more_like(&self, texts: &[String]) -> Option<Box<dyn Query>> {
+        if texts.is_empty() || self.is_empty() {
+            return None;
+        }
+        let values: Vec<OwnedValue> = texts.iter().map(|t| OwnedValue::Str(t.clone())).collect();
+        // Words in more than a quarter of the day's papers say nothing about a topic.
+        let common = (self.len() as u64 / 4).max(2);
+        let query = MoreLikeThisQuery::builder()
+            .with_min_doc_frequency(1)
+            .with_max_doc_frequency(common)
+            .with_min_term_frequency(1)
+            .with_min_word_length(3)
+            .with_max_query_terms(LIKE_TERMS)
+            .with_stop_words(STOP_WORDS.iter().map(|w| w.to_string()).collect())
+            .with_document_fields(vec![(self.fields.abstract_text, values)]);
+        Some(Box::new(query))
+    }
+
+    fn query_terms(&self, query: &dyn Query) -> QueryTerms {
+        let mut terms = QueryTerms::default();
+        query.query_terms(&mut |term, _| {
+            let value = term.value();
+            let Some(text) = value.as_str() else {
+                return;
+            };
+            let field = term.field();
+            if field == self.fields.title || field == self.fields.abstract_text {
+                if let Some(&id) = self.vocabulary.get(text)
+                    && !terms.text.contains(&id)
+                {
+                    terms.text.push(id);
+                }
+            } else if field == self.fields.author {
+                push_unique(&mut terms.author, text.to_string());
+            } else if field == self.fields.cat {
+                push_unique(&mut terms.category, text.to_string());
+            }
+        });
+        terms
+    }
+
+    /// Calls `f` with (paper position, score) for every candidate `query` matches.
+    fn for_each_hit(
+        &self,
+        query: &dyn Query,
+        mut f: impl FnMut(usize, f32),
+    ) -> Result<(), MatchError> {
+        let weight = query.weight(EnableScoring::enabled_from_searcher(&self.searcher))?;
+        for (ord, segment) in self.searcher.segment_readers().iter().enumerate() {
+            let map = &self.doc_ord[ord];
+            weight.for_each(segment, &mut |doc, score| {
+                if let Some(&i) = map.get(doc as usize) {
+                    f(i, score);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Ranks the candidates that `allowed` accepts against `query` alone: best first, at most
+    /// `max`, none scoring below `min_score`. (The web preview uses this; planning uses
+    /// [`CandidateIndex::rank_profile`].)
     pub fn rank(
         &self,
         query: &dyn Query,
@@ -187,63 +541,256 @@ impl CandidateIndex {
         max: usize,
         min_score: f32,
     ) -> Result<Vec<Pick>, MatchError> {
-        if self.is_empty() || max == 0 {
-            return Ok(Vec::new());
-        }
-        let searcher = self.reader.searcher();
-        // Every match is collected and filtered afterwards: candidate sets are small (one
-        // day's papers), and the filter (already sent, outside this subscriber's window) is
-        // cheaper in Rust than as a query clause.
-        let top = searcher.search(query, &TopDocs::with_limit(self.len()))?;
-        let mut hits = Vec::new();
-        for (score, addr) in top {
-            if score < min_score || hits.len() >= max {
-                break;
-            }
-            let column = searcher
-                .segment_reader(addr.segment_ord)
-                .fast_fields()
-                .u64("ord")?;
-            let Some(i) = column.first(addr.doc_id).map(|v| v as usize) else {
-                continue;
-            };
-            if allowed(i) {
-                hits.push((i, score));
-            }
-        }
-        if hits.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut title_gen = SnippetGenerator::create(&searcher, query, self.fields.title)?;
-        title_gen.set_max_num_chars(10_000);
-        let mut full_gen = SnippetGenerator::create(&searcher, query, self.fields.abstract_text)?;
-        full_gen.set_max_num_chars(100_000);
-        let mut short_gen = SnippetGenerator::create(&searcher, query, self.fields.abstract_text)?;
-        short_gen.set_max_num_chars(SNIPPET_CHARS);
+        let profile = Profile {
+            terms: self.query_terms(query),
+            interests: Some(query.box_clone()),
+            browse: false,
+            followed: Vec::new(),
+            categories: Vec::new(),
+            category_mode: CategoryMode::Boost,
+            liked: None,
+            disliked: None,
+        };
+        self.rank_profile(&profile, &Blend::floor(min_score), allowed, max)
+    }
 
-        Ok(hits
-            .into_iter()
-            .map(|(i, score)| {
-                let mut matched = highlighted_phrases(&self.titles[i], &title_gen);
-                matched.extend(highlighted_phrases(&self.abstracts[i], &full_gen));
-                let matched = without_repeats(matched, &mut self.analyzer());
-                let snippet = snippet_fragments(&self.abstracts[i], &short_gen);
-                let reasons = if matched.is_empty() {
-                    Vec::new()
+    /// Ranks the candidates that `allowed` accepts for one subscriber: papers by followed
+    /// authors first, then by relevance plus the trending boost; none whose relevance is below
+    /// the floor; at most `max`. Explanations are computed for the picks only.
+    pub fn rank_profile(
+        &self,
+        profile: &Profile,
+        blend: &Blend,
+        allowed: impl Fn(usize) -> bool,
+        max: usize,
+    ) -> Result<Vec<Pick>, MatchError> {
+        let n = self.len();
+        if n == 0 || max == 0 || profile.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut relevance = vec![0f32; n];
+        let mut liked_part = vec![0f32; n];
+        if let Some(q) = &profile.interests {
+            self.for_each_hit(q.as_ref(), |i, s| relevance[i] += s)?;
+        }
+        if let Some(q) = &profile.liked {
+            self.for_each_hit(q.as_ref(), |i, s| liked_part[i] += LIKE_WEIGHT * s)?;
+            for (r, l) in relevance.iter_mut().zip(&liked_part) {
+                *r += l;
+            }
+        }
+        if let Some(q) = &profile.disliked {
+            self.for_each_hit(q.as_ref(), |i, s| relevance[i] -= DISLIKE_WEIGHT * s)?;
+        }
+        let mut in_category = vec![false; n];
+        for c in &profile.categories {
+            for &i in self.by_category.get(c).into_iter().flatten() {
+                in_category[i] = true;
+            }
+        }
+        let mut followed = vec![false; n];
+        for a in &profile.followed {
+            for &i in self.by_author.get(a).into_iter().flatten() {
+                followed[i] = true;
+            }
+        }
+        let filter =
+            !profile.categories.is_empty() && profile.category_mode == CategoryMode::Filter;
+
+        let mut ranked: Vec<(bool, f32, usize)> = Vec::new();
+        for i in 0..n {
+            if !allowed(i) {
+                continue;
+            }
+            let trending = self.trending(i);
+            if followed[i] {
+                ranked.push((
+                    true,
+                    relevance[i].max(0.0) + blend.trending_weight * trending,
+                    i,
+                ));
+                continue;
+            }
+            if filter && !in_category[i] {
+                continue;
+            }
+            if profile.browse {
+                // No words to match: the day's most-upvoted papers (in the categories, when
+                // given). Papers nobody upvoted are not "trending".
+                let in_scope = if profile.categories.is_empty() {
+                    self.papers[i].upvotes > 0
                 } else {
-                    vec![format!("matches your interests: {}", matched.join(", "))]
+                    in_category[i]
                 };
-                Pick {
-                    index: i,
-                    score,
-                    explanation: Explanation {
-                        matched,
-                        reasons,
-                        snippet,
-                    },
+                if in_scope {
+                    ranked.push((false, trending, i));
                 }
+                continue;
+            }
+            let mut r = relevance[i];
+            if r > 0.0 && in_category[i] {
+                r *= 1.0 + CATEGORY_BOOST;
+            }
+            // The floor judges relevance alone: trending lifts a match, never makes one.
+            if r > 0.0 && r >= blend.min_score {
+                ranked.push((false, r + blend.trending_weight * trending, i));
+            }
+        }
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+        ranked.truncate(max);
+
+        let mut explainer = Explainer::new(self, profile)?;
+        Ok(ranked
+            .into_iter()
+            .map(|(is_followed, score, i)| Pick {
+                index: i,
+                score,
+                explanation: explainer.explain(
+                    i,
+                    &Signals {
+                        followed: is_followed,
+                        in_category: in_category[i],
+                        liked: liked_part[i] > 0.0 && liked_part[i] >= 0.3 * relevance[i].max(0.0),
+                        trending: self.trending(i),
+                        browse: profile.browse,
+                    },
+                ),
             })
             .collect())
+    }
+
+    /// Upvotes relative to the day's most-upvoted paper, on a log scale: 0 to 1.
+    fn trending(&self, i: usize) -> f32 {
+        if self.log_max_upvotes <= 0.0 {
+            return 0.0;
+        }
+        (self.papers[i].upvotes as f32).ln_1p() / self.log_max_upvotes
+    }
+}
+
+/// What made one paper a pick, beyond its words.
+struct Signals {
+    followed: bool,
+    in_category: bool,
+    liked: bool,
+    trending: f32,
+    browse: bool,
+}
+
+/// Builds the explanations of one subscriber's picks; the snippet generator is made once, and
+/// only when there are picks to explain.
+struct Explainer<'a> {
+    index: &'a CandidateIndex,
+    profile: &'a Profile,
+    snippets: Option<SnippetGenerator>,
+    analyzer: TextAnalyzer,
+}
+
+impl<'a> Explainer<'a> {
+    fn new(index: &'a CandidateIndex, profile: &'a Profile) -> Result<Self, MatchError> {
+        let snippets = match &profile.interests {
+            Some(q) if !profile.terms.text.is_empty() => {
+                let mut g = SnippetGenerator::create(
+                    &index.searcher,
+                    q.as_ref(),
+                    index.fields.abstract_text,
+                )?;
+                g.set_max_num_chars(SNIPPET_CHARS);
+                Some(g)
+            }
+            _ => None,
+        };
+        Ok(Explainer {
+            index,
+            profile,
+            snippets,
+            analyzer: english_analyzer(),
+        })
+    }
+
+    fn explain(&mut self, i: usize, signals: &Signals) -> Explanation {
+        let paper = &self.index.papers[i];
+        let terms = &self.profile.terms;
+        let mut matched = Vec::new();
+        if !terms.text.is_empty() {
+            matched.extend(matched_phrases(
+                &paper.title,
+                &paper.title_tokens,
+                &terms.text,
+            ));
+            matched.extend(matched_phrases(
+                &paper.abstract_text,
+                &paper.abstract_tokens,
+                &terms.text,
+            ));
+            matched = without_repeats(matched, &mut self.analyzer);
+        }
+        let mut reasons = Vec::new();
+        if signals.followed {
+            let names = self.authors_where(paper, |key| self.profile.followed.contains(&key));
+            reasons.push(format!(
+                "new paper by {}, whom you follow",
+                names.join(", ")
+            ));
+        }
+        if !matched.is_empty() {
+            reasons.push(format!("matches your interests: {}", matched.join(", ")));
+        }
+        if !terms.author.is_empty() {
+            let names = self.authors_where(paper, |key| {
+                let words: Vec<&str> = key.split(' ').collect();
+                terms.author.iter().all(|t| words.contains(&t.as_str()))
+            });
+            if !names.is_empty() {
+                reasons.push(format!("by {}, an author you asked for", names.join(", ")));
+            }
+        }
+        let asked: Vec<&String> = paper
+            .categories
+            .iter()
+            .filter(|c| {
+                category_keys(c)
+                    .iter()
+                    .any(|k| terms.category.contains(k) || self.profile.categories.contains(k))
+            })
+            .collect();
+        if !asked.is_empty() && (signals.in_category || !terms.category.is_empty()) {
+            let names: Vec<&str> = asked.iter().map(|c| c.as_str()).collect();
+            reasons.push(format!("in {}, a category you follow", names.join(", ")));
+        }
+        if signals.liked {
+            reasons.push("like papers you liked".to_string());
+        }
+        // Trending is a reason when it decided the pick (browse) or is a large part of it.
+        if paper.upvotes > 0 && (signals.browse || signals.trending >= 0.5) {
+            reasons.push(format!(
+                "trending: {} upvote{} on Hugging Face",
+                paper.upvotes,
+                if paper.upvotes == 1 { "" } else { "s" }
+            ));
+        }
+        let snippet = match &self.snippets {
+            Some(g) => snippet_fragments(&paper.abstract_text, g),
+            None => vec![Fragment {
+                text: trim_to_chars(&paper.abstract_text, SNIPPET_CHARS),
+                highlighted: false,
+            }],
+        };
+        Explanation {
+            matched,
+            reasons,
+            snippet,
+        }
+    }
+
+    /// The paper's author names whose lookup key passes `keep`, as the paper spells them.
+    fn authors_where(&self, paper: &PaperFacts, keep: impl Fn(String) -> bool) -> Vec<String> {
+        paper
+            .authors
+            .iter()
+            .filter(|a| keep(author_key(a)))
+            .cloned()
+            .collect()
     }
 }
 
@@ -254,38 +801,142 @@ pub fn check_interests(interests: &str) -> Result<(), InterestsSyntaxError> {
         input: interests.to_string(),
         problem: e.to_string(),
         hint: String::new(),
+        position: None,
     })?;
+    if interests.trim() == TRENDING_ONLY {
+        return Ok(());
+    }
     index.parse_interests(interests).map(|_| ())
 }
 
+/// Finds the faults tantivy reports without a position: a quote or parenthesis left open, a
+/// parenthesis closed that was never opened. Returns the first, with its 1-based character
+/// position. The parse itself stays tantivy's.
+fn prescan(input: &str) -> Option<InterestsSyntaxError> {
+    let mut open_quote: Option<usize> = None;
+    let mut open_parens: Vec<usize> = Vec::new();
+    for (pos, c) in input.chars().enumerate().map(|(i, c)| (i + 1, c)) {
+        match c {
+            '"' => {
+                open_quote = if open_quote.is_some() {
+                    None
+                } else {
+                    Some(pos)
+                }
+            }
+            '(' if open_quote.is_none() => open_parens.push(pos),
+            ')' if open_quote.is_none() => {
+                if open_parens.pop().is_none() {
+                    return Some(positioned(
+                        input,
+                        pos,
+                        "this closing parenthesis `)` has no opening one",
+                        "Remove it or add a `(` before it, e.g. (diffusion OR flow) \"protein folding\"",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(pos) = open_quote {
+        return Some(positioned(
+            input,
+            pos,
+            "this quote \" is never closed",
+            "Close the quote to search for the exact phrase, e.g. \"protein folding\"",
+        ));
+    }
+    open_parens.first().map(|&pos| {
+        positioned(
+            input,
+            pos,
+            "this parenthesis `(` is never closed",
+            "Close it with `)`, e.g. (diffusion OR flow) protein",
+        )
+    })
+}
+
+fn positioned(input: &str, pos: usize, problem: &str, hint: &str) -> InterestsSyntaxError {
+    InterestsSyntaxError {
+        input: input.to_string(),
+        problem: format!("at character {pos}, {problem}"),
+        hint: hint.to_string(),
+        position: Some(pos),
+    }
+}
+
+/// The 1-based character position where `needle` starts in `input`, ignoring case.
+fn char_position(input: &str, needle: &str) -> Option<usize> {
+    let lower = input.to_lowercase();
+    let byte = lower.find(&needle.to_lowercase())?;
+    Some(lower[..byte].chars().count() + 1)
+}
+
 fn explain_parse_error(input: &str, e: QueryParserError) -> InterestsSyntaxError {
-    let (problem, hint) = match &e {
+    let (problem, hint, position) = match &e {
         QueryParserError::SyntaxError(detail) => (
             format!("the syntax is not valid ({detail})"),
-            "Check that every quote \" and parenthesis is closed, e.g. diffusion \"protein folding\"",
+            "Check that every quote \" and parenthesis is closed and that AND, OR and NOT stand \
+             between two words, e.g. diffusion AND \"protein folding\"",
+            None,
         ),
-        QueryParserError::FieldDoesNotExist(field) => (
-            format!("there is no field `{field}:`"),
-            "Use plain words and \"quoted phrases\", or the fields title: and abstract:; to search for a word with a colon, quote it",
-        ),
+        QueryParserError::FieldDoesNotExist(field) => {
+            let position = char_position(input, &format!("{field}:"));
+            (
+                format!("there is no field `{field}:`"),
+                "The fields are title:, abstract:, author: and cat: (e.g. author:\"Yoshua Bengio\", \
+                 cat:cs.LG); to search for a word with a colon, quote it",
+                position,
+            )
+        }
         QueryParserError::AllButQueryForbidden => (
             "it only excludes words".to_string(),
             "Say what you want as well, e.g. diffusion -video",
+            None,
         ),
         QueryParserError::NoDefaultFieldDeclared => (
             "no default field".to_string(),
             "This is a bug in paperboy; please report it",
+            None,
         ),
         other => (
             other.to_string(),
             "Use plain words and \"quoted phrases\", e.g. diffusion \"protein folding\"",
+            None,
         ),
     };
     InterestsSyntaxError {
         input: input.to_string(),
-        problem,
+        problem: match position {
+            Some(p) => format!("at character {p}, {problem}"),
+            None => problem,
+        },
         hint: hint.to_string(),
+        position,
     }
+}
+
+/// The matched words of a text, adjacent ones joined into phrases, stop words trimmed from the
+/// ends: every occurrence of a query term, as the snippet generator would highlight it, found
+/// in the tokens computed once when the index was built.
+fn matched_phrases(text: &str, tokens: &[Token], terms: &[u32]) -> Vec<String> {
+    let mut phrases = Vec::new();
+    let mut current: Option<std::ops::Range<usize>> = None;
+    for t in tokens.iter().filter(|t| terms.contains(&t.term)) {
+        let r = t.start as usize..t.end as usize;
+        current = match current {
+            Some(c) if text.get(c.end..r.start).is_some_and(joins_words) => Some(c.start..r.end),
+            Some(c) => {
+                push_phrase(&mut phrases, &text[c]);
+                Some(r)
+            }
+            None => Some(r),
+        };
+    }
+    if let Some(c) = current {
+        push_phrase(&mut phrases, &text[c]);
+    }
+    phrases
 }
 
 /// English function words. Tantivy highlights every query term, including the "in" of the
@@ -306,28 +957,6 @@ fn without_edge_stop_words(phrase: &str) -> Option<String> {
     let first = words.iter().position(|w| !is_stop_word(w))?;
     let last = words.iter().rposition(|w| !is_stop_word(w))?;
     Some(words[first..=last].join(" "))
-}
-
-/// The highlighted words of `text`, adjacent ones joined into phrases, lower-cased, deduplicated.
-fn highlighted_phrases(text: &str, generator: &SnippetGenerator) -> Vec<String> {
-    let snippet = generator.snippet(text);
-    let fragment = snippet.fragment();
-    let mut phrases: Vec<String> = Vec::new();
-    let mut current: Option<std::ops::Range<usize>> = None;
-    for r in snippet.highlighted() {
-        current = match current {
-            Some(c) if joins_words(&fragment[c.end..r.start]) => Some(c.start..r.end),
-            Some(c) => {
-                push_phrase(&mut phrases, &fragment[c]);
-                Some(r.clone())
-            }
-            None => Some(r.clone()),
-        };
-    }
-    if let Some(c) = current {
-        push_phrase(&mut phrases, &fragment[c]);
-    }
-    phrases
 }
 
 /// Whether the text between two highlighted words makes them one phrase: white space or a
