@@ -22,15 +22,20 @@ use tracing::info;
 /// `GET /manage/{token}`.
 pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response {
     match subscriber_for(&web, &token).await {
-        Ok(s) => render(
-            &web,
-            &s,
-            StatusCode::OK,
-            FormView::of(&s),
-            Vec::new(),
-            None,
-            None,
-        ),
+        Ok(s) => {
+            // Show what the current interests pick, so a change can be compared against it.
+            let preview = super::preview::render(&web, s.interests.as_str()).await;
+            let form = FormView::of(&s);
+            render(
+                &web,
+                &s,
+                StatusCode::OK,
+                form,
+                Vec::new(),
+                None,
+                Some(preview),
+            )
+        }
         Err(page) => page,
     }
 }

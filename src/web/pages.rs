@@ -170,12 +170,15 @@ mod tests {
     fn templates_parse_and_escape() {
         let pages = Pages::new().unwrap();
         let mut ctx = tera::Context::new();
-        ctx.insert("error", &None::<String>);
-        ctx.insert("papers", &Vec::<String>::new());
-        ctx.insert("interests", "<script>alert(1)</script>");
-        ctx.insert("days", &7);
+        ctx.insert("error", &Some("<script>alert(1)</script>"));
         let html = pages.fragment("preview.html", &ctx);
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
+        let page = pages.message(
+            "",
+            StatusCode::OK,
+            Message::new("<b>heading</b>").line("<i>line</i>"),
+        );
+        assert_eq!(page.status(), StatusCode::OK);
     }
 }

@@ -355,7 +355,7 @@ pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Respo
         StatusCode::OK,
         Message::new("You are subscribed")
             .line(format!(
-                "Your first digest arrives at {}. Every digest has links to change your interests, pause or unsubscribe.",
+                "Digests arrive at {}. Every digest has links to change your interests, pause or unsubscribe.",
                 schedule_words(&subscriber)
             ))
             .action("Change your preferences", manage),

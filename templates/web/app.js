@@ -12,10 +12,16 @@
       if (tz.options[i].value === zone) { tz.value = zone; break; }
     }
   }
+  // With the live preview running, the no-JavaScript "Show preview" buttons are redundant.
+  var buttons = document.querySelectorAll("button[value=preview]");
+  for (var j = 0; j < buttons.length; j++) { buttons[j].hidden = true; }
   var box = document.getElementById("interests");
   var out = document.getElementById("preview");
-  if (!box || !out || !window.fetch) { return; }
-  var timer = null, last = null, seq = 0;
+  if (!box || !out || !window.fetch) {
+    for (var k = 0; k < buttons.length; k++) { buttons[k].hidden = false; }
+    return;
+  }
+  var timer = null, last = box.value.trim(), seq = 0;
   function refresh() {
     var q = box.value.trim();
     if (q === last) { return; }

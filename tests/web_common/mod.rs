@@ -24,7 +24,8 @@ pub struct WebDaemon {
 
 impl WebDaemon {
     /// Starts the daemon for `app` at the fixed "now" `now`, with extra environment variables
-    /// (config overrides such as `PAPERBOY__SECRET_KEY`), and waits until `/healthz` answers.
+    /// (config overrides such as `PAPERBOY__SECRET_KEY`; `{port}` in a value is replaced by the
+    /// daemon's port), and waits until `/healthz` answers.
     pub fn start(app: &TestApp, now: &str, env: &[(&str, &str)]) -> WebDaemon {
         let mut last = String::new();
         for attempt in 0..3 {
@@ -45,8 +46,9 @@ impl WebDaemon {
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err);
+            // `{port}` in a value stands for the port chosen here (e.g. for web.base_url).
             for (k, v) in env {
-                cmd.env(k, v);
+                cmd.env(k, v.replace("{port}", &port.to_string()));
             }
             let child = cmd.spawn().expect("spawn paperboy run");
             let mut daemon = WebDaemon { child, port, log };
