@@ -143,3 +143,43 @@ fn check_stops_at_a_bad_config_value_with_exit_2_and_the_key() {
     assert_eq!(out.status.code(), Some(2), "{out}");
     assert!(out.stderr.contains("config key `mail.smtp_url`"), "{out}");
 }
+
+#[test]
+fn the_smtp_password_comes_from_a_credential_file_and_is_never_printed() {
+    const T: &str = "the_smtp_password_comes_from_a_credential_file_and_is_never_printed";
+    let Some(sink) = SmtpSink::start_or_skip(T) else {
+        return;
+    };
+    let creds = tempfile::tempdir().expect("tempdir");
+    std::fs::write(creds.path().join("smtp_password"), "s3cret-pass\n").expect("credential");
+    let app = TestApp::builder()
+        .smtp_url(format!("smtp://paperboy@127.0.0.1:{}", sink.port()))
+        .build();
+    let out = app
+        .paperboy(["check"])
+        .at(NOW)
+        .env("PAPERBOY__MAIL__SMTP_PASSWORD_FILE", "smtp_password")
+        .env("CREDENTIALS_DIRECTORY", &creds.path().display().to_string())
+        .run();
+    println!("{out}");
+    // smtp-sink accepts any AUTH: that check authenticates at all proves the password from
+    // the credential reached the URL (a user without a password means no AUTH).
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("no TLS asked for; AUTH ok; QUIT; nothing sent"),
+        "{out}"
+    );
+    assert!(!out.all_output().contains("s3cret-pass"), "{out}");
+
+    let without = app.paperboy(["check"]).at(NOW).run();
+    assert!(without.stdout.contains("no AUTH configured"), "{without}");
+
+    // Without the credential the configuration is refused, naming the key.
+    let out = app
+        .paperboy(["check"])
+        .env("PAPERBOY__MAIL__SMTP_PASSWORD_FILE", "smtp_password")
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("mail.smtp_password_file"), "{out}");
+}
