@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 /// a live loop never comes near this, even while it sends for hours.
 pub const SCHEDULER_STALE_AFTER: Duration = Duration::from_secs(300);
 
-/// A fetch is stale when a source has had no success for two scheduled fetches plus this grace
-/// (one missed run is normal: a source is down for an hour).
-pub const FETCH_GRACE: chrono::Duration = chrono::Duration::minutes(15);
+/// A source's fetches are stale when this many scheduled fetches have come and gone since its
+/// last success (or since the process started): one failed run is normal (a source is down
+/// for an hour), two in a row are worth a look, and the third slot passing is the signal.
+pub const STALE_AFTER_FETCHES: usize = 3;
 
 /// The OpenMetrics text format, which Prometheus negotiates and parses natively.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -420,8 +421,8 @@ pub async fn metrics_response(app: &App) -> Response {
 }
 
 /// What `/readyz` checks: the database answers, the scheduler loop is alive, and no enabled
-/// source has gone two scheduled fetches without success. Returns the problems, each with what
-/// to look at; empty when ready.
+/// source has let [`STALE_AFTER_FETCHES`] scheduled fetches pass without success. Returns the
+/// problems, each with what to look at; empty when ready.
 pub async fn readiness_problems(app: &App) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = app.store.ping().await {
@@ -449,10 +450,16 @@ pub async fn readiness_problems(app: &App) -> Vec<String> {
                     .and_then(|s| s.last_success_at)
                     .map(|t| t.max(app.metrics.started_at))
                     .unwrap_or(app.metrics.started_at);
-                let Some(deadline) = app.settings.schedule.fetch.after(&since).nth(1) else {
+                let Some(deadline) = app
+                    .settings
+                    .schedule
+                    .fetch
+                    .after(&since)
+                    .nth(STALE_AFTER_FETCHES - 1)
+                else {
                     continue;
                 };
-                if now > deadline + FETCH_GRACE {
+                if now > deadline {
                     let last = state
                         .and_then(|s| s.last_success_at)
                         .map(|t| t.to_rfc3339())
@@ -461,8 +468,9 @@ pub async fn readiness_problems(app: &App) -> Vec<String> {
                         .and_then(|s| s.last_error.clone())
                         .unwrap_or_else(|| "no error recorded".into());
                     problems.push(format!(
-                        "source {name}: last successful fetch {last}, two scheduled fetches ago; \
-                         last error: {error} (check `sources.{name}.base_url` and the network)"
+                        "source {name}: no successful fetch in {STALE_AFTER_FETCHES} scheduled \
+                         runs (last success: {last}); last error: {error} (check \
+                         `sources.{name}.base_url` and the network)"
                     ));
                 }
             }

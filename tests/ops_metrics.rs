@@ -194,3 +194,72 @@ fn smtp_errors_are_counted_by_class_and_do_not_make_the_daemon_unready() {
     let status = daemon.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
 }
+
+#[test]
+fn readyz_turns_503_when_a_source_stays_down_for_three_scheduled_fetches() {
+    // Fetch every second from an address where nothing listens.
+    let app = TestApp::builder()
+        .file_transport()
+        .extra_toml("[schedule]\nfetch = \"* * * * * *\"\n")
+        .build();
+    migrate(&app);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(
+        &app,
+        NOW,
+        &[
+            ("PAPERBOY__WEB__BIND", bind.as_str()),
+            ("PAPERBOY__SOURCES__HF__ENABLED", "true"),
+            ("PAPERBOY__SOURCES__HF__BASE_URL", dead.as_str()),
+        ],
+    );
+    wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
+    let first = http_get(port, "/readyz").expect("GET /readyz");
+    assert_eq!(
+        first.status, 200,
+        "ready until three scheduled fetches have failed: {}",
+        first.body
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unready = loop {
+        let r = http_get(port, "/readyz").expect("GET /readyz");
+        if r.status == 503 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready:\n{}",
+            tail(&daemon_log(&app), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        unready
+            .body
+            .contains("source hf: no successful fetch in 3 scheduled runs")
+            && unready.body.contains("`sources.hf.base_url`"),
+        "{}",
+        unready.body
+    );
+    let s = scrape(port);
+    assert!(s.get("paperboy_source_errors_total", &[("source", "hf")]) >= 2.0);
+    assert_eq!(
+        s.get("paperboy_papers_fetched_total", &[("source", "hf")]),
+        0.0
+    );
+    assert!(
+        s.get(
+            "paperboy_last_fetch_error_timestamp_seconds",
+            &[("source", "hf")]
+        ) >= unix(NOW)
+    );
+    // Liveness is unaffected.
+    assert_eq!(
+        http_get(port, "/healthz").expect("GET /healthz").status,
+        200
+    );
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+}
