@@ -197,6 +197,11 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(settings).await,
+        Command::Eval {
+            docs,
+            qrels,
+            format,
+        } => eval(&settings, &docs, &qrels, format),
     }
 }
 
@@ -573,6 +578,61 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
             }
         }
     }
+}
+
+/// `paperboy eval`: the matcher and the baseline on one labelled set, with the configured
+/// floor (`matching.min_score`) and digest size (`digest.max_papers`).
+fn eval(
+    settings: &Settings,
+    docs: &std::path::Path,
+    qrels: &std::path::Path,
+    format: TableFormat,
+) -> anyhow::Result<ExitCode> {
+    let documents = paperboy::eval::load_docs(docs)?;
+    let judgements = paperboy::eval::load_qrels(qrels)?;
+    let started = std::time::Instant::now();
+    let report = paperboy::eval::evaluate(
+        &documents,
+        &judgements,
+        settings.matching.min_score,
+        settings.digest.max_papers as usize,
+    )?;
+    match format {
+        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        TableFormat::Table => {
+            println!(
+                "{} documents, {} queries; sent = above matching.min_score {} and at most {} papers",
+                report.documents, report.queries, report.min_score, report.max_papers
+            );
+            println!("{:<28} {:>9} {:>9}", "", "paperboy", "baseline");
+            let rows: [(&str, fn(&paperboy::eval::Metrics) -> f64); 7] = [
+                ("nDCG@10", |m| m.ndcg_at_10),
+                ("precision@10", |m| m.precision_at_10),
+                ("recall@50", |m| m.recall_at_50),
+                ("F1 of the set sent", |m| m.sent_f1),
+                ("precision of the set sent", |m| m.sent_precision),
+                ("recall of the set sent", |m| m.sent_recall),
+                ("papers sent per query", |m| m.sent_mean),
+            ];
+            for (name, get) in rows {
+                println!(
+                    "{name:<28} {:>9.4} {:>9.4}",
+                    get(&report.ours),
+                    get(&report.baseline)
+                );
+            }
+            println!(
+                "{:<28} {:>9} {:>9}",
+                "queries sending nothing", report.ours.empty_digests, report.baseline.empty_digests
+            );
+            if !report.unparsed.is_empty() {
+                println!("queries paperboy could not parse: {:?}", report.unparsed);
+            }
+            println!("(baseline: BM25 over title + abstract, no stemming, no phrases, words OR'd)");
+            println!("took {:.2} s", started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(settings: Settings) -> anyhow::Result<ExitCode> {

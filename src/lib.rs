@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod digest;
+pub mod eval;
 pub mod jobs;
 pub mod links;
 pub mod mail;

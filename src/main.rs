@@ -75,6 +75,18 @@ enum Command {
     },
     /// Check the configuration, the database, the SMTP server and the sources.
     Check,
+    /// Measure ranking quality on a labelled set: nDCG@10, P@10, R@50 and the F1 of what
+    /// would be sent, against a plain BM25 baseline computed in the same run.
+    Eval {
+        /// Documents, JSON lines: {"id", "title", "abstract"} a line.
+        #[arg(long, value_name = "FILE")]
+        docs: PathBuf,
+        /// Judgements, tab-separated: query, doc_id, relevance (a `query…` header is skipped).
+        #[arg(long, value_name = "FILE")]
+        qrels: PathBuf,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
 }
 
 #[derive(Subcommand)]
