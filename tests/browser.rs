@@ -320,6 +320,34 @@ async fn a_browser_subscribes_confirms_changes_interests_and_unsubscribes() {
         "video generation"
     );
 
+    // The digest: its feedback page and the browser view, as a reader opens them.
+    let unsubscribe_page = b.js("return location.href").await;
+    send_now(&app, SEND1);
+    let digest = wait_for_mail_to(&sink, email, 2);
+    // `send` ran as its own process with the file's base_url: point its links here.
+    let feedback = mailed_link(&digest, &format!("{BASE_URL}/feedback/"));
+    b.goto(&d.local(&feedback)).await;
+    b.wait_text("h1", "the feedback page", |t| t.contains("More or less"))
+        .await;
+    b.snap("8a-feedback").await;
+    b.click("button.primary").await;
+    b.wait_text("h1", "thanks", |t| t == "Thanks").await;
+    b.goto(&d.local(&mailed_link(&digest, &format!("{BASE_URL}/digest/"))))
+        .await;
+    b.wait_text("h1", "the digest view", |t| t.contains("Your papers"))
+        .await;
+    // The email's own styles apply under the page's policy (inline styles only).
+    let colour = b
+        .js("return getComputedStyle(document.querySelector('.paper')).borderTopStyle")
+        .await;
+    assert_ne!(
+        colour,
+        json!("none"),
+        "the digest's inline styles are applied"
+    );
+    b.snap("8b-digest-view").await;
+    b.goto(unsubscribe_page.as_str().unwrap()).await;
+
     // Unsubscribe from the link on the manage page: a page, then the button.
     let unsubscribe = b
         .js("return [...document.querySelectorAll('a')].find(a => a.textContent === 'Unsubscribe').href")
@@ -350,6 +378,24 @@ async fn a_browser_subscribes_confirms_changes_interests_and_unsubscribes() {
     .await;
     let focused = b.js("return document.activeElement.className").await;
     assert_eq!(focused, "skip");
+
+    // A refused form: the problems get the focus, the field is marked invalid.
+    b.goto(&d.url("/")).await;
+    b.type_into("#email", "not-an-address").await;
+    b.type_into("#interests", "memory").await;
+    b.click("button[value=subscribe]").await;
+    b.wait_text("h2", "the problems", |t| t.contains("Please fix"))
+        .await;
+    assert_eq!(
+        b.js("return document.activeElement.id").await,
+        json!("form-errors")
+    );
+    assert_eq!(
+        b.js("return document.getElementById('email').getAttribute('aria-invalid')")
+            .await,
+        json!("true")
+    );
+    b.snap("12-form-errors").await;
 
     // A bad link's page, for the screenshots.
     b.goto(&d.url("/manage/forged.token")).await;

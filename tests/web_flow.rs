@@ -162,6 +162,12 @@ async fn a_researchers_whole_journey_through_emailed_links() {
     let page = get(&c, &d.local(&more)).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("value=\"more\""));
+    // It names the paper the link was for (the first one, 2410.17243).
+    assert!(
+        page.body.contains("Breaking the Memory Barrier"),
+        "{}",
+        page.body
+    );
     let voted = post_form(&c, &d.local(&more), &[("vote", "more")]).await;
     assert_eq!(voted.status, 200, "{}", voted.body);
     assert!(voted.body.contains("Thanks"));

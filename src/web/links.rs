@@ -167,7 +167,8 @@ fn feedback_view(
     };
     let mut ctx = tera::Context::new();
     ctx.insert("paper_id", paper_id);
-    ctx.insert("title", title);
+    // Not "title": that key is the page's <title>, set by `Pages::page`.
+    ctx.insert("paper_title", title);
     ctx.insert("vote", word);
     ctx.insert("recorded", &recorded.then_some(word));
     ctx.insert(

@@ -81,6 +81,11 @@ fn render(
     ctx.insert("status_text", status_text(s.status));
     ctx.insert("form", &form);
     ctx.insert("errors", &errors);
+    // The fields to mark `aria-invalid`, so screen readers say which ones need fixing.
+    ctx.insert(
+        "invalid",
+        &errors.iter().map(|e| e.field).collect::<Vec<_>>(),
+    );
     ctx.insert("notice", &notice);
     ctx.insert("preview", &preview);
     ctx.insert("csrf", &csrf_token(web, s.id.0, s.token_version));
@@ -165,15 +170,12 @@ pub async fn submit(
                 }
                 Err(e) => unavailable(&web, &e),
             },
-            Err(errors) => render(
-                &web,
-                &s,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                view,
-                errors,
-                None,
-                None,
-            ),
+            Err(errors) => {
+                let interests = fields.interests.as_deref().unwrap_or("");
+                let preview = super::preview::render(&web, interests).await;
+                let status = StatusCode::UNPROCESSABLE_ENTITY;
+                render(&web, &s, status, view, errors, None, Some(preview))
+            }
         },
         "pause" | "resume" => {
             let (from, to, done): (&[SubscriberStatus], _, _) = if action == "pause" {

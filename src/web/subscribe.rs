@@ -48,6 +48,11 @@ fn subscribe_page(
     let mut ctx = tera::Context::new();
     ctx.insert("form", &form);
     ctx.insert("errors", &errors);
+    // The fields to mark `aria-invalid`, so screen readers say which ones need fixing.
+    ctx.insert(
+        "invalid",
+        &errors.iter().map(|e| e.field).collect::<Vec<_>>(),
+    );
     ctx.insert("preview", &preview);
     ctx.insert("timezones", &*forms::TIMEZONES);
     ctx.insert("weekdays", &forms::weekday_options());
@@ -130,7 +135,15 @@ pub async fn submit(
         .map_err(|e| errors.extend(e))
         .ok();
     let (Some(email), Some(prefs)) = (email, prefs) else {
-        return subscribe_page(&web, StatusCode::UNPROCESSABLE_ENTITY, view, errors, None);
+        // Keep the preview next to the interests the visitor is fixing.
+        let preview = super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
+        return subscribe_page(
+            &web,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            view,
+            errors,
+            Some(preview),
+        );
     };
     if fields
         .website

@@ -5,6 +5,9 @@
 //   Content-Security-Policy allows it). The answer is HTML the server escaped.
 (function () {
   "use strict";
+  // After a refused form, move focus to the list of problems so it is read out first.
+  var problems = document.getElementById("form-errors");
+  if (problems) { problems.focus(); }
   var tz = document.getElementById("timezone");
   if (tz && tz.dataset.auto === "1" && window.Intl) {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
