@@ -249,6 +249,14 @@ async fn a_researchers_whole_journey_through_emailed_links() {
         status_of(&app, SEND1, alice).as_deref(),
         Some("unsubscribed")
     );
+    // The way back: the page's link opens the manage page, whose button resubscribes.
+    let back = page_links(&d, &page, "manage").pop().expect("a way back");
+    let manage_page = get(&c, &back).await;
+    assert!(manage_page.body.contains("value=\"resume\""));
+    let csrf = manage_page.hidden("csrf");
+    let resumed = post_form(&c, &back, &[("csrf", &csrf), ("action", "resume")]).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(status_of(&app, SEND1, alice).as_deref(), Some("active"));
 }
 
 /// Invariant 3: no email goes to an address that has not confirmed, or that unsubscribed. A

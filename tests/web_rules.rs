@@ -290,6 +290,8 @@ async fn same_answer_for_every_address_with_cooldown_and_honeypot() {
     let b = ask(newcomer).await;
     tokio::time::sleep(COOLDOWN + Duration::from_millis(200)).await;
     let m = ask(member).await;
+    let again = ask(member).await; // within the cooldown: answered, not mailed
+    assert_eq!(again.body, m.body);
     assert_eq!(a.status, 200);
     assert_eq!((a.body.as_str(), a.status), (b.body.as_str(), b.status));
     assert_eq!((a.body.as_str(), a.status), (m.body.as_str(), m.status));
@@ -303,6 +305,11 @@ async fn same_answer_for_every_address_with_cooldown_and_honeypot() {
         "pending: no manage link"
     );
     assert!(sink.messages_to("nobody@example.org").is_empty());
+    assert_eq!(
+        sink.messages_to(member).len(),
+        3,
+        "confirmation, the sign-up's manage link, one requested link within the cooldown"
+    );
 }
 
 /// Per-client rate limits, the body size limit, cross-site posts, security headers, and what
@@ -481,6 +488,15 @@ async fn manage_preview_pause_resume_delete() {
 
     let preview = act("preview", vec![("interests", "video generation")]).await;
     assert_eq!(preview.status, 200);
+    assert!(
+        preview.body.contains("<ol class=\"papers\">"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview.body.contains("video generation"),
+        "the typed interests stay in the box"
+    );
     assert_eq!(
         subscriber_row(&app, SEND1, carol).unwrap()["interests"],
         INTERESTS
