@@ -293,13 +293,20 @@ async fn send_notice(
         date: web.app.clock.now(),
         message_key: key.clone(),
     };
-    let message =
-        build_notice_message(&web.app.settings.mail.from, &notice).map_err(|e| e.to_string())?;
-    web.app
-        .mailer
-        .send(&message, &key)
-        .await
-        .map_err(|e| format!("the {kind:?} email could not be sent: {e}"))
+    // Both errors can quote the address (a refused recipient, the server's answer): the detail
+    // goes to the debug log, where addresses are allowed; the warning says what failed.
+    let message = build_notice_message(&web.app.settings.mail.from, &notice).map_err(|e| {
+        debug!(error = %e, "notice not built");
+        format!("the {kind:?} email could not be built for its recipient")
+    })?;
+    web.app.mailer.send(&message, &key).await.map_err(|e| {
+        debug!(error = %e, "notice not sent");
+        let how = match e {
+            crate::mail::SendError::Temporary(_) => "temporarily",
+            crate::mail::SendError::Permanent(_) => "permanently",
+        };
+        format!("the {kind:?} email was refused {how} by the mail server (details at debug level)")
+    })
 }
 
 /// `GET /confirm/{token}`: what will be confirmed, and the button.
