@@ -300,7 +300,8 @@ pub fn smtp_error_class(error: &str) -> Option<&'static str> {
 
 /// Names of the sources that are enabled, as `source_state` knows them.
 fn enabled_sources(app: &App) -> Vec<&'static str> {
-    let s = &app.settings.sources;
+    let live = app.live.get();
+    let s = &live.sources;
     let mut out = Vec::new();
     if s.hf.enabled {
         out.push("hf");
@@ -451,9 +452,9 @@ pub async fn readiness_problems(app: &App) -> Vec<String> {
                     .map(|t| t.max(app.metrics.started_at))
                     .unwrap_or(app.metrics.started_at);
                 let Some(deadline) = app
-                    .settings
-                    .schedule
-                    .fetch
+                    .live
+                    .get()
+                    .fetch_schedule
                     .after(&since)
                     .nth(STALE_AFTER_FETCHES - 1)
                 else {

@@ -2,16 +2,18 @@
 //! plainly what needs a restart.
 //!
 //! For: `paperboy run` under systemd (`ExecReload=kill -HUP $MAINPID`). What applies at once:
-//! `log.level`. Everything else is read once at start and held by the jobs, so a change to it
-//! is reported by key section with "restart to apply" rather than half-applied. Not for:
+//! `log.level`, and from the next fetch run `[sources]` and `schedule.fetch` (the fetch job
+//! reads them from [`LiveSettings`] at each run). Everything else is read once at start and
+//! held by the jobs (the SMTP pool and its pacing, the web limits, the database pool), so a
+//! change to it is reported by key with "restart to apply" rather than half-applied. Not for:
 //! validating a file before deploying it — `paperboy --config FILE check` does that.
 //!
 //! The binary registers two things at start: the config file path and a function that swaps
 //! the log filter (the tracing reload handle lives where logging is set up, in the binary).
 
-use crate::config::Settings;
+use crate::config::{Settings, SourcesSettings};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -28,6 +30,43 @@ pub fn set_log_reloader(f: LogReloader) {
     let _ = LOG_RELOADER.set(f);
 }
 
+/// The settings a running daemon takes from a reload: what the fetch job reads at each run.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub sources: SourcesSettings,
+    pub fetch_schedule: cron::Schedule,
+}
+
+/// Shared, swappable [`Live`] settings (held by `jobs::App`).
+#[derive(Debug, Clone)]
+pub struct LiveSettings(Arc<RwLock<Arc<Live>>>);
+
+impl LiveSettings {
+    pub fn new(settings: &Settings) -> LiveSettings {
+        LiveSettings(Arc::new(RwLock::new(Arc::new(Live::from(settings)))))
+    }
+
+    /// The current values; a reload does not change what a caller already holds.
+    pub fn get(&self) -> Arc<Live> {
+        // A panic while holding this lock cannot leave a half-written value (it is swapped
+        // whole), so a poisoned lock is still good to read.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, live: Live) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    }
+}
+
+impl From<&Settings> for Live {
+    fn from(s: &Settings) -> Live {
+        Live {
+            sources: s.sources.clone(),
+            fetch_schedule: s.schedule.fetch.clone(),
+        }
+    }
+}
+
 /// What a reload did, for the log and for `STATUS=`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadOutcome {
@@ -37,9 +76,11 @@ pub struct ReloadOutcome {
     pub needs_restart: Vec<&'static str>,
 }
 
-/// Re-reads the configuration and applies what can be applied. An invalid file changes
-/// nothing: the error names the key, and the running configuration stays.
-pub fn reload(current: &Settings) -> Result<ReloadOutcome, String> {
+/// Re-reads the configuration and applies what can be applied: the log level now, `live`
+/// (sources, fetch schedule) from the next fetch run. `current` is what the daemon started
+/// with. An invalid file changes nothing: the error names the key, and the running
+/// configuration stays.
+pub fn reload(current: &Settings, live: &LiveSettings) -> Result<ReloadOutcome, String> {
     let path = CONFIG_PATH.get().cloned().flatten();
     let new = Settings::load(path.as_deref()).map_err(|e| {
         format!("the configuration was not reloaded: {e}; the running configuration stays")
@@ -48,6 +89,20 @@ pub fn reload(current: &Settings) -> Result<ReloadOutcome, String> {
         needs_restart: changed_sections(current, &new),
         ..ReloadOutcome::default()
     };
+    let before = live.get();
+    let after = Live::from(&new);
+    if format!("{:?}", before.sources) != format!("{:?}", after.sources) {
+        outcome
+            .applied
+            .push("sources (from the next fetch run)".into());
+    }
+    if before.fetch_schedule.to_string() != after.fetch_schedule.to_string() {
+        outcome.applied.push(format!(
+            "schedule.fetch = {} (after the fetch already scheduled)",
+            after.fetch_schedule
+        ));
+    }
+    live.set(after);
     // `current` is what the daemon started with; the level may have been reloaded since, so
     // it is applied every time rather than only when it differs from `current`.
     if std::env::var_os("RUST_LOG").is_some() {
@@ -95,10 +150,11 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
         format!("{:?}{}", a.mail, a.mail.smtp_url.expose()),
         format!("{:?}{}", b.mail, b.mail.smtp_url.expose()),
     );
+    // schedule.fetch is live; the defaults for new subscribers are not.
     differs(
-        "schedule",
-        format!("{:?}", a.schedule),
-        format!("{:?}", b.schedule),
+        "schedule.send_time / schedule.timezone",
+        format!("{:?}{:?}", a.schedule.send_time, a.schedule.timezone),
+        format!("{:?}{:?}", b.schedule.send_time, b.schedule.timezone),
     );
     differs(
         "digest",
@@ -109,11 +165,6 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
         "matching",
         format!("{:?}", a.matching),
         format!("{:?}", b.matching),
-    );
-    differs(
-        "sources",
-        format!("{:?}", a.sources),
-        format!("{:?}", b.sources),
     );
     differs(
         "log.format",
@@ -153,7 +204,14 @@ mod tests {
         let b = load(&[
             ("PAPERBOY__MAIL__MAX_PER_SECOND", "5"),
             ("PAPERBOY__SOURCES__HF__ENABLED", "false"),
+            ("PAPERBOY__SCHEDULE__FETCH", "0 30 * * * *"),
         ]);
-        assert_eq!(changed_sections(&a, &b), vec!["mail", "sources"]);
+        // Sources and the fetch schedule are live: only mail needs a restart.
+        assert_eq!(changed_sections(&a, &b), vec!["mail"]);
+        let c = load(&[("PAPERBOY__SCHEDULE__TIMEZONE", "Europe/Paris")]);
+        assert_eq!(
+            changed_sections(&a, &c),
+            vec!["schedule.send_time / schedule.timezone"]
+        );
     }
 }

@@ -227,3 +227,71 @@ fn sighup_applies_the_log_level_and_names_what_needs_a_restart() {
     let status = daemon.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
 }
+
+#[test]
+fn sighup_turns_a_source_on_without_a_restart() {
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    // HF off at start; the fetch schedule fires every second so the next run comes quickly.
+    let app = TestApp::builder()
+        .file_transport()
+        .extra_toml("[schedule]\nfetch = \"* * * * * *\"\n")
+        .build();
+    migrate(&app);
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&app, NOW, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
+    wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        scrape(port).value("paperboy_papers_fetched_total", &[("source", "hf")]),
+        None,
+        "hf is off: no fetch yet"
+    );
+
+    let config = app.config_text();
+    let enabled = config.replace(
+        "[sources.hf]\nenabled = false\n",
+        &format!(
+            "[sources.hf]\nenabled = true\nbase_url = \"{}\"\n",
+            server.base_url()
+        ),
+    );
+    assert_ne!(
+        config, enabled,
+        "the test config has a [sources.hf] table to edit"
+    );
+    std::fs::write(&app.config_path, enabled).expect("rewrite config");
+    signal(daemon.pid(), "HUP");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fetched = scrape(port)
+            .value("paperboy_papers_fetched_total", &[("source", "hf")])
+            .unwrap_or(0.0);
+        if fetched >= 29.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hf not fetched after the reload:\n{}",
+            tail(&daemon_log(&app), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = daemon_log(&app);
+    assert!(
+        log.contains("sources (from the next fetch run)"),
+        "the reload says what it applied:\n{}",
+        tail(&log, 20)
+    );
+    assert!(
+        !log.contains("apply only after a restart"),
+        "a sources change needs no restart:\n{}",
+        tail(&log, 20)
+    );
+    assert_eq!(app.paper_ids(NOW).len(), 29, "the papers are stored");
+
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+}

@@ -135,7 +135,7 @@ async fn wait_for_stop(app: &App, notifier: &Notifier) {
                 _ = tokio::signal::ctrl_c() => { info!("interrupt received"); return; }
                 _ = hup.recv() => {
                     notifier.reloading();
-                    match crate::reload::reload(&app.settings) {
+                    match crate::reload::reload(&app.settings, &app.live) {
                         Ok(outcome) => {
                             info!(applied = ?outcome.applied, "SIGHUP: configuration re-read");
                             if !outcome.needs_restart.is_empty() {
@@ -170,8 +170,9 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
-    let schedule = app.settings.schedule.fetch.clone();
     loop {
+        // Read at every turn: a SIGHUP may have changed the schedule (see `reload`).
+        let schedule = app.live.get().fetch_schedule.clone();
         let now = app.clock.now();
         let Some(next) = schedule.after(&now).next() else {
             warn!("schedule.fetch never fires again; the fetcher stops");

@@ -26,7 +26,9 @@ pub struct SourceOutcome {
 
 /// The enabled sources, or only the one named.
 pub fn sources(app: &App, only: Option<&str>) -> Result<Vec<Box<dyn Source>>, SourceError> {
-    let s = &app.settings.sources;
+    // The live copy: a SIGHUP may have changed the sources since the daemon started.
+    let live = app.live.get();
+    let s = &live.sources;
     let client = HttpClient::new(&HttpSettings {
         timeout: s.timeout,
         retries: s.retries,

@@ -77,6 +77,9 @@ pub struct App {
     pub clock: Clock,
     /// This process's counters and the scheduler heartbeat (`/metrics`, `/readyz`, watchdog).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `[sources]` and `schedule.fetch` as of the last SIGHUP; the fetch job reads these, not
+    /// `settings`, so that a reload reaches it.
+    pub live: crate::reload::LiveSettings,
 }
 
 impl App {
@@ -87,6 +90,7 @@ impl App {
             settings.previous_secret_key.as_ref().map(|k| k.expose()),
         );
         let renderer = DigestRenderer::new().map_err(|e| e.to_string())?;
+        let live = crate::reload::LiveSettings::new(&settings);
         Ok(App {
             settings: Arc::new(settings),
             store,
@@ -94,6 +98,7 @@ impl App {
             signer,
             renderer: Arc::new(renderer),
             metrics: Arc::new(crate::metrics::Metrics::new(clock.now())),
+            live,
             clock,
         })
     }
