@@ -538,3 +538,45 @@ async fn manage_preview_pause_resume_delete() {
         still.body
     );
 }
+
+/// When the mail server refuses a confirmation, the cooldown is not spent on it: asking again
+/// at once, with the server back, gets the email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_confirmation_can_be_asked_for_again_at_once() {
+    let test = "a_refused_confirmation_can_be_asked_for_again_at_once";
+    if SmtpSink::binary().is_none() {
+        missing_tool(test, "Postfix's smtp-sink", "`apt-get install postfix`");
+        return;
+    }
+    let port = free_port();
+    let app = TestApp::builder().smtp_port(port).build();
+    let d = WebDaemon::start(&app, SEND1, &[]);
+    let c = client();
+    let who = "retry@example.org";
+    let sign_up = || {
+        let (c, url) = (c.clone(), d.url("/subscribe"));
+        async move { post_form(&c, &url, &[("email", who), ("interests", "memory")]).await }
+    };
+
+    // Nothing listens on the SMTP port: the answer is the usual one, the email fails.
+    assert_eq!(sign_up().await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.log().contains("could not be processed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed send logged:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The server is back; the default 10-minute cooldown does not hold the retry back.
+    let Some(sink) = SmtpSink::start_on_or_skip(test, port) else {
+        return;
+    };
+    assert_eq!(sign_up().await.status, 200);
+    let mail = wait_for_mail_to(&sink, who, 1);
+    let confirm = d.local(&link_to(&mail, "confirm"));
+    assert_eq!(post_form(&c, &confirm, &[]).await.status, 200);
+    assert_eq!(status_of(&app, SEND1, who).as_deref(), Some("active"));
+}

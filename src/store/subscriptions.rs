@@ -164,6 +164,30 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Forgets that a confirmation (`confirmation = true`) or a manage link was mailed, after
+    /// the mail server refused it: the visitor may then ask again at once instead of waiting out
+    /// a cooldown for an email that never left.
+    pub async fn forget_send(
+        &self,
+        id: SubscriberId,
+        confirmation: bool,
+    ) -> Result<(), StoreError> {
+        // A column name from our own two constants, never from input.
+        let column = if confirmation {
+            "confirm_sent_at"
+        } else {
+            "link_sent_at"
+        };
+        on_pool!(self, p => sqlx::query(&format!(
+            "UPDATE subscribers SET {column} = NULL WHERE id = $1"
+        ))
+        .bind(id.0)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Whether `nonce` is the live confirmation of this subscriber (the link is unused, not
     /// replaced by a newer one, and the subscription not already active).
     pub async fn confirmation_is_live(

@@ -249,7 +249,11 @@ async fn send_confirmation(
     };
     let url = web.app.signer.url(&web.app.settings.web.base_url, &claims);
     let key = format!("confirm.{}.{}", id.0, &nonce[..12]);
-    send_notice(web, NoticeKind::Confirm, email, url, key).await
+    let sent = send_notice(web, NoticeKind::Confirm, email, url, key).await;
+    if sent.is_err() {
+        let _ = web.app.store.forget_send(id, true).await;
+    }
+    sent
 }
 
 async fn send_manage_link(
@@ -260,7 +264,11 @@ async fn send_manage_link(
 ) -> Result<(), String> {
     let url = manage_url(web, id.0, token_version);
     let key = format!("manage.{}.{}", id.0, &new_nonce()[..12]);
-    send_notice(web, NoticeKind::ManageLink, email, url, key).await
+    let sent = send_notice(web, NoticeKind::ManageLink, email, url, key).await;
+    if sent.is_err() {
+        let _ = web.app.store.forget_send(id, false).await;
+    }
+    sent
 }
 
 /// The signed manage link of a subscriber.
