@@ -68,8 +68,10 @@ async fn open_app(settings: Settings) -> anyhow::Result<App> {
 pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run => {
+            // Before the database opens: a SIGTERM during migrations must still stop cleanly.
+            let signals = daemon::Signals::install()?;
             let app = open_app(settings).await?;
-            daemon::run(app).await?;
+            daemon::run(app, signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -167,6 +167,7 @@ pub async fn run_watchdog(
     let mut tick = tokio::time::interval(period / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
+    let started = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -175,6 +176,9 @@ pub async fn run_watchdog(
         if heartbeat.is_fresh(stale_after) {
             notifier.watchdog();
             warned = false;
+        } else if heartbeat.age().is_none() && started.elapsed() <= stale_after {
+            // The loop has not come round for the first time yet: not a hang (no ping either,
+            // so a loop that never starts is still caught).
         } else if !warned {
             warn!(
                 stale_after_secs = stale_after.as_secs(),

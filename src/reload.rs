@@ -140,6 +140,17 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
         },
     );
     differs(
+        "previous_secret_key",
+        a.previous_secret_key
+            .as_ref()
+            .map(|k| k.expose().to_string())
+            .unwrap_or_default(),
+        b.previous_secret_key
+            .as_ref()
+            .map(|k| k.expose().to_string())
+            .unwrap_or_default(),
+    );
+    differs(
         "database",
         a.database.url.expose().to_string() + &a.database.max_connections.to_string(),
         b.database.url.expose().to_string() + &b.database.max_connections.to_string(),

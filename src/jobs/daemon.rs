@@ -23,7 +23,33 @@ use tracing::{Instrument, error, info, info_span, warn};
 /// How often the planner looks for subscribers whose time has come.
 pub const PLAN_INTERVAL: Duration = Duration::from_secs(60);
 
-pub async fn run(app: App) -> anyhow::Result<()> {
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment [`Signals::install`] runs. Install them
+/// before opening the database: a stop that arrives while migrations run is then honoured as
+/// soon as the daemon starts (exit 0) instead of killing the process mid-migration.
+pub struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate())
+                .map_err(|e| anyhow::anyhow!("cannot install a SIGTERM handler: {e}"))?;
+            let hup = signal(SignalKind::hangup())
+                .map_err(|e| anyhow::anyhow!("cannot install a SIGHUP handler: {e}"))?;
+            Ok(Signals { term, hup })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+}
+
+pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
     // One lease owner for the whole process, so that a stop that times out can hand back
@@ -77,7 +103,7 @@ pub async fn run(app: App) -> anyhow::Result<()> {
         ))
     });
 
-    wait_for_stop(&app, &notifier).await;
+    wait_for_stop(&app, &notifier, signals).await;
     let timeout = app.settings.daemon.shutdown_timeout;
     notifier.stopping(&format!(
         "finishing messages in flight (at most {} s)",
@@ -123,12 +149,10 @@ pub async fn run(app: App) -> anyhow::Result<()> {
 }
 
 /// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reloads what can be reloaded.
-async fn wait_for_stop(app: &App, notifier: &Notifier) {
+async fn wait_for_stop(app: &App, notifier: &Notifier, signals: Signals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-        let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+        let Signals { mut term, mut hup } = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM received"); return; }
@@ -155,7 +179,7 @@ async fn wait_for_stop(app: &App, notifier: &Notifier) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (app, notifier);
+        let _ = (app, notifier, signals);
         let _ = tokio::signal::ctrl_c().await;
     }
 }
