@@ -62,6 +62,16 @@ impl Web {
 }
 
 pub fn router(app: App) -> Router {
+    if app.settings.web.base_url.scheme() != "https"
+        && app.settings.mail.transport == crate::config::MailTransportKind::Smtp
+    {
+        // Mail providers expect one-click unsubscribe links over https (RFC 8058).
+        tracing::warn!(
+            base_url = %app.settings.web.base_url,
+            "web.base_url is not https: links in emails, List-Unsubscribe included, will be \
+             plain http; set web.base_url to the public https address"
+        );
+    }
     let pages = pages::Pages::new().expect("the embedded web templates parse");
     let per_hour = app.settings.web.form_posts_per_hour;
     let web = Web {
