@@ -344,6 +344,20 @@ async fn limits_headers_and_validation() {
         );
     }
 
+    // The one stylesheet and the one script, from our own origin (what the CSP allows).
+    for (path, kind) in [
+        ("/static/style.css", "text/css"),
+        ("/static/app.js", "text/javascript"),
+    ] {
+        let asset = get(&c, &d.url(path)).await;
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(asset.header("content-type").unwrap().starts_with(kind));
+        assert!(asset.header("cache-control").unwrap().contains("max-age"));
+    }
+    let front = get(&c, &d.url("/")).await;
+    assert!(front.body.contains("/static/style.css") && front.body.contains("/static/app.js"));
+    assert!(!front.body.contains("<style") && !front.body.contains("style=\""));
+
     // Bad input: status 422 and a message that says what to fix.
     let bad = post_form(
         &c,
