@@ -98,6 +98,9 @@ pub struct WebSettings {
     pub form_posts_per_hour: u32,
     /// The least time between two confirmation (or two manage-link) emails to one address.
     pub resend_cooldown: Duration,
+    /// Behind a reverse proxy: take the client address for rate limits from the last
+    /// `X-Forwarded-For` entry (the one the proxy added) instead of the TCP peer.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +233,7 @@ struct RawWeb {
     base_url: String,
     form_posts_per_hour: String,
     resend_cooldown_secs: String,
+    trust_forwarded_for: String,
 }
 
 #[derive(Deserialize)]
@@ -475,6 +479,10 @@ impl Settings {
                 0,
                 86_400,
             )?)),
+            trust_forwarded_for: parse_bool(
+                "web.trust_forwarded_for",
+                &raw.web.trust_forwarded_for,
+            )?,
         };
         let previous_secret_key = match raw.previous_secret_key.trim() {
             "" => None,

@@ -594,3 +594,45 @@ async fn a_refused_confirmation_can_be_asked_for_again_at_once() {
     assert_eq!(post_form(&c, &confirm, &[]).await.status, 200);
     assert_eq!(status_of(&app, SEND1, who).as_deref(), Some("active"));
 }
+
+/// Behind a proxy (`web.trust_forwarded_for = true`) the limits count the address the proxy
+/// added last in `X-Forwarded-For`; what the client put before it changes nothing. Without the
+/// setting the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_counts_only_when_trusted() {
+    let app = TestApp::builder().build();
+    let c = client();
+    let ask = |d: &WebDaemon, forwarded: &'static str| {
+        let (c, url) = (c.clone(), d.url("/manage"));
+        async move {
+            c.post(url)
+                .header("x-forwarded-for", forwarded)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("email=someone%40example.org")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    let d = WebDaemon::start(
+        &app,
+        SEND1,
+        &[
+            ("PAPERBOY__WEB__FORM_POSTS_PER_HOUR", "1"),
+            ("PAPERBOY__WEB__TRUST_FORWARDED_FOR", "true"),
+        ],
+    );
+    assert_eq!(ask(&d, "203.0.113.1").await, 200);
+    assert_eq!(ask(&d, "203.0.113.1").await, 429);
+    // The client claims another address first; the proxy's entry (last) is what counts.
+    assert_eq!(ask(&d, "198.51.100.9, 203.0.113.1").await, 429);
+    assert_eq!(ask(&d, "203.0.113.1, 198.51.100.7").await, 200);
+    d.stop();
+
+    let d = WebDaemon::start(&app, SEND1, &[("PAPERBOY__WEB__FORM_POSTS_PER_HOUR", "1")]);
+    assert_eq!(ask(&d, "203.0.113.1").await, 200);
+    assert_eq!(ask(&d, "198.51.100.7").await, 429, "the header is ignored");
+}

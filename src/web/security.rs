@@ -201,21 +201,32 @@ pub fn unavailable(web: &Web, error: &dyn std::fmt::Display) -> Response {
     )
 }
 
-/// The client's address for rate limits: the TCP peer. Behind a reverse proxy every client
-/// shares the proxy's address, so limits apply to all of them together (see README).
+/// The client's address for rate limits: the TCP peer, or, with `web.trust_forwarded_for`,
+/// the last `X-Forwarded-For` entry (added by our own proxy; the earlier ones are whatever the
+/// client claimed, so they are never used).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<Web> for ClientAddr {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        ))
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !web.app.settings.web.trust_forwarded_for {
+            return Ok(ClientAddr(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .last();
+        Ok(ClientAddr(forwarded.unwrap_or(peer)))
     }
 }
