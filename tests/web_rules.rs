@@ -562,7 +562,23 @@ async fn a_refused_confirmation_can_be_asked_for_again_at_once() {
         missing_tool(test, "Postfix's smtp-sink", "`apt-get install postfix`");
         return;
     }
-    let port = free_port();
+    // A "server" that hangs up on every connection holds the port until smtp-sink takes it,
+    // so that no other test can grab it in between.
+    let refuser = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = refuser.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    refuser.set_nonblocking(true).unwrap();
+    let hang_up = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match refuser.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
     let app = TestApp::builder().smtp_port(port).build();
     let d = WebDaemon::start(&app, SEND1, &[]);
     let c = client();
@@ -572,7 +588,7 @@ async fn a_refused_confirmation_can_be_asked_for_again_at_once() {
         async move { post_form(&c, &url, &[("email", who), ("interests", "memory")]).await }
     };
 
-    // Nothing listens on the SMTP port: the answer is the usual one, the email fails.
+    // The SMTP server hangs up: the answer is the usual one, the email fails.
     assert_eq!(sign_up().await.status, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !d.log().contains("could not be processed") {
@@ -585,6 +601,8 @@ async fn a_refused_confirmation_can_be_asked_for_again_at_once() {
     }
 
     // The server is back; the default 10-minute cooldown does not hold the retry back.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    hang_up.join().unwrap();
     let Some(sink) = SmtpSink::start_on_or_skip(test, port) else {
         return;
     };
