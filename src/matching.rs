@@ -17,7 +17,8 @@
 
 use crate::model::Paper;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tantivy::query::{
     BooleanQuery, BoostQuery, EnableScoring, MoreLikeThisQuery, Occur, Query, QueryParser,
     QueryParserError,
@@ -28,7 +29,7 @@ use tantivy::schema::{
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer,
-    Stemmer, TextAnalyzer,
+    Stemmer, TextAnalyzer, TokenFilter, TokenStream, Tokenizer,
 };
 use tantivy::{Index, Searcher, TantivyDocument, doc};
 
@@ -222,10 +223,13 @@ struct PaperFacts {
     title: String,
     abstract_text: String,
     title_tokens: Vec<Token>,
-    abstract_tokens: Vec<Token>,
+    /// Shared with the snippet tokenizer ([`Remembered`]).
+    abstract_tokens: Arc<[Token]>,
     authors: Vec<String>,
     categories: Vec<String>,
     upvotes: i64,
+    /// Upvotes relative to the day's most-upvoted candidate, log scale, 0 to 1.
+    trending: f32,
 }
 
 /// The candidate papers of one planning run, indexed for ranking.
@@ -242,8 +246,9 @@ pub struct CandidateIndex {
     by_author: HashMap<String, Vec<usize>>,
     /// Lower-cased category and archive (`cs.lg`, `cs`) → papers in it.
     by_category: HashMap<String, Vec<usize>>,
-    /// ln(1 + most upvotes of any candidate): trending is relative to the day's best.
-    log_max_upvotes: f32,
+    /// The English analyzer for snippets: candidates' abstracts come from the tokens computed
+    /// at build time ([`Remembered`]), other text from the stems learned then ([`KnownStems`]).
+    snippet_analyzer: TextAnalyzer,
 }
 
 /// Titles and abstracts: words, lower-cased, accents folded, English-stemmed.
@@ -311,14 +316,25 @@ fn category_keys(category: &str) -> Vec<String> {
     keys
 }
 
+/// The tokens of a title or abstract with their stemmed terms, learning each folded word's stem
+/// on the way (the folded and the stemmed analyzers differ only by the last filter, so their
+/// tokens pair up one to one).
 fn tokens_of(
     text: &str,
-    analyzer: &mut TextAnalyzer,
+    analyzers: &mut (TextAnalyzer, TextAnalyzer),
     vocabulary: &mut HashMap<String, u32>,
+    stems: &mut HashMap<String, String>,
 ) -> Vec<Token> {
     let mut out = Vec::new();
-    let mut stream = analyzer.token_stream(text);
-    while let Some(t) = stream.next() {
+    let (stemmer, folder) = analyzers;
+    let mut stemmed = stemmer.token_stream(text);
+    let mut folded = folder.token_stream(text);
+    while let Some(t) = stemmed.next() {
+        if let Some(f) = folded.next()
+            && !stems.contains_key(&f.text)
+        {
+            stems.insert(f.text.clone(), t.text.clone());
+        }
         let next = vocabulary.len() as u32;
         let term = *vocabulary.entry(t.text.clone()).or_insert(next);
         out.push(Token {
@@ -328,6 +344,167 @@ fn tokens_of(
         });
     }
     out
+}
+
+/// The snippet generator's tokenizer. It is handed a candidate's abstract once per pick, for
+/// every subscriber; analysing it again each time was most of the planning time (BENCHMARKS.md,
+/// "Planning speed"). A candidate's abstract (recognised by the address and length of the very
+/// string the index holds, which is the one explanations pass in) is replayed from the tokens
+/// computed at build time; any other text is analysed by `other_texts`.
+#[derive(Clone)]
+struct Remembered {
+    known: Arc<HashMap<(usize, usize), Arc<[Token]>>>,
+    /// Term id → stemmed text.
+    terms: Arc<Vec<String>>,
+    other_texts: TextAnalyzer,
+}
+
+impl Tokenizer for Remembered {
+    type TokenStream<'a> = RememberedStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> RememberedStream<'a> {
+        match self.known.get(&(text.as_ptr() as usize, text.len())) {
+            Some(tokens) => RememberedStream::Known {
+                tokens: tokens.clone(),
+                terms: &self.terms,
+                next: 0,
+                token: tantivy::tokenizer::Token::default(),
+            },
+            None => RememberedStream::Other(self.other_texts.token_stream(text)),
+        }
+    }
+}
+
+enum RememberedStream<'a> {
+    Known {
+        tokens: Arc<[Token]>,
+        terms: &'a [String],
+        next: usize,
+        token: tantivy::tokenizer::Token,
+    },
+    Other(tantivy::tokenizer::BoxTokenStream<'a>),
+}
+
+impl TokenStream for RememberedStream<'_> {
+    fn advance(&mut self) -> bool {
+        match self {
+            RememberedStream::Known {
+                tokens,
+                terms,
+                next,
+                token,
+            } => {
+                let Some(t) = tokens.get(*next) else {
+                    return false;
+                };
+                token.offset_from = t.start as usize;
+                token.offset_to = t.end as usize;
+                token.position = *next;
+                token.text.clear();
+                token.text.push_str(&terms[t.term as usize]);
+                *next += 1;
+                true
+            }
+            RememberedStream::Other(stream) => stream.advance(),
+        }
+    }
+
+    fn token(&self) -> &tantivy::tokenizer::Token {
+        match self {
+            RememberedStream::Known { token, .. } => token,
+            RememberedStream::Other(stream) => stream.token(),
+        }
+    }
+
+    fn token_mut(&mut self) -> &mut tantivy::tokenizer::Token {
+        match self {
+            RememberedStream::Known { token, .. } => token,
+            RememberedStream::Other(stream) => stream.token_mut(),
+        }
+    }
+}
+
+/// A stemming token filter that reads the stems learned while the index was built, and stems
+/// only the words it has not seen (with tantivy's English stemmer).
+///
+/// Why: explanations analyse short texts (matched phrases) for every pick of every subscriber;
+/// the candidates' words are all known by then, so a table look-up gives the same stems as the
+/// Snowball stemmer, which was a large share of the planning time.
+#[derive(Clone)]
+struct KnownStems {
+    table: Arc<HashMap<String, String>>,
+}
+
+impl TokenFilter for KnownStems {
+    type Tokenizer<T: Tokenizer> = KnownStemsFilter<T>;
+
+    fn transform<T: Tokenizer>(self, inner: T) -> KnownStemsFilter<T> {
+        KnownStemsFilter {
+            table: self.table,
+            inner,
+            fallback: TextAnalyzer::builder(RawTokenizer::default())
+                .filter(Stemmer::new(Language::English))
+                .build(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct KnownStemsFilter<T> {
+    table: Arc<HashMap<String, String>>,
+    inner: T,
+    fallback: TextAnalyzer,
+}
+
+impl<T: Tokenizer> Tokenizer for KnownStemsFilter<T> {
+    type TokenStream<'a> = KnownStemsStream<'a, T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        KnownStemsStream {
+            tail: self.inner.token_stream(text),
+            table: &self.table,
+            fallback: &mut self.fallback,
+        }
+    }
+}
+
+struct KnownStemsStream<'a, S> {
+    tail: S,
+    table: &'a HashMap<String, String>,
+    fallback: &'a mut TextAnalyzer,
+}
+
+impl<S: TokenStream> TokenStream for KnownStemsStream<'_, S> {
+    fn advance(&mut self) -> bool {
+        if !self.tail.advance() {
+            return false;
+        }
+        let token = self.tail.token_mut();
+        match self.table.get(&token.text) {
+            Some(stem) => {
+                // Reuse the token's buffer: no allocation per word.
+                token.text.clear();
+                token.text.push_str(stem);
+            }
+            None => {
+                let word = std::mem::take(&mut token.text);
+                let mut stream = self.fallback.token_stream(&word);
+                token.text = match stream.next() {
+                    Some(t) => t.text.clone(),
+                    None => word.clone(),
+                };
+            }
+        }
+        true
+    }
+
+    fn token(&self) -> &tantivy::tokenizer::Token {
+        self.tail.token()
+    }
+
+    fn token_mut(&mut self) -> &mut tantivy::tokenizer::Token {
+        self.tail.token_mut()
+    }
 }
 
 impl CandidateIndex {
@@ -346,7 +523,8 @@ impl CandidateIndex {
         let mut vocabulary = HashMap::new();
         let mut by_author: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_category: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut analyzer = english_analyzer();
+        let mut analyzers = (english_analyzer(), folded_analyzer());
+        let mut stems = HashMap::new();
         {
             // One thread and one commit: with this budget a few thousand abstracts stay in one
             // segment (fewer segments, faster searches); more would still be correct (`ord`).
@@ -378,17 +556,25 @@ impl CandidateIndex {
                 }
                 writer.add_document(d)?;
                 facts.push(PaperFacts {
-                    title_tokens: tokens_of(&paper.title, &mut analyzer, &mut vocabulary),
+                    title_tokens: tokens_of(
+                        &paper.title,
+                        &mut analyzers,
+                        &mut vocabulary,
+                        &mut stems,
+                    ),
                     abstract_tokens: tokens_of(
                         &paper.abstract_text,
-                        &mut analyzer,
+                        &mut analyzers,
                         &mut vocabulary,
-                    ),
+                        &mut stems,
+                    )
+                    .into(),
                     title: paper.title.clone(),
                     abstract_text: paper.abstract_text.clone(),
                     authors: paper.authors.clone(),
                     categories: paper.categories.clone(),
                     upvotes: paper.upvotes.unwrap_or(0).max(0),
+                    trending: 0.0,
                 });
             }
             writer.commit()?;
@@ -409,6 +595,38 @@ impl CandidateIndex {
         let mut parser = QueryParser::for_index(&index, vec![text, title]);
         parser.set_field_boost(title, TITLE_BOOST);
         let max_upvotes = facts.iter().map(|f| f.upvotes).max().unwrap_or(0);
+        // Upvotes relative to the day's most-upvoted paper, on a log scale: 0 to 1.
+        let log_max = (max_upvotes as f32).ln_1p();
+        for f in &mut facts {
+            if log_max > 0.0 {
+                f.trending = (f.upvotes as f32).ln_1p() / log_max;
+            }
+        }
+        let other_texts = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .filter(KnownStems {
+                table: Arc::new(stems),
+            })
+            .build();
+        let mut terms = vec![String::new(); vocabulary.len()];
+        for (text, &id) in &vocabulary {
+            terms[id as usize] = text.clone();
+        }
+        let known = facts
+            .iter()
+            .filter(|f| !f.abstract_text.is_empty())
+            .map(|f| {
+                let key = (f.abstract_text.as_ptr() as usize, f.abstract_text.len());
+                (key, f.abstract_tokens.clone())
+            })
+            .collect();
+        let snippet_analyzer = TextAnalyzer::from(Remembered {
+            known: Arc::new(known),
+            terms: Arc::new(terms),
+            other_texts,
+        });
         Ok(CandidateIndex {
             searcher,
             fields: Fields {
@@ -424,7 +642,7 @@ impl CandidateIndex {
             vocabulary,
             by_author,
             by_category,
-            log_max_upvotes: (max_upvotes as f32).ln_1p(),
+            snippet_analyzer,
         })
     }
 
@@ -718,10 +936,7 @@ impl CandidateIndex {
 
     /// Upvotes relative to the day's most-upvoted paper, on a log scale: 0 to 1.
     fn trending(&self, i: usize) -> f32 {
-        if self.log_max_upvotes <= 0.0 {
-            return 0.0;
-        }
-        (self.papers[i].upvotes as f32).ln_1p() / self.log_max_upvotes
+        self.papers[i].trending
     }
 }
 
@@ -755,9 +970,29 @@ impl<'a> Explainer<'a> {
                 } else {
                     index.fields.abstract_text
                 };
-                let mut g = SnippetGenerator::create(&index.searcher, q.as_ref(), field)?;
-                g.set_max_num_chars(SNIPPET_CHARS);
-                Some(g)
+                // The weights are the ones `SnippetGenerator::create` gives (rarer words weigh
+                // more); the analyzer is the one with the known stems.
+                let mut weights = BTreeMap::new();
+                let mut terms = Vec::new();
+                q.query_terms(&mut |t, _| {
+                    if t.field() == field {
+                        terms.push(t.clone());
+                    }
+                });
+                for t in terms {
+                    let df = index.searcher.doc_freq(&t)?;
+                    if let Some(text) = t.value().as_str()
+                        && df > 0
+                    {
+                        weights.insert(text.to_string(), 1.0 / (1.0 + df as f32));
+                    }
+                }
+                Some(SnippetGenerator::new(
+                    weights,
+                    index.snippet_analyzer.clone(),
+                    field,
+                    SNIPPET_CHARS,
+                ))
             }
             _ => None,
         };
@@ -765,7 +1000,7 @@ impl<'a> Explainer<'a> {
             index,
             profile,
             snippets,
-            analyzer: english_analyzer(),
+            analyzer: index.snippet_analyzer.clone(),
         })
     }
 
