@@ -16,6 +16,7 @@ mod web_common;
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +29,8 @@ const CHROMIUM_INSTALL: &str = "`apt-get install -y chromium chromium-driver` (D
 /// The browser's time zone: the sign-up form must pick it up.
 const BROWSER_TZ: &str = "Pacific/Auckland";
 
-/// chromedriver on a free port, killed on drop.
+/// chromedriver on a free port, in its own process group; on drop the whole group (the
+/// driver and the Chromium it started) is stopped, so a failed test leaves no browser behind.
 struct Driver {
     child: Child,
     port: u16,
@@ -36,7 +38,10 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -173,6 +178,7 @@ impl Browser {
 fn start_driver(chromedriver: &std::path::Path) -> Driver {
     let port = free_port();
     let child = Command::new(chromedriver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .env("TZ", BROWSER_TZ)
         .stdin(Stdio::null())
