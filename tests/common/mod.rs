@@ -342,6 +342,13 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// The smtp-sink process id (to check it is gone after drop).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
