@@ -314,12 +314,10 @@ async fn dry_run_send(
         }
         let start = window_start(app, &subscriber, candidates.oldest).await?;
         let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-        let picks = match candidates.rank_for(
-            &subscriber,
-            start,
-            &delivered,
-            app.settings.matching.min_score,
-        ) {
+        let picks = match candidates
+            .rank_subscriber(app, &subscriber, start, &delivered)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("warning: subscriber {}: {e}", subscriber.id);
@@ -386,12 +384,9 @@ async fn preview(
     let candidates = Candidates::load(&app, now).await?;
     let start = window_start(&app, &subscriber, candidates.oldest).await?;
     let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-    let picks = candidates.rank_for(
-        &subscriber,
-        start,
-        &delivered,
-        app.settings.matching.min_score,
-    )?;
+    let picks = candidates
+        .rank_subscriber(&app, &subscriber, start, &delivered)
+        .await?;
     let papers: Vec<_> = picks
         .into_iter()
         .enumerate()

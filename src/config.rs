@@ -154,6 +154,8 @@ pub struct DigestSettings {
 #[derive(Debug, Clone)]
 pub struct MatchingSettings {
     pub min_score: f32,
+    /// The most Hugging Face upvotes can add to a matching paper's score (0 = off).
+    pub trending_weight: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +277,7 @@ struct RawDigest {
 #[serde(deny_unknown_fields)]
 struct RawMatching {
     min_score: String,
+    trending_weight: String,
 }
 
 #[derive(Deserialize)]
@@ -537,6 +540,20 @@ impl Settings {
                 "a number >= 0, e.g. 1.0",
             ));
         }
+        let trending_weight: f32 = raw
+            .matching
+            .trending_weight
+            .trim()
+            .parse()
+            .ok()
+            .filter(|w: &f32| w.is_finite() && (0.0..=100.0).contains(w))
+            .ok_or_else(|| {
+                invalid(
+                    "matching.trending_weight",
+                    &raw.matching.trending_weight,
+                    "a number from 0 (off) to 100, e.g. 1.0",
+                )
+            })?;
 
         let arxiv_enabled = parse_bool("sources.arxiv.enabled", &raw.sources.arxiv.enabled)?;
         if arxiv_enabled {
@@ -606,7 +623,10 @@ impl Settings {
             mail,
             schedule,
             digest,
-            matching: MatchingSettings { min_score },
+            matching: MatchingSettings {
+                min_score,
+                trending_weight,
+            },
             sources,
             log,
             daemon,

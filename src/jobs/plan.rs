@@ -8,7 +8,7 @@
 //! one transaction; planning the same date twice is a no-op thanks to the unique key.
 
 use super::App;
-use crate::matching::{CandidateIndex, Pick};
+use crate::matching::{Blend, CandidateIndex, CategoryMode, Pick, ProfileInput};
 use crate::model::{DigestDate, Subscriber};
 use crate::store::{PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
 use chrono::{DateTime, Duration, Utc};
@@ -63,31 +63,67 @@ impl Candidates {
         })
     }
 
-    /// The papers `subscriber` would get now: first seen since `window_start`, not in
-    /// `delivered`, ranked, above the floor, at most their maximum.
-    pub fn rank_for(
+    /// The papers `subscriber` would get now, with their stored profile (followed authors,
+    /// categories, example papers, feedback votes) and the configured floor and trending weight.
+    pub async fn rank_subscriber(
         &self,
+        app: &App,
         subscriber: &Subscriber,
         window_start: DateTime<Utc>,
         delivered: &HashSet<String>,
-        min_score: f32,
     ) -> Result<Vec<Pick>, PlanError> {
-        let query = self
+        let profile = load_profile(app, subscriber).await?;
+        let blend = Blend {
+            min_score: app.settings.matching.min_score,
+            trending_weight: app.settings.matching.trending_weight,
+        };
+        self.rank_for(subscriber, &profile, window_start, delivered, &blend)
+    }
+
+    /// The papers `subscriber` would get now: first seen since `window_start`, not in
+    /// `delivered`, ranked for their interests and `profile`, above the floor, at most their
+    /// maximum. The interests are parsed once here, not per paper.
+    pub fn rank_for(
+        &self,
+        subscriber: &Subscriber,
+        profile: &ProfileInput,
+        window_start: DateTime<Utc>,
+        delivered: &HashSet<String>,
+        blend: &Blend,
+    ) -> Result<Vec<Pick>, PlanError> {
+        let parsed = self
             .index
-            .parse_interests(subscriber.interests.as_str())
+            .profile(Some(subscriber.interests.as_str()), profile)
             .map_err(|e| PlanError::Interests(e.to_string()))?;
         self.index
-            .rank(
-                &*query,
+            .rank_profile(
+                &parsed,
+                blend,
                 |i| {
                     let p = &self.papers[i];
                     p.first_seen_at >= window_start && !delivered.contains(p.paper.id.as_str())
                 },
                 subscriber.max_papers as usize,
-                min_score,
             )
             .map_err(|e| PlanError::Matching(e.to_string()))
     }
+}
+
+/// A subscriber's stored profile and the texts of the papers they liked, disliked or gave as
+/// examples, ready for `matching`.
+pub async fn load_profile(app: &App, subscriber: &Subscriber) -> Result<ProfileInput, StoreError> {
+    let row = app.store.profile(subscriber.id).await?;
+    let texts = app
+        .store
+        .profile_texts(subscriber.id, &row.examples)
+        .await?;
+    Ok(ProfileInput {
+        authors: row.authors,
+        categories: row.categories,
+        category_mode: CategoryMode::parse(&row.category_mode).unwrap_or_default(),
+        liked: texts.liked,
+        disliked: texts.disliked,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,12 +203,10 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
     for (subscriber, date) in due {
         let start = window_start(app, &subscriber, candidates.oldest).await?;
         let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-        let picks = match candidates.rank_for(
-            &subscriber,
-            start,
-            &delivered,
-            app.settings.matching.min_score,
-        ) {
+        let picks = match candidates
+            .rank_subscriber(app, &subscriber, start, &delivered)
+            .await
+        {
             Ok(p) => p,
             Err(PlanError::Interests(e)) => {
                 warn!(subscriber = %subscriber.id, error = %e, "skipping a subscriber whose interests do not parse");

@@ -12,6 +12,7 @@ mod deliveries;
 mod dialect;
 mod health;
 mod papers;
+mod profile;
 mod subscribers;
 mod subscriptions;
 
@@ -21,6 +22,7 @@ pub use deliveries::{
 };
 pub use health::SourceState;
 pub use papers::{StoredPaper, UpsertCounts};
+pub use profile::{ProfileRow, ProfileTexts};
 pub use subscribers::{NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
