@@ -163,7 +163,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_only_what_was_in_fligh
         } else {
             // Kill while sending, after a random number of further messages.
             let before = complete_messages(&s.sink).len();
-            let more = rng.gen_range(1..=60);
+            let more = rng.gen_range(1..=30);
             wait_until(Duration::from_secs(60), || {
                 complete_messages(&s.sink).len() >= before + more
             });
@@ -223,6 +223,12 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
     let mut rng = rand::thread_rng();
     let mut stops = 0;
     for k in 0..KILLS {
+        if s.db
+            .scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'")
+            == N as i64
+        {
+            break;
+        }
         let daemon = Daemon::start(&s.app, &clock.now(), &[]);
         if k == 0 {
             wait_until(Duration::from_secs(60), || {
@@ -230,7 +236,7 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
             });
         } else {
             let before = complete_messages(&s.sink).len();
-            let more = rng.gen_range(1..=60);
+            let more = rng.gen_range(1..=30);
             wait_until(Duration::from_secs(60), || {
                 complete_messages(&s.sink).len() >= before + more
             });
@@ -251,5 +257,9 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
     run_to_the_end(&s, &clock);
     let duplicates = check_everyone_got_their_digest(&s);
     eprintln!("SIGTERM: {stops} stops, {N} digests, {duplicates} duplicates");
+    assert!(
+        stops >= 10,
+        "at least ten stops before everything was sent, got {stops}"
+    );
     assert_eq!(duplicates, 0, "a clean stop never sends a digest twice");
 }

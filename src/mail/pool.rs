@@ -149,6 +149,9 @@ pub struct Failure {
     pub kind: Kind,
     /// The server's answer or the I/O error, for the operator.
     pub detail: String,
+    /// No answer in time. The session is then out of step (a late answer may still come), so
+    /// it is never reused.
+    pub timed_out: bool,
 }
 
 impl Failure {
@@ -157,6 +160,7 @@ impl Failure {
             stage,
             kind,
             detail: detail.into(),
+            timed_out: false,
         }
     }
 
@@ -241,10 +245,11 @@ impl SmtpPool {
             // transaction exists: nothing was delivered, so a fresh connection may try now.
             Err(f)
                 if was_reused
+                    && !f.timed_out
                     && f.stage == Stage::Mail
                     && (conn.has_broken() || f.kind == Kind::Temporary) =>
             {
-                conn.abort().await;
+                self.discard(conn).await;
                 let mut fresh = self.connect().await?;
                 let second = self.transaction(&mut fresh, envelope, body).await;
                 self.finish(fresh, &second).await;
@@ -263,15 +268,25 @@ impl SmtpPool {
             self.put_back(conn);
             return;
         }
+        if result.as_ref().is_err_and(|f| f.timed_out) {
+            // Out of step with the server: no QUIT (it could wait forever), just close.
+            drop(conn);
+            return;
+        }
         if conn.has_broken() {
-            conn.abort().await;
+            self.discard(conn).await;
             return;
         }
         // The server refused a step but the session lives: reset it and reuse it.
         match tokio::time::timeout(self.timeout, conn.command(Rset)).await {
             Ok(Ok(_)) => self.put_back(conn),
-            _ => conn.abort().await,
+            _ => self.discard(conn).await,
         }
+    }
+
+    /// Says QUIT if the session still can, briefly, then closes it.
+    async fn discard(&self, mut conn: AsyncSmtpConnection) {
+        let _ = tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), conn.abort()).await;
     }
 
     async fn transaction(
@@ -326,14 +341,17 @@ impl SmtpPool {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Failure::from_lettre(stage, &e)),
-            Err(_) => Err(Failure::new(
-                stage,
-                Kind::Temporary,
-                format!(
-                    "no answer within {:?} (config key `mail.timeout_secs`)",
-                    self.timeout
-                ),
-            )),
+            Err(_) => Err(Failure {
+                timed_out: true,
+                ..Failure::new(
+                    stage,
+                    Kind::Temporary,
+                    format!(
+                        "no answer within {:?} (config key `mail.timeout_secs`)",
+                        self.timeout
+                    ),
+                )
+            }),
         }
     }
 

@@ -6,10 +6,11 @@
 //! (subscriber, digest date) makes planning twice harmless, and the one on (subscriber, paper)
 //! makes sending a paper twice impossible.
 
+use super::SubscriberRow;
 use super::{Backend, Store, StoreError, dialect, from_ms, on_pool, to_ms};
 use crate::model::{DigestDate, SubscriberId};
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -259,6 +260,61 @@ impl Store {
         .await)?)
     }
 
+    /// The planned papers of many deliveries at once, best first within each (the send job
+    /// loads a whole claimed batch in one query instead of one per message).
+    pub async fn delivery_papers_of(
+        &self,
+        delivery_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<DeliveryPaper>>, StoreError> {
+        let mut out: HashMap<i64, Vec<DeliveryPaper>> = HashMap::new();
+        // Bounded chunks stay under both databases' bind-parameter limits.
+        for chunk in delivery_ids.chunks(500) {
+            let sql = format!(
+                "SELECT delivery_id, paper_id, rank, score, reason FROM delivery_papers
+                  WHERE delivery_id IN ({}) ORDER BY delivery_id, rank",
+                placeholders(chunk.len())
+            );
+            let rows: Vec<(i64, String, i64, f64, String)> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await
+            })?;
+            for (delivery, paper_id, rank, score, reason) in rows {
+                out.entry(delivery).or_default().push(DeliveryPaper {
+                    paper_id,
+                    rank,
+                    score,
+                    reason,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The subscribers of a claimed batch, in one query.
+    pub async fn subscribers_by_ids(&self, ids: &[i64]) -> Result<Vec<SubscriberRow>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, email, status, interests, frequency, send_time, timezone, max_papers,
+                        token_version, created_at, confirmed_at
+                   FROM subscribers WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let rows: Vec<SubscriberRow> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Marks a delivery sent. Only the lease holder can: `false` means the lease was lost.
     pub async fn mark_sent(
         &self,
@@ -278,6 +334,38 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(done > 0)
+    }
+
+    /// Marks several deliveries sent in one statement; returns those whose lease was still
+    /// ours (the others were lost and are left alone).
+    pub async fn mark_sent_many(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<i64>, StoreError> {
+        let mut kept = HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE deliveries SET status = 'sent', sent_at = $2, lease_owner = NULL,
+                   lease_until = NULL, last_error = NULL
+                 WHERE lease_owner = $1 AND status = 'sending' AND id IN ({})
+                 RETURNING id",
+                (3..3 + chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let done: Vec<i64> = on_pool!(self, p => {
+                let mut q = sqlx::query_scalar(&sql).bind(owner).bind(to_ms(now));
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await
+            })?;
+            kept.extend(done);
+        }
+        Ok(kept)
     }
 
     /// A temporary failure: try again at `next_attempt_at`.
@@ -441,4 +529,12 @@ impl Store {
         .await)?;
         Ok(n as u64)
     }
+}
+
+/// `$1, $2, …, $n`
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -200,7 +200,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `paperboy run` and waits until it is up (its web server listens, so its signal
+    /// handlers are installed): a SIGTERM before that would kill it like SIGKILL.
     pub fn start(app: &TestApp, now: &str, env: &[(&str, &str)]) -> Daemon {
+        const UP: &str = "web server listening";
+        let ups_before = daemon_log(app).matches(UP).count();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -231,7 +235,21 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn paperboy run");
-        Daemon { child }
+        let mut daemon = Daemon { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while daemon_log(app).matches(UP).count() == ups_before {
+            assert!(
+                daemon.is_running(),
+                "paperboy run exited at start:\n{}",
+                tail(&daemon_log(app), 30)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "paperboy run did not come up in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        daemon
     }
 
     pub fn pid(&self) -> u32 {
