@@ -440,9 +440,14 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
             timezone,
             frequency,
             max_papers,
+            authors,
+            categories,
+            category_mode,
+            like,
         } => {
             // Parse everything before touching the database: a bad value writes nothing.
             let email = EmailAddress::parse(&email)?;
+            let profile = profile_from_flags(authors, categories, &category_mode, like)?;
             let interests = Interests::parse(&interests)?;
             check_interests(interests.as_str())?;
             let send_time = match time {
@@ -479,6 +484,9 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
                     app.clock.now(),
                 )
                 .await?;
+            if !profile.is_empty() {
+                app.store.set_profile(id, &profile, app.clock.now()).await?;
+            }
             println!(
                 "added subscriber {id}: {email} ({}; {frequency} at {send_time} {timezone})",
                 status.as_str()
@@ -630,6 +638,40 @@ fn eval(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profile flags of `subscriber add`, checked: blanks and repeats dropped, the mode known,
+/// example ids real arXiv ids.
+fn profile_from_flags(
+    authors: Vec<String>,
+    categories: Vec<String>,
+    category_mode: &str,
+    like: Vec<String>,
+) -> anyhow::Result<paperboy::store::ProfileRow> {
+    let clean = |v: Vec<String>| {
+        let mut out: Vec<String> = Vec::new();
+        for s in v.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(s)) {
+                out.push(s.to_string());
+            }
+        }
+        out
+    };
+    let mode = paperboy::matching::CategoryMode::parse(category_mode).with_context(|| {
+        format!("--category-mode `{category_mode}` is not a mode; use boost or filter")
+    })?;
+    let mut examples = Vec::new();
+    for id in clean(like) {
+        let parsed = paperboy::model::PaperId::parse_arxiv(&id)
+            .with_context(|| format!("--like `{id}`: give arXiv ids such as 2410.17243"))?;
+        examples.push(parsed.as_str().to_string());
+    }
+    Ok(paperboy::store::ProfileRow {
+        authors: clean(authors),
+        categories: clean(categories),
+        category_mode: mode.as_str().to_string(),
+        examples,
+    })
 }
 
 async fn check(settings: Settings) -> anyhow::Result<ExitCode> {

@@ -94,7 +94,8 @@ enum SubscriberCommand {
     /// Add a subscriber. Without --confirmed they stay pending and get nothing.
     Add {
         email: String,
-        /// Words and "quoted phrases", e.g. 'diffusion "protein folding"'.
+        /// A query: words, "phrases", AND/OR/NOT, -word, (…), title: abstract: author: cat:,
+        /// e.g. 'diffusion "protein folding" -video'; `*` for the day's top trending papers.
         #[arg(long)]
         interests: String,
         /// Mark the address as confirmed (you have their consent).
@@ -112,6 +113,18 @@ enum SubscriberCommand {
         /// Most papers per digest. Default: digest.max_papers.
         #[arg(long)]
         max_papers: Option<u32>,
+        /// Followed authors, comma-separated: a new paper by one is always included.
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        authors: Vec<String>,
+        /// arXiv categories or archives, comma-separated (e.g. cs.LG,stat.ML or cs).
+        #[arg(long, value_name = "CATS", value_delimiter = ',')]
+        categories: Vec<String>,
+        /// boost: papers in the categories rank higher; filter: only those papers.
+        #[arg(long, default_value = "boost", value_name = "boost|filter")]
+        category_mode: String,
+        /// Example papers by arXiv id, comma-separated: "more like these".
+        #[arg(long, value_name = "IDS", value_delimiter = ',')]
+        like: Vec<String>,
     },
     /// List subscribers.
     List {
