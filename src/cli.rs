@@ -412,6 +412,8 @@ async fn preview(
                     "title": p.title,
                     "score": p.score,
                     "reasons": p.reasons,
+                    // The abstract excerpt with the matched words marked, as the email shows it.
+                    "snippet": p.snippet,
                     "upvotes": p.upvotes,
                 })).collect::<Vec<_>>(),
             });

@@ -58,6 +58,9 @@ const LIKE_WEIGHT: f32 = 0.5;
 /// Disliked papers push similar ones down a little harder than liked ones pull: a reader who
 /// said "less like this" notices a repeat more than a miss.
 const DISLIKE_WEIGHT: f32 = 0.75;
+/// Upvotes (relative, log scale) above which "trending" is named as a reason: with 64 upvotes
+/// for the day's best, about 23 or more.
+const TRENDING_REASON: f32 = 0.75;
 /// More-like-this takes at most this many distinctive words from the liked papers.
 const LIKE_TERMS: usize = 25;
 
@@ -1057,8 +1060,9 @@ impl<'a> Explainer<'a> {
         if signals.liked {
             reasons.push("like papers you liked".to_string());
         }
-        // Trending is a reason when it decided the pick (browse) or is a large part of it.
-        if paper.upvotes > 0 && (signals.browse || signals.trending >= 0.5) {
+        // Trending is a reason when it decided the pick (browse) or the paper is among the
+        // day's most upvoted.
+        if paper.upvotes > 0 && (signals.browse || signals.trending >= TRENDING_REASON) {
             reasons.push(format!(
                 "trending: {} upvote{} on Hugging Face",
                 paper.upvotes,
