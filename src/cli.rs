@@ -612,7 +612,8 @@ fn eval(
                 report.documents, report.queries, report.min_score, report.max_papers
             );
             println!("{:<28} {:>9} {:>9}", "", "paperboy", "baseline");
-            let rows: [(&str, fn(&paperboy::eval::Metrics) -> f64); 7] = [
+            type Row = (&'static str, fn(&paperboy::eval::Metrics) -> f64);
+            let rows: [Row; 7] = [
                 ("nDCG@10", |m| m.ndcg_at_10),
                 ("precision@10", |m| m.precision_at_10),
                 ("recall@50", |m| m.recall_at_50),

@@ -89,6 +89,8 @@ enum Command {
     },
 }
 
+// Built once per process from the command line: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum SubscriberCommand {
     /// Add a subscriber. Without --confirmed they stay pending and get nothing.

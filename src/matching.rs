@@ -349,6 +349,9 @@ fn tokens_of(
     out
 }
 
+/// A candidate's abstract as the snippet tokenizer recognises it: address and length in bytes.
+type TextKey = (usize, usize);
+
 /// The snippet generator's tokenizer. It is handed a candidate's abstract once per pick, for
 /// every subscriber; analysing it again each time was most of the planning time (BENCHMARKS.md,
 /// "Planning speed"). A candidate's abstract (recognised by the address and length of the very
@@ -356,7 +359,7 @@ fn tokens_of(
 /// computed at build time; any other text is analysed by `other_texts`.
 #[derive(Clone)]
 struct Remembered {
-    known: Arc<HashMap<(usize, usize), Arc<[Token]>>>,
+    known: Arc<HashMap<TextKey, Arc<[Token]>>>,
     /// Term id → stemmed text.
     terms: Arc<Vec<String>>,
     other_texts: TextAnalyzer,
@@ -1131,15 +1134,13 @@ fn prescan(input: &str) -> Option<InterestsSyntaxError> {
                 }
             }
             '(' if open_quote.is_none() => open_parens.push(pos),
-            ')' if open_quote.is_none() => {
-                if open_parens.pop().is_none() {
-                    return Some(positioned(
-                        input,
-                        pos,
-                        "this closing parenthesis `)` has no opening one",
-                        "Remove it or add a `(` before it, e.g. (diffusion OR flow) \"protein folding\"",
-                    ));
-                }
+            ')' if open_quote.is_none() && open_parens.pop().is_none() => {
+                return Some(positioned(
+                    input,
+                    pos,
+                    "this closing parenthesis `)` has no opening one",
+                    "Remove it or add a `(` before it, e.g. (diffusion OR flow) \"protein folding\"",
+                ));
             }
             _ => {}
         }
