@@ -174,4 +174,26 @@ async fn the_stored_profile_is_used_when_planning() {
         3,
         "the followed author's two papers and the match"
     );
+
+    // An example paper pulls similar ones in and is never sent back itself.
+    app.store
+        .set_profile(
+            who.id,
+            &ProfileRow {
+                authors: vec![],
+                categories: vec![],
+                category_mode: "boost".into(),
+                examples: vec!["2410.16251".into()],
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let with_example = digest(&app, &candidates, &who).await;
+    let ids: Vec<&str> = with_example.iter().map(|(id, _)| id.as_str()).collect();
+    assert!(!ids.contains(&"2410.16251"), "{ids:?}");
+    assert!(
+        ids.contains(&"2410.18785"),
+        "knowledge editing, like the example: {ids:?}"
+    );
 }

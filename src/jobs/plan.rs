@@ -72,12 +72,18 @@ impl Candidates {
         window_start: DateTime<Utc>,
         delivered: &HashSet<String>,
     ) -> Result<Vec<Pick>, PlanError> {
-        let profile = load_profile(app, subscriber).await?;
+        let (profile, examples) = load_profile(app, subscriber).await?;
         let blend = Blend {
             min_score: app.settings.matching.min_score,
             trending_weight: app.settings.matching.trending_weight,
         };
-        self.rank_for(subscriber, &profile, window_start, delivered, &blend)
+        if examples.is_empty() {
+            return self.rank_for(subscriber, &profile, window_start, delivered, &blend);
+        }
+        // The example papers are what the subscriber already knows: never send them back.
+        let mut known = delivered.clone();
+        known.extend(examples);
+        self.rank_for(subscriber, &profile, window_start, &known, &blend)
     }
 
     /// The papers `subscriber` would get now: first seen since `window_start`, not in
@@ -110,20 +116,24 @@ impl Candidates {
 }
 
 /// A subscriber's stored profile and the texts of the papers they liked, disliked or gave as
-/// examples, ready for `matching`.
-pub async fn load_profile(app: &App, subscriber: &Subscriber) -> Result<ProfileInput, StoreError> {
+/// examples, ready for `matching`; and the example papers' ids.
+pub async fn load_profile(
+    app: &App,
+    subscriber: &Subscriber,
+) -> Result<(ProfileInput, Vec<String>), StoreError> {
     let row = app.store.profile(subscriber.id).await?;
     let texts = app
         .store
         .profile_texts(subscriber.id, &row.examples)
         .await?;
-    Ok(ProfileInput {
+    let input = ProfileInput {
         authors: row.authors,
         categories: row.categories,
         category_mode: CategoryMode::parse(&row.category_mode).unwrap_or_default(),
         liked: texts.liked,
         disliked: texts.disliked,
-    })
+    };
+    Ok((input, row.examples))
 }
 
 #[derive(Debug, thiserror::Error)]
