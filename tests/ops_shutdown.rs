@@ -24,6 +24,41 @@ fn slow_sink(test: &str, secs: u32) -> Option<SmtpSink> {
     )
 }
 
+/// `paperboy run` with its log in `<app dir>/daemon.log`, without waiting for anything: the
+/// caller waits for `/healthz` (the signal handlers are installed before the port is bound).
+fn start_quiet_daemon(app: &TestApp, env: &[(&str, &str)]) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(app.dir().join("daemon.log"))
+        .expect("daemon log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paperboy"));
+    // Only the variables this test sets, as the shared harness does.
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("PAPERBOY")
+        {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .current_dir(app.dir())
+        .env("PAPERBOY_NOW", NOW)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    Daemon {
+        child: command.spawn().expect("spawn paperboy run"),
+    }
+}
+
 /// Messages per envelope recipient.
 fn per_recipient(sink: &SmtpSink) -> HashMap<String, usize> {
     let mut out = HashMap::new();
@@ -177,7 +212,8 @@ fn sighup_applies_the_log_level_and_names_what_needs_a_restart() {
     migrate(&app);
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
-    let daemon = Daemon::start(&app, NOW, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
+    // Not Daemon::start: it waits for an INFO line, which level warn hides.
+    let daemon = start_quiet_daemon(&app, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
     wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
     assert!(
         !daemon_log(&app).contains("web server listening"),
