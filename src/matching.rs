@@ -1255,7 +1255,8 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.contains(&word.to_lowercase().as_str())
+    // Called for every highlighted word of every pick: compare without allocating.
+    STOP_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// A phrase without the stop words at either end; `None` when nothing else is left.
