@@ -2,9 +2,12 @@
 # Delivery throughput: `paperboy send` against Postfix's smtp-sink on loopback, and, in the same
 # run and against the same sink, Postfix's smtp-source with the same number of connections and
 # the same message (one of our digests, via -F). Reports messages per second and the ratio.
-# Also the one-connection figures with TCP_NODELAY off (lettre 0.11.23's behaviour) and on.
+# Also the one-connection figures with TCP_NODELAY off (lettre 0.11.23's behaviour) and on, and
+# the same figures for the SMTP pool alone (examples/smtp_pool_bench.rs: the same digest sent
+# again and again, no rendering, no database), which separates transport from rendering.
 #
-# Usage: bench/throughput.sh            (N=20000 CONNECTIONS=10 ONE_N=1500 by default)
+# Usage: bench/throughput.sh  (N=20000 CONNECTIONS=10 ONE_N=1500 SLOW_N=400 by default; SLOW_N
+#                              is the message count for the runs without TCP_NODELAY)
 # Needs: a release build (made here), smtp-sink and smtp-source (Postfix), sqlite3, python3.
 # Not a test: numbers go to BENCHMARKS.md by hand, with the machine they were measured on.
 set -euo pipefail
@@ -12,6 +15,7 @@ set -euo pipefail
 N=${N:-20000}
 CONNECTIONS=${CONNECTIONS:-10}
 ONE_N=${ONE_N:-1500}
+SLOW_N=${SLOW_N:-400}
 NOW=2024-10-25T09:00:00Z
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$ROOT/target/release/paperboy
@@ -22,7 +26,8 @@ for tool in "$SINK" "$SOURCE"; do
 done
 command -v sqlite3 >/dev/null || { echo "missing sqlite3" >&2; exit 2; }
 
-(cd "$ROOT" && cargo build --release --quiet)
+(cd "$ROOT" && cargo build --release --quiet --bin paperboy --example smtp_pool_bench)
+POOL_BENCH=$ROOT/target/release/examples/smtp_pool_bench
 
 WORK=$(mktemp -d /tmp/paperboy-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -135,12 +140,20 @@ run_source() { # sessions messages
     python3 -c "print(round($2 / ($end - $start)))"
 }
 
+run_pool() { # connections nodelay messages
+    "$POOL_BENCH" "smtp://127.0.0.1:$SINK_PORT" "$WORK/message.txt" "$3" "$1" "$2"
+}
+ratio() { python3 -c "print(round($1 / $2, 2))"; }
+
 echo "machine: $(nproc) cores, $(uname -sr); message: $SIZE bytes (mean digest $MEAN bytes)"
 echo "paperboy $(git -C "$ROOT" rev-parse --short HEAD), N=$N, connections=$CONNECTIONS"
 PB=$(run_paperboy "$CONNECTIONS" true "$N")
 SRC=$(run_source "$CONNECTIONS" "$N")
-echo "$CONNECTIONS connections: paperboy $PB msg/s, smtp-source $SRC msg/s, ratio $(python3 -c "print(round($PB / $SRC, 2))")"
-PB1_OFF=$(run_paperboy 1 false "$ONE_N")
-PB1_ON=$(run_paperboy 1 true "$ONE_N")
+POOL=$(run_pool "$CONNECTIONS" true "$N")
+echo "$CONNECTIONS connections, $N messages: smtp-source $SRC msg/s; paperboy send $PB msg/s (ratio $(ratio "$PB" "$SRC")); paperboy's pool alone $POOL msg/s (ratio $(ratio "$POOL" "$SRC"))"
 SRC1=$(run_source 1 "$ONE_N")
-echo "1 connection ($ONE_N messages): paperboy without TCP_NODELAY $PB1_OFF msg/s, with $PB1_ON msg/s, smtp-source $SRC1 msg/s"
+PB1_OFF=$(run_paperboy 1 false "$SLOW_N")
+PB1_ON=$(run_paperboy 1 true "$ONE_N")
+POOL1_OFF=$(run_pool 1 false "$SLOW_N")
+POOL1_ON=$(run_pool 1 true "$ONE_N")
+echo "1 connection: smtp-source $SRC1 msg/s; paperboy send without TCP_NODELAY $PB1_OFF msg/s, with $PB1_ON msg/s; pool alone without $POOL1_OFF msg/s, with $POOL1_ON msg/s"
