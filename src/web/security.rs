@@ -226,7 +226,7 @@ impl FromRequestParts<Web> for ClientAddr {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         Ok(ClientAddr(forwarded.unwrap_or(peer)))
     }
 }
