@@ -5,7 +5,8 @@
 #   scripts/test.sh                 # everything
 #   scripts/test.sh digest_flow     # extra arguments go to the test runner (a filter, ...)
 #
-# Needs: cargo; Postfix's smtp-sink (installed here via apt when running as root).
+# Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy,
+# Chromium with chromedriver; it starts PostgreSQL when installed.
 # PAPERBOY_REQUIRE_ALL=1 makes tests fail instead of skip when a tool is missing.
 set -euo pipefail
 
@@ -40,6 +41,34 @@ else
     say "smtp-sink is missing and cannot be installed here (needs root and apt-get):"
     say "  sudo apt-get install postfix   (choose \"No configuration\")"
     say "tests that need it will skip, or fail under PAPERBOY_REQUIRE_ALL=1"
+fi
+
+# PostgreSQL, for the tests that run paperboy against a shared database.
+if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    for version in $(ls /etc/postgresql); do
+        say "starting PostgreSQL ${version}/main (if not running)"
+        pg_ctlcluster --skip-systemctl-redirect "${version}" main start 2>&1 || true
+    done
+else
+    say "PostgreSQL is not installed; tests that need it will say so"
+fi
+
+# dkimpy (with PyNaCl for Ed25519): the independent DKIM verifier of tests/delivery_dkim.rs.
+if ! python3 -c "import dkim, nacl" >/dev/null 2>&1; then
+    say "installing dkimpy for the DKIM test"
+    python3 -m pip install --quiet 'dkimpy[ed25519]' \
+        || say "could not install dkimpy; the DKIM test will say so"
+fi
+
+# Headless Chromium and chromedriver: the real browser of tests/browser.rs (Debian packages).
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium and chromium-driver for the browser test"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+    else
+        say "chromium/chromedriver missing (apt-get install chromium chromium-driver); the browser test will say so"
+    fi
 fi
 
 say "building (all targets)"
