@@ -317,16 +317,25 @@ async fn send_notice(
     })
 }
 
+/// The claims of a confirmation token and the subscriber it names, or the page to answer with
+/// instead (bad or expired link, deleted subscriber, database down).
+async fn confirmation_target(
+    web: &Web,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Claims, Subscriber), Response> {
+    let claims = check_token(web, token, Purpose::Confirm, now)?;
+    match load(web, claims.subscriber_id).await? {
+        Some(subscriber) => Ok((claims, subscriber)),
+        None => Err(deleted(web)),
+    }
+}
+
 /// `GET /confirm/{token}`: what will be confirmed, and the button.
 pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> Response {
     let now = web.app.clock.now();
-    let claims = match check_token(&web, &token, Purpose::Confirm, now) {
-        Ok(c) => c,
-        Err(page) => return page,
-    };
-    let subscriber = match load(&web, claims.subscriber_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return deleted(&web),
+    let (claims, subscriber) = match confirmation_target(&web, &token, now).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let nonce = claims.extra.as_deref().unwrap_or("");
@@ -356,13 +365,8 @@ pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> 
 /// `POST /confirm/{token}`: activates the subscription; the link is then used up.
 pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Response {
     let now = web.app.clock.now();
-    let claims = match check_token(&web, &token, Purpose::Confirm, now) {
-        Ok(c) => c,
-        Err(page) => return page,
-    };
-    let subscriber = match load(&web, claims.subscriber_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return deleted(&web),
+    let (claims, subscriber) = match confirmation_target(&web, &token, now).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
     let nonce = claims.extra.as_deref().unwrap_or("");
