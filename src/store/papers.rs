@@ -233,10 +233,4 @@ impl Store {
         }
         Ok(out)
     }
-
-    pub async fn count_papers(&self) -> Result<i64, StoreError> {
-        Ok(
-            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM papers").fetch_one(p).await)?,
-        )
-    }
 }
