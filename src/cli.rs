@@ -643,37 +643,28 @@ fn eval(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The profile flags of `subscriber add`, checked: blanks and repeats dropped, the mode known,
-/// example ids real arXiv ids.
+/// The profile flags of `subscriber add`, checked by `model::Profile::parse`; each problem is
+/// reported with the flag that carried it.
 fn profile_from_flags(
     authors: Vec<String>,
     categories: Vec<String>,
     category_mode: &str,
     like: Vec<String>,
 ) -> anyhow::Result<paperboy::store::ProfileRow> {
-    let clean = |v: Vec<String>| {
-        let mut out: Vec<String> = Vec::new();
-        for s in v.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            if !out.iter().any(|o| o.eq_ignore_ascii_case(s)) {
-                out.push(s.to_string());
-            }
-        }
-        out
-    };
-    let mode = paperboy::matching::CategoryMode::parse(category_mode).with_context(|| {
-        format!("--category-mode `{category_mode}` is not a mode; use boost or filter")
-    })?;
-    let mut examples = Vec::new();
-    for id in clean(like) {
-        let parsed = paperboy::model::PaperId::parse_arxiv(&id)
-            .with_context(|| format!("--like `{id}`: give arXiv ids such as 2410.17243"))?;
-        examples.push(parsed.as_str().to_string());
-    }
-    Ok(paperboy::store::ProfileRow {
-        authors: clean(authors),
-        categories: clean(categories),
-        category_mode: mode.as_str().to_string(),
-        examples,
+    paperboy::model::Profile::parse(authors, categories, category_mode, like).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let flag = match e.field() {
+                    "authors" => "--authors",
+                    "categories" => "--categories",
+                    "category_mode" => "--category-mode",
+                    _ => "--like",
+                };
+                format!("{flag}: {e}")
+            })
+            .collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
     })
 }
 

@@ -9,22 +9,8 @@ use super::{Store, StoreError, on_pool, to_ms};
 use crate::model::SubscriberId;
 use chrono::{DateTime, Utc};
 
-/// A profile as stored. Lists are kept in the order given, without blanks or repeats.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ProfileRow {
-    pub authors: Vec<String>,
-    pub categories: Vec<String>,
-    /// `boost` or `filter`.
-    pub category_mode: String,
-    /// arXiv ids of papers the subscriber gave as examples.
-    pub examples: Vec<String>,
-}
-
-impl ProfileRow {
-    pub fn is_empty(&self) -> bool {
-        self.authors.is_empty() && self.categories.is_empty() && self.examples.is_empty()
-    }
-}
+/// A profile as stored: the domain type, parsed at the edge (`model::Profile`).
+pub use crate::model::Profile as ProfileRow;
 
 /// The texts a profile's liked and disliked papers stand for: title and abstract, one string a
 /// paper.
@@ -56,10 +42,7 @@ impl Store {
                 category_mode: mode,
                 examples: list(&examples),
             },
-            None => ProfileRow {
-                category_mode: "boost".to_string(),
-                ..ProfileRow::default()
-            },
+            None => ProfileRow::empty(),
         })
     }
 

@@ -6,7 +6,9 @@
 
 use crate::config::Settings;
 use crate::matching::check_interests;
-use crate::model::{EmailAddress, Frequency, Interests, SendTime, Subscriber, TimeZoneName};
+use crate::model::{
+    EmailAddress, Frequency, Interests, Profile, SendTime, Subscriber, TimeZoneName, split_list,
+};
 use crate::store::Preferences;
 use chrono::Weekday;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,14 @@ pub struct Fields {
     pub frequency: Option<String>,
     pub weekday: Option<String>,
     pub max_papers: Option<String>,
+    /// Followed authors, one a line (or comma-separated).
+    pub authors: Option<String>,
+    /// arXiv categories, comma-separated.
+    pub categories: Option<String>,
+    /// `boost` or `filter`.
+    pub category_mode: Option<String>,
+    /// Example papers: arXiv ids or links, one a line.
+    pub examples: Option<String>,
     /// The honeypot: hidden from people, filled in by naive bots.
     pub website: Option<String>,
     pub csrf: Option<String>,
@@ -61,6 +71,13 @@ pub struct FormView {
     pub frequency: String,
     pub weekday: String,
     pub max_papers: String,
+    /// Followed authors, one a line.
+    pub authors: String,
+    /// Categories, comma-separated.
+    pub categories: String,
+    pub category_mode: String,
+    /// Example papers, one a line.
+    pub examples: String,
 }
 
 #[derive(Serialize)]
@@ -105,6 +122,10 @@ impl FormView {
             frequency: "daily".into(),
             weekday: "mon".into(),
             max_papers: settings.digest.max_papers.to_string(),
+            authors: String::new(),
+            categories: String::new(),
+            category_mode: "boost".into(),
+            examples: String::new(),
         }
     }
 
@@ -120,7 +141,20 @@ impl FormView {
             frequency,
             weekday,
             max_papers: subscriber.max_papers.to_string(),
+            authors: String::new(),
+            categories: String::new(),
+            category_mode: "boost".into(),
+            examples: String::new(),
         }
+    }
+
+    /// The profile's fields filled from what is stored.
+    pub fn with_profile(mut self, profile: &Profile) -> Self {
+        self.authors = profile.authors.join("\n");
+        self.categories = profile.categories.join(", ");
+        self.category_mode = profile.category_mode.clone();
+        self.examples = profile.examples.join("\n");
+        self
     }
 
     /// What the visitor sent, over `base` for the fields they did not send.
@@ -151,6 +185,10 @@ impl FormView {
         }
         pick(&f.weekday, &mut self.weekday);
         pick(&f.max_papers, &mut self.max_papers);
+        pick(&f.authors, &mut self.authors);
+        pick(&f.categories, &mut self.categories);
+        pick(&f.category_mode, &mut self.category_mode);
+        pick(&f.examples, &mut self.examples);
         self
     }
 }
@@ -195,6 +233,23 @@ pub fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
         )
     })?;
     Ok(interests)
+}
+
+/// The profile fields of the manage page. A field the form did not send counts as empty.
+pub fn parse_profile(f: &Fields) -> Result<Profile, Vec<FieldError>> {
+    let list = |v: &Option<String>| split_list(v.as_deref().unwrap_or(""));
+    Profile::parse(
+        list(&f.authors),
+        list(&f.categories),
+        f.category_mode.as_deref().unwrap_or("boost"),
+        list(&f.examples),
+    )
+    .map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| FieldError::new(e.field(), cap(&e)))
+            .collect()
+    })
 }
 
 /// The preference fields; `max_papers` falls back to `default_max` when the form has none

@@ -2,7 +2,8 @@
 //!
 //! The token proves the visitor received an email at the address; it must match the
 //! subscriber's current token version (bumping it revokes every manage link mailed so far).
-//! Every POST also carries the page's CSRF token. Buttons: save, preview (saves nothing),
+//! Every POST also carries the page's CSRF token. Buttons: save (the preferences and the
+//! profile: followed authors, categories, example papers), preview (saves nothing),
 //! pause, resume (also brings back an unsubscribed address, which confirmed before), export
 //! (a JSON download) and delete (the subscriber and their whole history).
 
@@ -25,7 +26,10 @@ pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response
         Ok(s) => {
             // Show what the current interests pick, so a change can be compared against it.
             let preview = super::preview::render(&web, s.interests.as_str()).await;
-            let form = FormView::of(&s);
+            let form = match form_of(&web, &s).await {
+                Ok(form) => form,
+                Err(page) => return page,
+            };
             render(
                 &web,
                 &s,
@@ -37,6 +41,14 @@ pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response
             )
         }
         Err(page) => page,
+    }
+}
+
+/// The form as stored: preferences and profile.
+async fn form_of(web: &Web, s: &Subscriber) -> Result<FormView, Response> {
+    match web.app.store.profile(s.id).await {
+        Ok(profile) => Ok(FormView::of(s).with_profile(&profile)),
+        Err(e) => Err(unavailable(web, &e)),
     }
 }
 
@@ -147,7 +159,10 @@ pub async fn submit(
     }
     let now = web.app.clock.now();
     let action = fields.action.as_deref().unwrap_or("save");
-    let view = FormView::of(&s).with_fields(&fields);
+    let view = match form_of(&web, &s).await {
+        Ok(form) => form.with_fields(&fields),
+        Err(page) => return page,
+    };
     match action {
         "preview" => {
             let preview =
@@ -162,21 +177,33 @@ pub async fn submit(
                 Some(preview),
             )
         }
-        "save" => match forms::parse_preferences(&fields, &web.app.settings, s.max_papers) {
-            Ok(prefs) => match web.app.store.update_preferences(s.id, &prefs, now).await {
-                Ok(_) => {
-                    info!(subscriber = %s.id, "preferences saved");
-                    reload_and_render(&web, &s, "Your changes are saved.").await
+        "save" => {
+            let prefs = forms::parse_preferences(&fields, &web.app.settings, s.max_papers);
+            let profile = forms::parse_profile(&fields);
+            match (prefs, profile) {
+                (Ok(prefs), Ok(profile)) => {
+                    let saved = match web.app.store.update_preferences(s.id, &prefs, now).await {
+                        Ok(_) => web.app.store.set_profile(s.id, &profile, now).await,
+                        Err(e) => Err(e),
+                    };
+                    match saved {
+                        Ok(()) => {
+                            info!(subscriber = %s.id, "preferences saved");
+                            reload_and_render(&web, &s, "Your changes are saved.").await
+                        }
+                        Err(e) => unavailable(&web, &e),
+                    }
                 }
-                Err(e) => unavailable(&web, &e),
-            },
-            Err(errors) => {
-                let interests = fields.interests.as_deref().unwrap_or("");
-                let preview = super::preview::render(&web, interests).await;
-                let status = StatusCode::UNPROCESSABLE_ENTITY;
-                render(&web, &s, status, view, errors, None, Some(preview))
+                (prefs, profile) => {
+                    let mut errors = prefs.err().unwrap_or_default();
+                    errors.extend(profile.err().unwrap_or_default());
+                    let interests = fields.interests.as_deref().unwrap_or("");
+                    let preview = super::preview::render(&web, interests).await;
+                    let status = StatusCode::UNPROCESSABLE_ENTITY;
+                    render(&web, &s, status, view, errors, None, Some(preview))
+                }
             }
-        },
+        }
         "pause" | "resume" => {
             let (from, to, done): (&[SubscriberStatus], _, _) = if action == "pause" {
                 (
@@ -200,11 +227,12 @@ pub async fn submit(
                 Err(e) => unavailable(&web, &e),
             }
         }
-        "export" => match web.app.store.subscriber_history(s.id).await {
-            Ok(history) => {
+        "export" => match export(&web, &s).await {
+            Ok((history, profile)) => {
                 let data = serde_json::json!({
                     "exported_at": now,
                     "subscriber": s,
+                    "profile": profile,
                     "deliveries": history.deliveries,
                     "papers_sent": history.papers,
                     "feedback": history.feedback,
@@ -222,7 +250,7 @@ pub async fn submit(
                     &web,
                     &s,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    FormView::of(&s),
+                    view,
                     vec![FieldError::new(
                         "confirm_delete",
                         "To delete everything, tick \"Yes, delete everything\" and press Delete me again.",
@@ -260,17 +288,30 @@ pub async fn submit(
     }
 }
 
+/// Everything the data export holds beyond the subscriber row.
+async fn export(
+    web: &Web,
+    s: &Subscriber,
+) -> Result<(crate::store::SubscriberHistory, crate::store::ProfileRow), crate::store::StoreError> {
+    let history = web.app.store.subscriber_history(s.id).await?;
+    let profile = web.app.store.profile(s.id).await?;
+    Ok((history, profile))
+}
+
 async fn reload_and_render(web: &Web, s: &Subscriber, notice: &str) -> Response {
     match load(web, s.id.0).await {
-        Ok(Some(fresh)) => render(
-            web,
-            &fresh,
-            StatusCode::OK,
-            FormView::of(&fresh),
-            Vec::new(),
-            Some(notice),
-            None,
-        ),
+        Ok(Some(fresh)) => match form_of(web, &fresh).await {
+            Ok(form) => render(
+                web,
+                &fresh,
+                StatusCode::OK,
+                form,
+                Vec::new(),
+                Some(notice),
+                None,
+            ),
+            Err(page) => page,
+        },
         Ok(None) => gone_link(
             web,
             "This link no longer works",
