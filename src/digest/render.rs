@@ -6,6 +6,9 @@
 //! subject, which is the one part of its output that becomes a header.
 
 use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use super::format::{
     abstract_label, collapse_whitespace, count_phrase, safe_url, shorten_authors, snippet_plain,
@@ -15,6 +18,19 @@ use super::{DigestPaper, DigestView, SnippetPart};
 
 const HTML_TEMPLATE: &str = "email/digest.html";
 const TEXT_TEMPLATE: &str = "email/digest.txt";
+/// The HTML page with each card's HTML handed in ready-made (see [`DigestRenderer`]).
+const PAGE_TEMPLATE: &str = "email/digest-page.html";
+/// One paper's card, cut out of the HTML template between [`CARD_START`] and [`CARD_END`].
+const CARD_TEMPLATE: &str = "email/digest-card.html";
+const CARD_START: &str = "<!--paper-->";
+const CARD_END: &str = "<!--/paper-->";
+/// Stand in for a subscriber's feedback links while a card is rendered for the cache. Our own
+/// links never contain NUL; a card whose text does is rendered without the cache.
+const MORE_MARK: &str = "\u{0}more-like-this\u{0}";
+const LESS_MARK: &str = "\u{0}less-like-this\u{0}";
+/// Cards kept at most: a day's papers times the ranks and snippets they appear with. When full
+/// the cache starts afresh, which costs one render per card and bounds memory (~5 KB a card).
+const CARD_CACHE_MAX: usize = 8192;
 const STYLESHEET: &str = include_str!("../../templates/email/style.css");
 
 /// Prose in the text part wraps here: comfortable to read and short enough that no client
@@ -68,9 +84,28 @@ pub struct RenderedDigest {
     pub html: String,
 }
 
-/// Renders digests. Build it once and share it: it holds the parsed templates.
+/// Renders digests. Build it once and share it: it holds the parsed templates and the cache of
+/// rendered paper cards.
+///
+/// Why a card cache: one day's papers appear in thousands of digests, and a card (title,
+/// authors, snippet, links, reasons, all with inlined styles) is most of a digest's HTML. A card
+/// depends on its paper, its rank and the subscriber's snippet and reasons, and on nothing else
+/// except the two feedback links, which are signed per subscriber. So a card is rendered once
+/// through the card template with stand-ins for those two links, cut around them, and every
+/// digest that carries the same card pastes the pieces around its own (escaped) links. The
+/// page around the cards is still rendered through tera per digest. [`Self::render_reference`]
+/// renders the whole page through tera, as before the cache; tests hold the two to the same
+/// bytes.
 pub struct DigestRenderer {
     tera: tera::Tera,
+    /// Keyed by a hash of what the card shows; each entry keeps its full key to compare.
+    cards: Mutex<CardCache>,
+}
+
+#[derive(Default)]
+struct CardCache {
+    by_hash: HashMap<u64, Vec<Arc<CachedCard>>>,
+    len: usize,
 }
 
 impl std::fmt::Debug for DigestRenderer {
@@ -100,37 +135,294 @@ impl DigestRenderer {
             .keep_style_tags(true)
             .load_remote_stylesheets(false)
             .build();
-        let html_template = inliner.inline(&without_template_comments(include_str!(
+        let inlined = inliner.inline(&without_template_comments(include_str!(
             "../../templates/email/digest.html.tera"
         )))?;
-        tera.add_raw_template(HTML_TEMPLATE, &html_template)
-            .map_err(|e| RenderError::template(HTML_TEMPLATE, e))?;
+        let (before, card, after) = split_card(&inlined)?;
+        let templates = [
+            (HTML_TEMPLATE, format!("{before}{card}{after}")),
+            (
+                PAGE_TEMPLATE,
+                format!("{before}{{{{ paper.html | safe }}}}{after}"),
+            ),
+            (CARD_TEMPLATE, card.to_string()),
+        ];
+        for (name, source) in templates {
+            tera.add_raw_template(name, &source)
+                .map_err(|e| RenderError::template(name, e))?;
+        }
         tera.add_raw_template(
             TEXT_TEMPLATE,
             include_str!("../../templates/email/digest.txt.tera"),
         )
         .map_err(|e| RenderError::template(TEXT_TEMPLATE, e))?;
 
-        Ok(DigestRenderer { tera })
+        Ok(DigestRenderer {
+            tera,
+            cards: Mutex::new(CardCache::default()),
+        })
     }
 
+    /// Renders a digest from cached cards (see the type's documentation).
     pub fn render(&self, view: &DigestView) -> Result<RenderedDigest, RenderError> {
-        let page = Page::new(view)?;
-        let context = tera::Context::from_serialize(&page)
-            .map_err(|e| RenderError::template(HTML_TEMPLATE, e))?;
+        let mut cards = Vec::with_capacity(view.papers.len());
+        for paper in &view.papers {
+            let more_url = paper.more_url.as_deref().and_then(safe_url);
+            let less_url = paper.less_url.as_deref().and_then(safe_url);
+            let feedback = more_url.is_some() && less_url.is_some();
+            let cached = self.card(paper, feedback)?;
+            let html = match (&cached.html, &more_url, &less_url) {
+                (CardHtml::WithFeedback(pieces), Some(more), Some(less)) => {
+                    let [a, b, c] = pieces;
+                    let (more, less) = (escape_html(more), escape_html(less));
+                    let mut html =
+                        String::with_capacity(a.len() + b.len() + c.len() + more.len() * 2);
+                    for piece in [a, &more, b, &less, c] {
+                        html.push_str(piece);
+                    }
+                    html
+                }
+                (CardHtml::Whole(html), _, _) => html.clone(),
+                // A card whose text contains the stand-ins: render it whole, uncached.
+                _ => self.render_card(&card_for(paper, more_url.clone(), less_url.clone()))?,
+            };
+            cards.push(AssembledCard {
+                html,
+                title: cached.title.clone(),
+                text: cached.text.clone(),
+                more_url,
+                less_url,
+            });
+        }
+        let page = Page::new(view, cards, |c| &c.title)?;
+        self.render_page(PAGE_TEMPLATE, &page)
+    }
+
+    /// Renders the whole page through tera, card by card, with no cache: what [`Self::render`]
+    /// must match byte for byte, and the baseline of `examples/render_bench.rs`.
+    pub fn render_reference(&self, view: &DigestView) -> Result<RenderedDigest, RenderError> {
+        let cards = view
+            .papers
+            .iter()
+            .map(|p| {
+                card_for(
+                    p,
+                    p.more_url.as_deref().and_then(safe_url),
+                    p.less_url.as_deref().and_then(safe_url),
+                )
+            })
+            .collect();
+        let page = Page::new(view, cards, |c: &PaperCard| &c.title)?;
+        self.render_page(HTML_TEMPLATE, &page)
+    }
+
+    fn render_page<C: Serialize>(
+        &self,
+        html_template: &'static str,
+        page: &Page<C>,
+    ) -> Result<RenderedDigest, RenderError> {
+        let context = tera::Context::from_serialize(page)
+            .map_err(|e| RenderError::template(html_template, e))?;
         let html = self
             .tera
-            .render(HTML_TEMPLATE, &context)
-            .map_err(|e| RenderError::template(HTML_TEMPLATE, e))?;
+            .render(html_template, &context)
+            .map_err(|e| RenderError::template(html_template, e))?;
         let text = self
             .tera
             .render(TEXT_TEMPLATE, &context)
             .map_err(|e| RenderError::template(TEXT_TEMPLATE, e))?;
         Ok(RenderedDigest {
-            subject: page.subject,
+            subject: page.subject.clone(),
             text: tidy_text(&text),
             html,
         })
+    }
+
+    fn render_card(&self, card: &PaperCard) -> Result<String, RenderError> {
+        let mut context = tera::Context::new();
+        context.insert("paper", card);
+        self.tera
+            .render(CARD_TEMPLATE, &context)
+            .map_err(|e| RenderError::template(CARD_TEMPLATE, e))
+    }
+
+    /// The card for `paper` from the cache, rendered and stored first if need be.
+    fn card(&self, paper: &DigestPaper, feedback: bool) -> Result<Arc<CachedCard>, RenderError> {
+        let hash = card_hash(paper, feedback);
+        {
+            let cache = self.cards.lock().expect("card cache lock");
+            if let Some(found) = cache
+                .by_hash
+                .get(&hash)
+                .and_then(|v| v.iter().find(|c| c.key.matches(paper, feedback)))
+            {
+                return Ok(found.clone());
+            }
+        }
+        let marks = feedback.then(|| (MORE_MARK.to_string(), LESS_MARK.to_string()));
+        let (more, less) = marks.clone().unzip();
+        let card = card_for(paper, more, less);
+        let rendered = self.render_card(&card)?;
+        let html = if feedback {
+            let pieces = rendered
+                .split_once(MORE_MARK)
+                .and_then(|(a, rest)| rest.split_once(LESS_MARK).map(|(b, c)| [a, b, c]))
+                .filter(|p| {
+                    p.iter()
+                        .all(|s| !s.contains(MORE_MARK) && !s.contains(LESS_MARK))
+                });
+            match pieces {
+                Some([a, b, c]) => CardHtml::WithFeedback([a.into(), b.into(), c.into()]),
+                None => CardHtml::Uncacheable,
+            }
+        } else {
+            CardHtml::Whole(rendered)
+        };
+        let cached = Arc::new(CachedCard {
+            key: CardKey::of(paper, feedback),
+            html,
+            title: card.title,
+            text: card.text,
+        });
+        let mut cache = self.cards.lock().expect("card cache lock");
+        if cache.len >= CARD_CACHE_MAX {
+            *cache = CardCache::default();
+        }
+        cache.by_hash.entry(hash).or_default().push(cached.clone());
+        cache.len += 1;
+        Ok(cached)
+    }
+}
+
+/// Cuts the inlined HTML template into the page before the card, the card, and the page after.
+fn split_card(inlined: &str) -> Result<(&str, &str, &str), RenderError> {
+    let missing = || RenderError::Template {
+        template: HTML_TEMPLATE,
+        detail: format!(
+            "the template must mark one paper's card with {CARD_START} … {CARD_END}, once"
+        ),
+    };
+    let (before, rest) = inlined.split_once(CARD_START).ok_or_else(missing)?;
+    let (card, after) = rest.split_once(CARD_END).ok_or_else(missing)?;
+    if after.contains(CARD_START) || after.contains(CARD_END) {
+        return Err(missing());
+    }
+    Ok((before, card, after))
+}
+
+/// A rendered card, as the cache keeps it.
+struct CachedCard {
+    key: CardKey,
+    html: CardHtml,
+    title: String,
+    /// The plain-text part's rendering (it never holds the feedback links).
+    text: String,
+}
+
+enum CardHtml {
+    /// No feedback links: the card as it is.
+    Whole(String),
+    /// Before the "more" link, between the two, after the "less" link.
+    WithFeedback([String; 3]),
+    /// The paper's own text contains a stand-in: render this card whole every time.
+    Uncacheable,
+}
+
+/// One card of the fast path, as the page and text templates see it.
+#[derive(Serialize)]
+struct AssembledCard {
+    html: String,
+    #[serde(skip)]
+    title: String,
+    text: String,
+    more_url: Option<String>,
+    less_url: Option<String>,
+}
+
+/// Everything a card shows except the feedback links, owned, to compare on a hash match.
+#[derive(PartialEq)]
+struct CardKey {
+    rank: u32,
+    id: String,
+    title: String,
+    authors: Vec<String>,
+    snippet: Vec<(String, bool)>,
+    upvotes: Option<i64>,
+    urls: [Option<String>; 5],
+    reasons: Vec<String>,
+    feedback: bool,
+}
+
+impl CardKey {
+    fn of(p: &DigestPaper, feedback: bool) -> Self {
+        CardKey {
+            rank: p.rank,
+            id: p.id.clone(),
+            title: p.title.clone(),
+            authors: p.authors.clone(),
+            snippet: p
+                .snippet
+                .iter()
+                .map(|s| (s.text.clone(), s.highlighted))
+                .collect(),
+            upvotes: p.upvotes,
+            urls: urls_of(p).map(|u| u.map(str::to_string)),
+            reasons: p.reasons.clone(),
+            feedback,
+        }
+    }
+
+    fn matches(&self, p: &DigestPaper, feedback: bool) -> bool {
+        self.rank == p.rank
+            && self.feedback == feedback
+            && self.upvotes == p.upvotes
+            && self.id == p.id
+            && self.title == p.title
+            && self.authors == p.authors
+            && self.reasons == p.reasons
+            && self.snippet.len() == p.snippet.len()
+            && self
+                .snippet
+                .iter()
+                .zip(&p.snippet)
+                .all(|((t, h), s)| *t == s.text && *h == s.highlighted)
+            && self
+                .urls
+                .iter()
+                .zip(urls_of(p))
+                .all(|(a, b)| a.as_deref() == b)
+    }
+}
+
+fn urls_of(p: &DigestPaper) -> [Option<&str>; 5] {
+    [
+        p.abstract_url.as_deref(),
+        p.pdf_url.as_deref(),
+        p.hf_url.as_deref(),
+        p.code_url.as_deref(),
+        p.project_url.as_deref(),
+    ]
+}
+
+fn card_hash(p: &DigestPaper, feedback: bool) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        p.rank, feedback, p.upvotes, &p.id, &p.title, &p.authors, &p.reasons,
+    )
+        .hash(&mut h);
+    for s in &p.snippet {
+        (&s.text, s.highlighted).hash(&mut h);
+    }
+    urls_of(p).hash(&mut h);
+    h.finish()
+}
+
+/// The card as the templates see it, with the given (already vetted) feedback links.
+fn card_for(paper: &DigestPaper, more_url: Option<String>, less_url: Option<String>) -> PaperCard {
+    PaperCard {
+        more_url,
+        less_url,
+        ..PaperCard::new(paper)
     }
 }
 
@@ -167,7 +459,7 @@ fn tidy_text(text: &str) -> String {
 /// What the templates see: everything already shortened, wrapped and with URLs vetted, so the
 /// templates only lay out and escape.
 #[derive(Serialize)]
-struct Page {
+struct Page<C> {
     subject: String,
     date_long: String,
     lede: String,
@@ -178,7 +470,7 @@ struct Page {
     unsubscribe_url: String,
     view_url: Option<String>,
     site_url: String,
-    papers: Vec<PaperCard>,
+    papers: Vec<C>,
     text_heading: String,
     text_footer: String,
 }
@@ -207,8 +499,14 @@ struct Link {
     url: String,
 }
 
-impl Page {
-    fn new(view: &DigestView) -> Result<Self, RenderError> {
+impl<C> Page<C> {
+    /// The page around `papers`, the view's papers as cards of either kind; `title` gives a
+    /// card's tidied title for the inbox preview line.
+    fn new(
+        view: &DigestView,
+        papers: Vec<C>,
+        title: impl Fn(&C) -> &str,
+    ) -> Result<Self, RenderError> {
         let own_link = |field: &'static str, url: &str| {
             safe_url(url).ok_or_else(|| RenderError::BadLink {
                 field,
@@ -226,7 +524,6 @@ impl Page {
 
         let interests = collapse_whitespace(&view.interests);
         let recipient = collapse_whitespace(&view.recipient);
-        let papers: Vec<PaperCard> = view.papers.iter().map(PaperCard::new).collect();
         let subject = subject(view);
         let lede = match papers.len() {
             0 => "No new papers matched your interests this time.".to_string(),
@@ -239,7 +536,7 @@ impl Page {
         let preheader = papers
             .iter()
             .take(PREHEADER_TITLES)
-            .map(|p| p.title.as_str())
+            .map(title)
             .collect::<Vec<_>>()
             .join(" · ");
 
@@ -506,6 +803,78 @@ mod tests {
 
     fn render(view: &DigestView) -> RenderedDigest {
         DigestRenderer::new().unwrap().render(view).unwrap()
+    }
+
+    fn with_feedback(mut view: DigestView, subscriber: u32) -> DigestView {
+        for p in &mut view.papers {
+            let url = format!(
+                "https://papers.example.org/feedback/s{subscriber}p{}&x",
+                p.rank
+            );
+            p.more_url = Some(format!("{url}?vote=more"));
+            p.less_url = Some(format!("{url}?vote=less"));
+        }
+        view
+    }
+
+    #[test]
+    fn cached_cards_give_the_same_bytes_as_the_whole_page_through_tera() {
+        let renderer = DigestRenderer::new().unwrap();
+        let mut no_links = hostile_view();
+        no_links.view_url = None;
+        let mut one_link_only = with_feedback(hostile_view(), 9);
+        one_link_only.papers[1].less_url = Some("javascript:alert(1)".to_string());
+        let views = [
+            with_feedback(hostile_view(), 1),
+            // Same papers, another subscriber's links: served from the cache.
+            with_feedback(hostile_view(), 2),
+            with_feedback(hostile_view(), 1),
+            hostile_view(),
+            no_links,
+            one_link_only,
+        ];
+        for (i, view) in views.iter().enumerate() {
+            let fast = renderer.render(view).unwrap();
+            let reference = renderer.render_reference(view).unwrap();
+            assert_eq!(fast.html, reference.html, "view {i}");
+            assert_eq!(fast.text, reference.text, "view {i}");
+            assert_eq!(fast.subject, reference.subject, "view {i}");
+        }
+        let second = renderer.render(&views[1]).unwrap().html;
+        assert!(
+            second.contains("/feedback/s2p1&amp;x?vote=more"),
+            "{second}"
+        );
+        assert!(
+            !second.contains("/feedback/s1p1"),
+            "another subscriber's link leaked"
+        );
+        assert!(!second.contains('\u{0}'));
+    }
+
+    #[test]
+    fn a_paper_whose_text_holds_the_stand_ins_is_rendered_whole() {
+        let renderer = DigestRenderer::new().unwrap();
+        let mut view = with_feedback(hostile_view(), 3);
+        view.papers[0].title = format!("evil {MORE_MARK} {LESS_MARK} title");
+        view.papers[1].reasons = vec![LESS_MARK.to_string()];
+        for _ in 0..2 {
+            let fast = renderer.render(&view).unwrap();
+            assert_eq!(fast.html, renderer.render_reference(&view).unwrap().html);
+            assert!(fast.html.contains("/feedback/s3p1&amp;x?vote=more"));
+        }
+    }
+
+    #[test]
+    fn the_card_cache_is_bounded() {
+        let renderer = DigestRenderer::new().unwrap();
+        let mut view = hostile_view();
+        for n in 0..(CARD_CACHE_MAX + 10) {
+            view.papers[0].id = format!("2410.{n:05}");
+            renderer.render(&view).unwrap();
+        }
+        let len = renderer.cards.lock().unwrap().len;
+        assert!(len <= CARD_CACHE_MAX, "{len}");
     }
 
     #[test]
