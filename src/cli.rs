@@ -765,7 +765,7 @@ impl Progress {
             return;
         }
         let len = self.inner.len.load(Ordering::Relaxed);
-        let tenth = if len == 0 { 0 } else { done * 10 / len };
+        let tenth = (done * 10).checked_div(len).unwrap_or(0);
         let Ok(mut last) = self.inner.last_log.try_lock() else {
             // Another thread is writing the line right now; the next call will catch up.
             return;

@@ -73,7 +73,7 @@ pub async fn import(
             SubscriberStatus::Pending
         },
         send_time: settings.schedule.send_time,
-        timezone: settings.schedule.timezone.clone(),
+        timezone: settings.schedule.timezone,
         max_papers: settings.digest.max_papers,
     };
     let input: Box<dyn std::io::Read> = if file == Path::new("-") {
@@ -118,10 +118,9 @@ pub async fn import(
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut record = csv::StringRecord::new();
     loop {
-        let line;
-        match reader.read_record(&mut record) {
+        let line = match reader.read_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => line = record.position().map_or(0, |p| p.line()),
+            Ok(true) => record.position().map_or(0, |p| p.line()),
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
                 bad.push(BadRow {
@@ -130,7 +129,7 @@ pub async fn import(
                 });
                 continue;
             }
-        }
+        };
         let row = Row {
             record: &record,
             column: &column,
@@ -245,7 +244,7 @@ fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, ProfileRo
         t => t.parse::<SendTime>().map_err(|e| bad("send_time", &e))?,
     };
     let timezone = match cell("timezone") {
-        "" => defaults.timezone.clone(),
+        "" => defaults.timezone,
         t => t.parse::<TimeZoneName>().map_err(|e| bad("timezone", &e))?,
     };
     let max_papers = match cell("max_papers") {
