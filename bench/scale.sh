@@ -120,7 +120,9 @@ enabled = false
 [log]
 level = "warn"
 TOML
-    pb() { env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T09:00:00Z "$@"; }
+    # Fetch at 06:00, send at 09:00: the papers must be first seen before planning's "now".
+    pb() { env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T06:00:00Z "$@"; }
+    pb9() { env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T09:00:00Z "$@"; }
     pb "$BIN" migrate >/dev/null
     echo "== N=$N"
     echo "-- fetch";  pb measured "$BIN" fetch --date 2024-10-25
@@ -129,13 +131,13 @@ TOML
     mkdir -p "$RUN/sample"
     head -201 "$WORK/world/subscribers.csv" >"$RUN/sample.csv"
     env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY__DATABASE__URL="sqlite://$RUN/sample.db" \
-        PAPERBOY_NOW=2024-10-25T09:00:00Z sh -c "'$BIN' fetch --date 2024-10-25 >/dev/null &&
-        '$BIN' subscriber import --confirmed '$RUN/sample.csv' >/dev/null &&
-        '$BIN' send --now --dry-run '$RUN/sample' >/dev/null"
+        sh -c "PAPERBOY_NOW=2024-10-25T06:00:00Z '$BIN' fetch --date 2024-10-25 >/dev/null &&
+        PAPERBOY_NOW=2024-10-25T06:00:00Z '$BIN' subscriber import --confirmed '$RUN/sample.csv' >/dev/null &&
+        PAPERBOY_NOW=2024-10-25T09:00:00Z '$BIN' send --now --dry-run '$RUN/sample' >/dev/null"
     SAMPLE=$(ls -S "$RUN"/sample/*.eml | sed -n "$(( $(ls "$RUN"/sample/*.eml | wc -l) / 2 + 1 ))p")
     tr -d '\r' <"$SAMPLE" >"$RUN/message.txt"
     echo "-- plan + render + send (send --now)"
-    pb measured "$BIN" send --now
+    pb9 measured "$BIN" send --now
     start=$(date +%s.%N)
     "$SOURCE" -d -s "$CONNECTIONS" -m "$N" -F "$RUN/message.txt" -f digest@paperboy.example.org \
         -t reader@example.net "127.0.0.1:$SINK_PORT"
