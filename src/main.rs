@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod subscriber_csv;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -135,6 +136,27 @@ enum SubscriberCommand {
     },
     /// Delete a subscriber and their history.
     Remove { email: String },
+    /// Add subscribers from a CSV file (columns in README, "Subscribers in bulk"). Every row is
+    /// checked first; bad rows are reported with their line numbers and skipped; the good ones
+    /// are added in batches. Addresses already subscribed are left unchanged, so running the
+    /// same file twice adds nothing the second time.
+    Import {
+        /// The CSV file, with a header line; `-` reads standard input.
+        file: PathBuf,
+        /// Rows without a `status` column value become active (you have their consent);
+        /// otherwise pending.
+        #[arg(long)]
+        confirmed: bool,
+        /// Check every row and report, but write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write every subscriber with their profile as CSV (what `subscriber import` reads).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]

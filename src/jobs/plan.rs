@@ -13,6 +13,7 @@ use crate::model::{DigestDate, Subscriber};
 use crate::store::{PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
+use std::sync::Arc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,57 +180,210 @@ pub async fn plan(app: &App, mode: PlanMode) -> Result<PlanReport, PlanError> {
         .await
 }
 
-async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanReport, PlanError> {
-    let mut report = PlanReport::default();
+/// Subscribers read, ranked and written per page: memory stays flat however many there are,
+/// and one page is read while the previous one is ranked and the one before is written.
+const PAGE_SIZE: u32 = 2_000;
 
-    let mut due: Vec<(Subscriber, DigestDate)> = Vec::new();
-    for row in app.store.active_subscribers().await? {
-        let subscriber = match row.parse() {
-            Ok(s) => s,
+/// One page of due subscribers with what planning knows about them, ready to rank.
+struct DuePage {
+    subscribers: Vec<DueSubscriber>,
+}
+
+struct DueSubscriber {
+    subscriber: Subscriber,
+    date: DigestDate,
+    window_start: DateTime<Utc>,
+    /// Papers they already have, and the example papers they gave: never sent (again).
+    known: HashSet<String>,
+    profile: ProfileInput,
+}
+
+/// What a page of ranking produced: the deliveries to write, and the subscribers whose
+/// interests no longer parse (counted, logged, skipped).
+struct RankedPage {
+    plans: Vec<PlannedDelivery>,
+    bad_rows: usize,
+}
+
+/// Reads the next page of active subscribers after `after` and keeps those due now without a
+/// delivery for their date, with their history and profile. `None` when no subscriber is left.
+async fn read_page(
+    app: &App,
+    after: i64,
+    now: DateTime<Utc>,
+    mode: PlanMode,
+    oldest: DateTime<Utc>,
+    report: &mut PlanReport,
+) -> Result<Option<(i64, DuePage)>, PlanError> {
+    let rows = app.store.active_subscribers_after(after, PAGE_SIZE).await?;
+    let Some(last) = rows.last().map(|r| r.id) else {
+        return Ok(None);
+    };
+    let mut due = Vec::new();
+    for row in rows {
+        match row.parse() {
+            Ok(subscriber) => {
+                if let Some(date) = due_date(&subscriber, now, mode) {
+                    due.push((subscriber, date));
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "skipping a subscriber row that cannot be read");
                 report.bad_rows += 1;
-                continue;
             }
-        };
-        if let Some(date) = due_date(&subscriber, now, mode)
-            && !app.store.has_delivery(subscriber.id, date).await?
-        {
-            due.push((subscriber, date));
         }
     }
-    report.due = due.len();
-    if due.is_empty() {
-        debug!("nobody is due");
-        return Ok(report);
-    }
+    let Some(first_date) = due.iter().map(|(_, d)| *d).min() else {
+        return Ok(Some((
+            last,
+            DuePage {
+                subscribers: Vec::new(),
+            },
+        )));
+    };
+    let mut history = app
+        .store
+        .page_history(after, last, first_date, oldest)
+        .await?;
+    due.retain(|(s, d)| !history.planned_dates.contains(&(s.id.0, d.to_string())));
 
-    let candidates = Candidates::load(app, now).await?;
-    info!(
-        due = due.len(),
-        candidates = candidates.papers.len(),
-        "planning digests"
-    );
-    for (subscriber, date) in due {
-        let start = window_start(app, &subscriber, candidates.oldest).await?;
-        let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-        let picks = match candidates
-            .rank_subscriber(app, &subscriber, start, &delivered)
+    // Example papers of the whole page in one read.
+    let mut example_ids: Vec<String> = due
+        .iter()
+        .filter_map(|(s, _)| history.profiles.get(&s.id.0))
+        .flat_map(|p| p.examples.iter().cloned())
+        .collect();
+    example_ids.sort_unstable();
+    example_ids.dedup();
+    let example_texts: std::collections::HashMap<String, String> = if example_ids.is_empty() {
+        Default::default()
+    } else {
+        app.store
+            .papers_by_ids(&example_ids)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let text = format!("{}\n{}", p.paper.title, p.paper.abstract_text);
+                (p.paper.id.to_string(), text)
+            })
+            .collect()
+    };
+
+    let subscribers = due
+        .into_iter()
+        .map(|(subscriber, date)| {
+            let id = subscriber.id.0;
+            let start = history
+                .last_planned
+                .get(&id)
+                .map_or(oldest, |last| (*last).max(oldest));
+            let mut known: HashSet<String> = history
+                .delivered
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, seen)| *seen >= start)
+                .map(|(paper, _)| paper)
+                .collect();
+            let row = history.profiles.remove(&id).unwrap_or_default();
+            let mut liked = Vec::new();
+            let mut disliked = Vec::new();
+            for (vote, text) in history.votes.remove(&id).unwrap_or_default() {
+                if vote > 0 {
+                    liked.push(text);
+                } else {
+                    disliked.push(text);
+                }
+            }
+            liked.extend(
+                row.examples
+                    .iter()
+                    .filter_map(|e| example_texts.get(e).cloned()),
+            );
+            known.extend(row.examples.iter().cloned());
+            DueSubscriber {
+                subscriber,
+                date,
+                window_start: start,
+                known,
+                profile: ProfileInput {
+                    authors: row.authors,
+                    categories: row.categories,
+                    category_mode: CategoryMode::parse(&row.category_mode).unwrap_or_default(),
+                    liked,
+                    disliked,
+                },
+            }
+        })
+        .collect();
+    Ok(Some((last, DuePage { subscribers })))
+}
+
+/// Ranks a page on every core: the page is cut into one chunk per core, each ranked on a
+/// blocking thread against the shared, read-only candidate index.
+async fn rank_page(
+    candidates: Arc<Candidates>,
+    page: DuePage,
+    blend: Blend,
+    now: DateTime<Utc>,
+) -> Result<RankedPage, PlanError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = page.subscribers.len().div_ceil(cores).max(1);
+    let mut subscribers = page.subscribers;
+    let mut tasks = Vec::new();
+    while !subscribers.is_empty() {
+        let rest = subscribers.split_off(chunk.min(subscribers.len()));
+        let part = std::mem::replace(&mut subscribers, rest);
+        let candidates = candidates.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            rank_chunk(&candidates, part, &blend, now)
+        }));
+    }
+    let mut out = RankedPage {
+        plans: Vec::new(),
+        bad_rows: 0,
+    };
+    for task in tasks {
+        let part = task
             .await
-        {
+            .map_err(|e| PlanError::Matching(format!("a ranking thread stopped: {e}")))??;
+        out.plans.extend(part.plans);
+        out.bad_rows += part.bad_rows;
+    }
+    Ok(out)
+}
+
+fn rank_chunk(
+    candidates: &Candidates,
+    subscribers: Vec<DueSubscriber>,
+    blend: &Blend,
+    now: DateTime<Utc>,
+) -> Result<RankedPage, PlanError> {
+    let mut out = RankedPage {
+        plans: Vec::with_capacity(subscribers.len()),
+        bad_rows: 0,
+    };
+    for due in subscribers {
+        let picks = match candidates.rank_for(
+            &due.subscriber,
+            &due.profile,
+            due.window_start,
+            &due.known,
+            blend,
+        ) {
             Ok(p) => p,
             Err(PlanError::Interests(e)) => {
-                warn!(subscriber = %subscriber.id, error = %e, "skipping a subscriber whose interests do not parse");
-                report.bad_rows += 1;
+                warn!(subscriber = %due.subscriber.id, error = %e, "skipping a subscriber whose interests do not parse");
+                out.bad_rows += 1;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let plan = PlannedDelivery {
-            subscriber_id: subscriber.id,
-            digest_date: date,
+        out.plans.push(PlannedDelivery {
+            subscriber_id: due.subscriber.id,
+            digest_date: due.date,
             planned_at: now,
-            message_id: message_key(&subscriber, date),
+            message_id: message_key(&due.subscriber, due.date),
             papers: picks
                 .iter()
                 .enumerate()
@@ -240,23 +394,106 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
                     reason: serde_json::to_string(&pick.explanation).unwrap_or_default(),
                 })
                 .collect(),
-        };
-        match app.store.plan_delivery(&plan).await? {
-            Some(_) if plan.papers.is_empty() => report.empty += 1,
-            Some(id) => {
-                report.planned += 1;
-                debug!(subscriber = %subscriber.id, delivery = id, papers = plan.papers.len(), "digest planned");
+        });
+    }
+    Ok(out)
+}
+
+/// Deliveries written per transaction: few enough that an interrupted run keeps most of its
+/// work, many enough that commits cost nothing next to ranking.
+const WRITE_BATCH: usize = 250;
+
+/// Writes a ranked page, a transaction per [`WRITE_BATCH`], and counts what was written.
+async fn write_page(
+    store: crate::store::Store,
+    plans: Vec<PlannedDelivery>,
+) -> Result<PlanReport, PlanError> {
+    let mut report = PlanReport::default();
+    for batch in plans.chunks(WRITE_BATCH) {
+        let outcomes = store.plan_deliveries(batch).await?;
+        for (plan, outcome) in batch.iter().zip(outcomes) {
+            match outcome {
+                Some(_) if plan.papers.is_empty() => report.empty += 1,
+                Some(_) => report.planned += 1,
+                None => {
+                    debug!(subscriber = %plan.subscriber_id, "already planned by another run")
+                }
             }
-            None => debug!(subscriber = %subscriber.id, "already planned by another run"),
         }
     }
+    Ok(report)
+}
+
+async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanReport, PlanError> {
+    let mut report = PlanReport::default();
+    let oldest = now - Duration::days(i64::from(app.settings.digest.max_age_days));
+    let blend = Blend {
+        min_score: app.settings.matching.min_score,
+        trending_weight: app.settings.matching.trending_weight,
+    };
+    // Built when the first due subscriber turns up: a run with nobody due reads no papers.
+    let mut candidates: Option<Arc<Candidates>> = None;
+    let mut writing: Option<tokio::task::JoinHandle<Result<PlanReport, PlanError>>> = None;
+    let mut next = read_page(app, 0, now, mode, oldest, &mut report).await?;
+    while let Some((last, page)) = next {
+        report.due += page.subscribers.len();
+        if page.subscribers.is_empty() {
+            next = read_page(app, last, now, mode, oldest, &mut report).await?;
+            continue;
+        }
+        let index = match &candidates {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(Candidates::load(app, now).await?);
+                info!(candidates = c.papers.len(), "planning digests");
+                candidates = Some(c.clone());
+                c
+            }
+        };
+        // Rank this page while the next one is read (and the previous one is still being
+        // written by its own task).
+        let mut page_report = PlanReport::default();
+        let (ranked, following) = tokio::join!(
+            rank_page(index, page, blend, now),
+            read_page(app, last, now, mode, oldest, &mut page_report)
+        );
+        let ranked = ranked?;
+        report.bad_rows += ranked.bad_rows + page_report.bad_rows;
+        next = following?;
+        if let Some(previous) = writing.take() {
+            add_written(&mut report, previous).await?;
+        }
+        writing = Some(tokio::spawn(
+            write_page(app.store.clone(), ranked.plans).in_current_span(),
+        ));
+    }
+    if let Some(previous) = writing.take() {
+        add_written(&mut report, previous).await?;
+    }
+    if report.due == 0 {
+        debug!("nobody is due");
+        return Ok(report);
+    }
     info!(
+        due = report.due,
         planned = report.planned,
         empty = report.empty,
         bad_rows = report.bad_rows,
         "planning done"
     );
     Ok(report)
+}
+
+async fn add_written(
+    report: &mut PlanReport,
+    task: tokio::task::JoinHandle<Result<PlanReport, PlanError>>,
+) -> Result<(), PlanError> {
+    let written = task
+        .await
+        .map_err(|e| PlanError::Matching(format!("writing deliveries stopped: {e}")))??;
+    report.planned += written.planned;
+    report.empty += written.empty;
+    Ok(())
 }
 
 /// The unique part of a delivery's Message-ID. Random, so nothing about the subscriber can be

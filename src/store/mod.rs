@@ -12,6 +12,7 @@ mod deliveries;
 mod dialect;
 mod health;
 mod papers;
+mod planning;
 mod profile;
 mod subscribers;
 mod subscriptions;
@@ -22,8 +23,9 @@ pub use deliveries::{
 };
 pub use health::SourceState;
 pub use papers::{StoredPaper, UpsertCounts};
+pub use planning::{PageHistory, PlanOutcome};
 pub use profile::{ProfileRow, ProfileTexts};
-pub use subscribers::{NewSubscriber, SubscriberRow};
+pub use subscribers::{ImportCounts, NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,5 +1,6 @@
 //! The `subscribers` table.
 
+use super::ProfileRow;
 use super::{Store, StoreError, from_ms, on_pool, to_ms};
 use crate::model::{
     EmailAddress, Frequency, Interests, SendTime, Subscriber, SubscriberId, SubscriberStatus,
@@ -37,7 +38,7 @@ pub struct SubscriberRow {
     pub confirmed_at: Option<i64>,
 }
 
-const SUBSCRIBER_COLUMNS: &str = "id, email, status, interests, frequency, send_time, timezone, \
+pub(super) const SUBSCRIBER_COLUMNS: &str = "id, email, status, interests, frequency, send_time, timezone, \
     max_papers, token_version, created_at, confirmed_at";
 
 impl SubscriberRow {
@@ -159,5 +160,163 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(done > 0)
+    }
+}
+
+/// One import batch's outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImportCounts {
+    /// New subscribers written (with their profiles).
+    pub added: usize,
+    /// Addresses already subscribed: left exactly as they were.
+    pub existing: usize,
+}
+
+/// Rows per multi-row `INSERT`: 9 binds a row stays far below both databases' bind limits.
+const IMPORT_ROWS: usize = 500;
+
+impl Store {
+    /// Up to `limit` subscribers (any status) with an id above `after`, by id: one page of an
+    /// export.
+    pub async fn subscribers_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriberRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(&format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// The stored profiles of the subscribers with ids in `after < id <= last`.
+    pub async fn profiles_between(
+        &self,
+        after: i64,
+        last: i64,
+    ) -> Result<std::collections::HashMap<i64, ProfileRow>, StoreError> {
+        let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT subscriber_id, authors, categories, category_mode, examples
+             FROM subscriber_profiles WHERE subscriber_id > $1 AND subscriber_id <= $2",
+        )
+        .bind(after)
+        .bind(last)
+        .fetch_all(p)
+        .await)?;
+        let list = |json: &str| -> Vec<String> { serde_json::from_str(json).unwrap_or_default() };
+        Ok(rows
+            .into_iter()
+            .map(|(id, authors, categories, mode, examples)| {
+                (
+                    id,
+                    ProfileRow {
+                        authors: list(&authors),
+                        categories: list(&categories),
+                        category_mode: mode,
+                        examples: list(&examples),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Adds a batch of subscribers and their profiles in one transaction. An address already
+    /// subscribed is left as it is (so importing the same file twice adds nothing the second
+    /// time); the caller has already refused repeats within the batch.
+    pub async fn import_subscribers(
+        &self,
+        batch: &[(NewSubscriber, ProfileRow)],
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        let mut counts = ImportCounts::default();
+        if batch.is_empty() {
+            return Ok(counts);
+        }
+        let now_ms = to_ms(now);
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in batch.chunks(IMPORT_ROWS) {
+                let mut sql = String::from(
+                    "INSERT INTO subscribers (email, status, interests, frequency, send_time,
+                       timezone, max_papers, created_at, confirmed_at, updated_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    let b = i * 9;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 8
+                    ));
+                }
+                sql.push_str(" ON CONFLICT (email) DO NOTHING RETURNING id, email");
+                let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+                for (new, _) in chunk {
+                    let confirmed_at = (new.status == SubscriberStatus::Active).then_some(now_ms);
+                    q = q
+                        .bind(new.email.as_str())
+                        .bind(new.status.as_str())
+                        .bind(new.interests.as_str())
+                        .bind(new.frequency.to_string())
+                        .bind(new.send_time.to_string())
+                        .bind(new.timezone.to_string())
+                        .bind(i64::from(new.max_papers))
+                        .bind(now_ms)
+                        .bind(confirmed_at);
+                }
+                let added: std::collections::HashMap<String, i64> = q
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, email)| (email, id))
+                    .collect();
+                counts.added += added.len();
+                counts.existing += chunk.len() - added.len();
+
+                let profiles: Vec<(i64, &ProfileRow)> = chunk
+                    .iter()
+                    .filter(|(_, profile)| !profile.is_empty() || profile.category_mode != "boost")
+                    .filter_map(|(new, profile)| {
+                        added.get(new.email.as_str()).map(|&id| (id, profile))
+                    })
+                    .collect();
+                if profiles.is_empty() {
+                    continue;
+                }
+                let mut sql = String::from(
+                    "INSERT INTO subscriber_profiles
+                       (subscriber_id, authors, categories, category_mode, examples, updated_at)
+                     VALUES ",
+                );
+                for i in 0..profiles.len() {
+                    let b = i * 6;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6
+                    ));
+                }
+                let mut q = sqlx::query(&sql);
+                for (id, profile) in profiles {
+                    q = q
+                        .bind(id)
+                        .bind(json(&profile.authors))
+                        .bind(json(&profile.categories))
+                        .bind(profile.category_mode.clone())
+                        .bind(json(&profile.examples))
+                        .bind(now_ms);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(counts)
     }
 }
