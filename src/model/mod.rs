@@ -9,7 +9,7 @@ mod paper;
 mod subscriber;
 
 pub use email::{EmailAddress, EmailError};
-pub use paper::{Paper, PaperId, PaperIdError, PaperLinks, normalize_whitespace};
+pub use paper::{ArxivMeta, Paper, PaperId, PaperIdError, PaperLinks, normalize_whitespace};
 pub use subscriber::{
     DigestDate, Frequency, Interests, InterestsError, SendTime, Subscriber, SubscriberId,
     SubscriberStatus, TimeZoneName,

@@ -13,6 +13,7 @@ mod dialect;
 mod health;
 mod papers;
 mod profile;
+mod sources;
 mod subscribers;
 mod subscriptions;
 
@@ -21,8 +22,9 @@ pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
 pub use health::SourceState;
-pub use papers::{StoredPaper, UpsertCounts};
+pub use papers::{PaperSource, SourceListing, StoredPaper, UpsertCounts};
 pub use profile::{ProfileRow, ProfileTexts};
+pub use sources::{SourceRun, SourceStatus};
 pub use subscribers::{NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
