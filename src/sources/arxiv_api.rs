@@ -121,7 +121,22 @@ impl ArxivApi {
             let parsed = self.get_page(&url, page).await?;
             out.requests += 1;
             let got = parsed.entries.len() + parsed.skipped.len();
-            out.entries.extend(parsed.entries);
+            // A server that ignores `start` sends the same page again: keep each paper once and
+            // stop when a full page brings nothing new, rather than loop to MAX_PAGES.
+            let before = out.entries.len();
+            for e in parsed.entries {
+                if !out
+                    .entries
+                    .iter()
+                    .any(|o: &ArxivEntry| o.paper.id == e.paper.id)
+                {
+                    out.entries.push(e);
+                }
+            }
+            if got > 0 && out.entries.len() == before && parsed.skipped.is_empty() {
+                tracing::warn!(source = "arxiv", url = %url, "the arXiv API repeated a page; stopped paging");
+                return Ok(out);
+            }
             out.skipped.extend(parsed.skipped);
             let seen = start.parse::<u64>().unwrap_or(0) + got as u64;
             // Stop at the total the API announced, or at a short page when it gave none.
