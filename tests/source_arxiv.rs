@@ -643,7 +643,8 @@ async fn catch_up_after_a_gap_fetches_each_missed_day_once() {
 #[tokio::test]
 async fn each_failure_of_the_listing_leaves_the_other_sources_delivering() {
     let truncated = RSS[..RSS.len() / 2].to_string();
-    let cases: Vec<(&str, Box<dyn Fn() -> Reply + Send + Sync>)> = vec![
+    type Answer = Box<dyn Fn() -> Reply + Send + Sync>;
+    let cases: Vec<(&str, Answer)> = vec![
         ("500", Box::new(|| Reply::status(500))),
         (
             "timeout",
