@@ -181,6 +181,10 @@ async fn sources_and_summary(
             Ok(sources) => {
                 // What the store remembers: last success, last error, staleness.
                 for (name, state, stale) in fetch::source_overview(&app, &sources).await {
+                    // A source that never ran has nothing to report yet.
+                    if state.is_none() {
+                        continue;
+                    }
                     let line =
                         crate::cli::source_status_line(&name, state.as_ref(), stale.as_deref());
                     let failing = state.as_ref().is_some_and(|s| {
@@ -203,7 +207,7 @@ async fn sources_and_summary(
                         Ok(batch) => r.ok(
                             &what,
                             format!(
-                                "answered: {} papers listed{}",
+                                "answered: {} papers listed for {today}{}",
                                 batch.papers.len() + batch.updates.len(),
                                 if batch.skipped.is_empty() {
                                     String::new()
@@ -212,10 +216,14 @@ async fn sources_and_summary(
                                 }
                             ),
                         ),
-                        Err(e) => r.fail(
-                            &what,
-                            format!("{e} (config key `sources.{name}` or `[[sources.feeds]]`)"),
-                        ),
+                        Err(e) => {
+                            let key = match name {
+                                "hf" => "`sources.hf.base_url`".to_string(),
+                                "arxiv" => "`sources.arxiv.rss_base_url`".to_string(),
+                                feed => format!("`url` of the `[[sources.feeds]]` named {feed}"),
+                            };
+                            r.fail(&what, format!("{e} (config key {key})"))
+                        }
                     }
                 }
             }
