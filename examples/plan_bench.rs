@@ -63,6 +63,7 @@ fn main() {
             published_at: None,
             upvotes: Some(rng.gen_range(0..200)),
             links: PaperLinks::default(),
+            arxiv: Default::default(),
         })
         .collect();
     let phrases: Vec<&str> = docs

@@ -169,33 +169,46 @@ async fn sources_and_summary(
     };
     let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
     let today = clock.now().date_naive();
-    let base_urls = [
-        ("hf", settings.sources.hf.base_url.to_string()),
-        ("arxiv", settings.sources.arxiv.api_base_url.to_string()),
-    ];
     match App::new(settings, source_store, clock) {
         Err(e) => r.fail("sources", e),
         Ok(app) => match fetch::sources(&app, None) {
             Err(e) => r.fail("sources", e.to_string()),
             Ok(sources) if sources.is_empty() => r.warn(
                 "sources",
-                "none is enabled, so no paper will ever be fetched (`sources.hf.enabled`)",
+                "none is enabled, so no paper will ever be fetched (`sources.hf.enabled`, \
+                 `sources.arxiv.enabled`, `[[sources.feeds]]`)",
             ),
             Ok(sources) => {
+                // What the store remembers: last success, last error, staleness.
+                for (name, state, stale) in fetch::source_overview(&app, &sources).await {
+                    // A source that never ran has nothing to report yet.
+                    if state.is_none() {
+                        continue;
+                    }
+                    let line =
+                        crate::cli::source_status_line(&name, state.as_ref(), stale.as_deref());
+                    let failing = state.as_ref().is_some_and(|s| {
+                        s.last_error.is_some() && s.last_error_at > s.last_success_at
+                    });
+                    if stale.is_some() || failing {
+                        r.warn(&format!("source {name} state"), line);
+                    } else {
+                        r.ok(&format!("source {name} state"), line);
+                    }
+                }
+                // And one live request each (the current listing, unconditionally).
                 for source in &sources {
                     let name = source.name();
-                    let url = base_urls
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, u)| u.as_str())
-                        .unwrap_or("");
-                    let what = format!("source {name} ({url})");
-                    match source.fetch_day(today).await {
+                    let what = format!("source {name} ({})", source.location());
+                    match source
+                        .fetch_latest(today, paperboy::sources::http::Validators::default())
+                        .await
+                    {
                         Ok(batch) => r.ok(
                             &what,
                             format!(
                                 "answered: {} papers listed for {today}{}",
-                                batch.papers.len(),
+                                batch.papers.len() + batch.updates.len(),
                                 if batch.skipped.is_empty() {
                                     String::new()
                                 } else {
@@ -204,7 +217,12 @@ async fn sources_and_summary(
                             ),
                         ),
                         Err(e) => {
-                            r.fail(&what, format!("{e} (config key `sources.{name}.base_url`)"))
+                            let key = match name {
+                                "hf" => "`sources.hf.base_url`".to_string(),
+                                "arxiv" => "`sources.arxiv.rss_base_url`".to_string(),
+                                feed => format!("`url` of the `[[sources.feeds]]` named {feed}"),
+                            };
+                            r.fail(&what, format!("{e} (config key {key})"))
                         }
                     }
                 }

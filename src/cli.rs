@@ -91,74 +91,20 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Fetch { source, date } => {
-            let app = open_app(settings).await?;
-            let date = date.unwrap_or_else(|| app.clock.now().date_naive());
-            let sources = fetch::sources(&app, source.as_deref())?;
-            let reports = fetch::fetch_day(&app, &sources, date).await;
-            let mut failed = 0;
-            for r in &reports {
-                match &r.result {
-                    Ok(o) => {
-                        println!(
-                            "{} {}: {} papers ({} new, {} updated, {} unchanged), {} skipped",
-                            r.source,
-                            r.date,
-                            o.fetched,
-                            o.counts.new,
-                            o.counts.updated,
-                            o.counts.unchanged,
-                            o.skipped.len()
-                        );
-                        for s in &o.skipped {
-                            println!("  skipped {s}");
-                        }
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("error: source {} failed for {}: {e}", r.source, r.date);
-                    }
-                }
-            }
-            Ok(if failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Fetch {
+            source,
+            date,
+            from,
+            to,
+        } => fetch_command(settings, source, date, from.zip(to)).await,
         Command::Send { now, dry_run } => send(settings, now, dry_run).await,
         Command::Preview { email, format } => preview(settings, &email, format).await,
         Command::Subscriber(cmd) => subscriber(settings, cmd).await,
-        Command::Papers { since, format } => {
-            let app = open_app(settings).await?;
-            let since = since
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-                .unwrap_or_default();
-            let papers = app.store.papers_first_seen_since(since).await?;
-            match format {
-                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&papers)?),
-                TableFormat::Table => {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(
-                        out,
-                        "{:<18} {:>7}  {:<16}  TITLE",
-                        "ID", "UPVOTES", "FIRST SEEN"
-                    )?;
-                    for p in &papers {
-                        writeln!(
-                            out,
-                            "{:<18} {:>7}  {:<16}  {}",
-                            p.paper.id,
-                            p.paper.upvotes.map(|u| u.to_string()).unwrap_or_default(),
-                            p.first_seen_at.format("%Y-%m-%d %H:%M"),
-                            shorten(&p.paper.title, 80)
-                        )?;
-                    }
-                    writeln!(out, "{} papers", papers.len())?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Papers {
+            since,
+            source,
+            format,
+        } => papers_command(settings, since, source, format).await,
         Command::Deliveries {
             status,
             limit,
@@ -687,6 +633,215 @@ fn profile_from_flags(
 
 async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
     crate::check::run(settings).await
+}
+
+/// `paperboy fetch`: the scheduled fetch (catch-up + current listings), one `--date`, or a
+/// `--from/--to` backfill with a progress bar.
+async fn fetch_command(
+    settings: Settings,
+    source: Option<String>,
+    date: Option<chrono::NaiveDate>,
+    range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+) -> anyhow::Result<ExitCode> {
+    let app = open_app(settings).await?;
+    let sources = fetch::sources(&app, source.as_deref())?;
+    let reports = match (date, range) {
+        (_, Some((from, to))) => {
+            if from > to {
+                bail!("--from {from} is after --to {to}; give the earlier day first");
+            }
+            let days: Vec<chrono::NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+            let (past, current): (Vec<_>, Vec<_>) =
+                sources.into_iter().partition(|s| s.can_fetch_past_days());
+            for s in &current {
+                eprintln!(
+                    "note: source {} lists only what is current, so a backfill leaves it out",
+                    s.name()
+                );
+            }
+            let bar = progress((days.len() * past.len()) as u64, "backfilling days");
+            let mut reports = Vec::new();
+            for day in &days {
+                for s in &past {
+                    tracing::debug!(source = s.name(), day = %day, "backfilling");
+                    reports.extend(fetch::fetch_day(&app, std::slice::from_ref(s), *day).await);
+                    bar.inc(1);
+                }
+            }
+            bar.finish();
+            reports
+        }
+        (Some(date), None) => fetch::fetch_day(&app, &sources, date).await,
+        (None, None) => {
+            let today = app.clock.now().date_naive();
+            fetch::fetch_scheduled(&app, &sources, today).await
+        }
+    };
+    let mut failed = 0;
+    for r in &reports {
+        match &r.result {
+            Ok(o) if o.not_modified => println!(
+                "{} {}: not modified since the last fetch (HTTP 304)",
+                r.source, r.date
+            ),
+            Ok(o) => {
+                println!(
+                    "{} {}: {} papers ({} new, {} updated, {} unchanged{}), {} skipped",
+                    r.source,
+                    r.date,
+                    o.fetched,
+                    o.counts.new,
+                    o.counts.updated,
+                    o.counts.unchanged,
+                    if o.counts.ignored > 0 {
+                        format!(
+                            ", {} replacements of unknown papers ignored",
+                            o.counts.ignored
+                        )
+                    } else {
+                        String::new()
+                    },
+                    o.skipped.len()
+                );
+                for s in &o.skipped {
+                    println!("  skipped {s}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: source {} failed for {}: {e}", r.source, r.date);
+            }
+        }
+        if let Some(stale) = &r.stale {
+            eprintln!("error: {stale}");
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `paperboy papers`: what was fetched, with each paper's sources, and how each source is doing.
+async fn papers_command(
+    settings: Settings,
+    since: Option<chrono::NaiveDate>,
+    source: Option<String>,
+    format: TableFormat,
+) -> anyhow::Result<ExitCode> {
+    let app = open_app(settings).await?;
+    let since = since
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .unwrap_or_default();
+    let papers = app.store.papers_listed(since, source.as_deref()).await?;
+    let ids: Vec<String> = papers.iter().map(|p| p.paper.id.to_string()).collect();
+    let mut seen_by = app.store.paper_sources(&ids).await?;
+    // Every configured source (enabled or not) that has a state, plus the enabled ones.
+    let mut configured = fetch::sources(&app, None).unwrap_or_default();
+    let states = app.store.source_statuses().await?;
+    for st in &states {
+        if !configured.iter().any(|s| s.name() == st.source)
+            && let Ok(mut more) = fetch::sources(&app, Some(&st.source))
+        {
+            configured.append(&mut more);
+        }
+    }
+    let overview = fetch::source_overview(&app, &configured).await;
+    let status_lines: Vec<String> = overview
+        .iter()
+        .map(|(name, state, stale)| source_status_line(name, state.as_ref(), stale.as_deref()))
+        .collect();
+    match format {
+        TableFormat::Json => {
+            let list: Vec<serde_json::Value> = papers
+                .iter()
+                .map(|p| {
+                    let mut v = serde_json::to_value(p).unwrap_or_default();
+                    v["seen_by"] = serde_json::to_value(
+                        seen_by.remove(p.paper.id.as_str()).unwrap_or_default(),
+                    )
+                    .unwrap_or_default();
+                    v
+                })
+                .collect();
+            // stdout stays the array scripts read; the source status goes to stderr.
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            for line in &status_lines {
+                eprintln!("{line}");
+            }
+        }
+        TableFormat::Table => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<18} {:>7}  {:<16}  {:<22}  TITLE",
+                "ID", "UPVOTES", "FIRST SEEN", "SOURCES"
+            )?;
+            for p in &papers {
+                let sources = match seen_by.get(p.paper.id.as_str()) {
+                    Some(rows) if !rows.is_empty() => rows
+                        .iter()
+                        .map(|r| match &r.announce_type {
+                            Some(t) => format!("{}({t})", r.source),
+                            None => r.source.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => p.sources.join(","),
+                };
+                writeln!(
+                    out,
+                    "{:<18} {:>7}  {:<16}  {:<22}  {}",
+                    p.paper.id,
+                    p.paper.upvotes.map(|u| u.to_string()).unwrap_or_default(),
+                    p.first_seen_at.format("%Y-%m-%d %H:%M"),
+                    sources,
+                    shorten(&p.paper.title, 80)
+                )?;
+            }
+            writeln!(out, "{} papers", papers.len())?;
+            writeln!(out)?;
+            writeln!(out, "SOURCES")?;
+            for line in &status_lines {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line on a source's state: when it last succeeded, its checkpoint, its last error, stale.
+pub fn source_status_line(
+    name: &str,
+    state: Option<&paperboy::store::SourceStatus>,
+    stale: Option<&str>,
+) -> String {
+    let Some(st) = state else {
+        return format!("{name}: never fetched");
+    };
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "never".into())
+    };
+    let mut line = format!(
+        "{name}: last success {}, checkpoint {}, {} papers and {} skipped in the last run",
+        at(st.last_success_at),
+        st.checkpoint
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "none".into()),
+        st.last_fetched.unwrap_or(0),
+        st.last_skipped.unwrap_or(0),
+    );
+    if let Some(err) = &st.last_error
+        && st.last_error_at > st.last_success_at
+    {
+        line.push_str(&format!("; FAILING since {}: {err}", at(st.last_error_at)));
+    }
+    if let Some(stale) = stale {
+        line.push_str(&format!("; STALE: {stale}"));
+    }
+    line
 }
 
 /// Progress of a long command-line job: on a terminal, an indicatif bar with the rate and the

@@ -164,8 +164,22 @@ pub struct SourcesSettings {
     pub retries: u32,
     pub backoff: Duration,
     pub contact: String,
+    /// A source that should have produced papers and has produced none for this many of its
+    /// announcement days is logged as an error and shown stale by `check` and `papers`.
+    pub stale_after_days: u32,
+    /// The most missed days one scheduled fetch catches up on after downtime.
+    pub catch_up_days: u32,
     pub hf: HfSettings,
     pub arxiv: ArxivSettings,
+    /// `[[sources.feeds]]`: any RSS or Atom feed, by name.
+    pub feeds: Vec<FeedSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    /// The source name (`paperboy fetch --source NAME`, `source_state`, `paper_sources`).
+    pub name: String,
+    pub url: url::Url,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +194,12 @@ pub struct ArxivSettings {
     pub categories: Vec<String>,
     pub rss_base_url: url::Url,
     pub api_base_url: url::Url,
+    /// Take `cross` announcements (papers cross-listed into the categories) as new papers too.
+    pub cross_lists: bool,
+    /// The least time between two arXiv API requests, process-wide (arXiv asks for 3 s).
+    pub api_interval: Duration,
+    /// `max_results` per API page.
+    pub api_page_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,8 +307,19 @@ struct RawSources {
     retries: String,
     backoff_ms: String,
     contact: String,
+    stale_after_days: String,
+    catch_up_days: String,
     hf: RawHf,
     arxiv: RawArxiv,
+    #[serde(default)]
+    feeds: Vec<RawFeed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: String,
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -305,6 +336,9 @@ struct RawArxiv {
     categories: Vec<String>,
     rss_base_url: String,
     api_base_url: String,
+    cross_lists: String,
+    api_interval_ms: String,
+    api_page_size: String,
 }
 
 #[derive(Deserialize)]
@@ -556,13 +590,15 @@ impl Settings {
             })?;
 
         let arxiv_enabled = parse_bool("sources.arxiv.enabled", &raw.sources.arxiv.enabled)?;
-        if arxiv_enabled {
+        let arxiv_categories = parse_arxiv_categories(&raw.sources.arxiv.categories)?;
+        if arxiv_enabled && arxiv_categories.is_empty() {
             return Err(invalid(
-                "sources.arxiv.enabled",
-                "true",
-                "false: the arXiv listing source is not available in this version yet",
+                "sources.arxiv.categories",
+                "[]",
+                "at least one arXiv category such as \"cs.LG\" when `sources.arxiv.enabled` is true",
             ));
         }
+        let feeds = parse_feeds(&raw.sources.feeds)?;
         let sources = SourcesSettings {
             timeout: Duration::from_secs(parse_range(
                 "sources.timeout_secs",
@@ -578,13 +614,25 @@ impl Settings {
                 600_000,
             )? as u64),
             contact: raw.sources.contact.trim().to_string(),
+            stale_after_days: parse_range(
+                "sources.stale_after_days",
+                &raw.sources.stale_after_days,
+                1,
+                365,
+            )?,
+            catch_up_days: parse_range(
+                "sources.catch_up_days",
+                &raw.sources.catch_up_days,
+                0,
+                366,
+            )?,
             hf: HfSettings {
                 enabled: parse_bool("sources.hf.enabled", &raw.sources.hf.enabled)?,
                 base_url: parse_http_url("sources.hf.base_url", &raw.sources.hf.base_url)?,
             },
             arxiv: ArxivSettings {
                 enabled: arxiv_enabled,
-                categories: raw.sources.arxiv.categories,
+                categories: arxiv_categories,
                 rss_base_url: parse_http_url(
                     "sources.arxiv.rss_base_url",
                     &raw.sources.arxiv.rss_base_url,
@@ -593,7 +641,24 @@ impl Settings {
                     "sources.arxiv.api_base_url",
                     &raw.sources.arxiv.api_base_url,
                 )?,
+                cross_lists: parse_bool(
+                    "sources.arxiv.cross_lists",
+                    &raw.sources.arxiv.cross_lists,
+                )?,
+                api_interval: Duration::from_millis(parse_range(
+                    "sources.arxiv.api_interval_ms",
+                    &raw.sources.arxiv.api_interval_ms,
+                    0,
+                    600_000,
+                )? as u64),
+                api_page_size: parse_range(
+                    "sources.arxiv.api_page_size",
+                    &raw.sources.arxiv.api_page_size,
+                    1,
+                    2000,
+                )?,
             },
+            feeds,
         };
 
         let daemon = DaemonSettings {
@@ -637,6 +702,65 @@ impl Settings {
     pub fn mail_domain(&self) -> &str {
         self.mail.from.email.domain()
     }
+}
+
+/// arXiv categories as the listing URL and the API query need them: `cs.LG`, `math.AP`,
+/// `hep-th`, `q-bio.NC`.
+fn parse_arxiv_categories(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for c in raw {
+        let c = c.trim();
+        let ok = !c.is_empty()
+            && c.as_bytes()[0].is_ascii_alphabetic()
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(invalid(
+                "sources.arxiv.categories",
+                c,
+                "arXiv category names such as \"cs.LG\", \"math.AP\" or \"hep-th\"",
+            ));
+        }
+        if !out.iter().any(|o: &String| o == c) {
+            out.push(c.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// `[[sources.feeds]]`: names are source names, so they must be unique, short, and not clash
+/// with the built-in sources.
+fn parse_feeds(raw: &[RawFeed]) -> Result<Vec<FeedSettings>, ConfigError> {
+    let mut out: Vec<FeedSettings> = Vec::new();
+    for (i, f) in raw.iter().enumerate() {
+        let key = format!("sources.feeds[{i}].name");
+        let name = f.name.trim();
+        let ok = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(invalid(
+                &key,
+                name,
+                "a short name of lowercase letters, digits, - and _, such as \"biorxiv-neuro\"",
+            ));
+        }
+        if matches!(name, "hf" | "arxiv" | "arxiv-api") || out.iter().any(|o| o.name == name) {
+            return Err(invalid(
+                &key,
+                name,
+                "a name no other source has (hf, arxiv and arxiv-api are taken)",
+            ));
+        }
+        let url = parse_http_url(&format!("sources.feeds[{i}].url"), &f.url)?;
+        out.push(FeedSettings {
+            name: name.to_string(),
+            url,
+        });
+    }
+    Ok(out)
 }
 
 fn nonempty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {

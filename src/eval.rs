@@ -217,6 +217,7 @@ fn as_paper(d: &EvalDoc) -> Paper {
         published_at: None,
         upvotes: None,
         links: PaperLinks::default(),
+        arxiv: Default::default(),
     }
 }
 

@@ -29,14 +29,21 @@ enum Command {
     Run,
     /// Create or upgrade the database schema.
     Migrate,
-    /// Fetch papers from the sources and store them.
+    /// Fetch papers from the sources and store them. Without a date: each source's missed days
+    /// since its checkpoint, then its current listing (what the daemon does on schedule).
     Fetch {
-        /// Only this source (e.g. hf).
+        /// Only this source (hf, arxiv, or a [[sources.feeds]] name), even if not enabled.
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
-        /// The day to fetch (UTC), YYYY-MM-DD. Default: today.
-        #[arg(long, value_name = "YYYY-MM-DD")]
+        /// One day to fetch (UTC), YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["from", "to"])]
         date: Option<chrono::NaiveDate>,
+        /// Backfill: the first day of a range (UTC), with --to. arXiv comes from its API.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Backfill: the last day of the range, inclusive.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+        to: Option<chrono::NaiveDate>,
     },
     /// Plan and send the digests that are due.
     Send {
@@ -61,6 +68,9 @@ enum Command {
         /// Only papers first seen on or after this UTC date.
         #[arg(long, value_name = "YYYY-MM-DD")]
         since: Option<chrono::NaiveDate>,
+        /// Only papers this source listed (hf, arxiv, arxiv-api, a feed's name).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[arg(long, value_enum, default_value_t = TableFormat::Table)]
         format: TableFormat,
     },

@@ -1407,6 +1407,7 @@ mod tests {
             published_at: None,
             upvotes: None,
             links: PaperLinks::default(),
+            arxiv: Default::default(),
         }
     }
 

@@ -214,12 +214,11 @@ async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        // Yesterday too: papers listed late in a UTC day would otherwise be missed.
-        for date in [today - chrono::Duration::days(1), today] {
-            fetch::fetch_day(&app, &sources, date)
-                .instrument(info_span!("fetch_run", %date))
-                .await;
-        }
+        // Catch-up from each source's checkpoint (the day before, after downtime the days
+        // missed), then the current listings.
+        fetch::fetch_scheduled(&app, &sources, today)
+            .instrument(info_span!("fetch_run", date = %today))
+            .await;
     }
 }
 

@@ -10,7 +10,7 @@ mod profile;
 mod subscriber;
 
 pub use email::{EmailAddress, EmailError};
-pub use paper::{Paper, PaperId, PaperIdError, PaperLinks, normalize_whitespace};
+pub use paper::{ArxivMeta, Paper, PaperId, PaperIdError, PaperLinks, normalize_whitespace};
 pub use profile::{MAX_PROFILE_ENTRIES, Profile, ProfileError, split_list};
 pub use subscriber::{
     DigestDate, Frequency, Interests, InterestsError, SendTime, Subscriber, SubscriberId,

@@ -190,6 +190,33 @@ pub struct Paper {
     /// Hugging Face upvotes: the popularity ("trending") signal. `None` when no source has it.
     pub upvotes: Option<i64>,
     pub links: PaperLinks,
+    /// What arXiv says beyond the basics; empty for papers only other sources know.
+    #[serde(default)]
+    pub arxiv: ArxivMeta,
+}
+
+/// arXiv's extra metadata: from the arXiv listing or API, merged into a paper whichever source
+/// listed it first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArxivMeta {
+    pub doi: Option<String>,
+    /// The authors' comment (pages, venue, project page).
+    pub comment: Option<String>,
+    pub journal_ref: Option<String>,
+}
+
+impl ArxivMeta {
+    /// Takes every value `other` has: arXiv's latest word wins over an older one.
+    pub fn update_from(&mut self, other: &ArxivMeta) {
+        fn take(slot: &mut Option<String>, other: &Option<String>) {
+            if other.is_some() {
+                slot.clone_from(other);
+            }
+        }
+        take(&mut self.doi, &other.doi);
+        take(&mut self.comment, &other.comment);
+        take(&mut self.journal_ref, &other.journal_ref);
+    }
 }
 
 impl Paper {

@@ -99,8 +99,17 @@ impl HfSource {
 }
 
 impl Source for HfSource {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "hf"
+    }
+
+    fn announces_on(&self, weekday: chrono::Weekday) -> bool {
+        // Hugging Face's daily papers are curated on working days; weekends list nothing.
+        !matches!(weekday, chrono::Weekday::Sat | chrono::Weekday::Sun)
+    }
+
+    fn location(&self) -> String {
+        self.base_url.to_string()
     }
 
     fn fetch_day(&self, date: NaiveDate) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
@@ -233,6 +242,7 @@ fn parse_item(item: &Value, site: &Url) -> Result<Paper, String> {
         published_at,
         upvotes,
         links,
+        arxiv: Default::default(),
     })
 }
 

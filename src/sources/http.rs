@@ -5,16 +5,111 @@
 //! are worth another try (timeouts, dropped connections, 429 and 5xx) and how long to wait, and
 //! turns what is left into a [`SourceError`] that names the URL and says what to check.
 //!
-//! It is not for parsing bodies (each source does that), for pacing a series of calls (a source
-//! that must space its requests does so itself), or for anything that needs credentials.
+//! It also sends conditional GETs (`If-None-Match` / `If-Modified-Since`) for sources that keep
+//! the validators of their last answer, and spaces requests through a [`Pacer`] for services
+//! that ask for it (the arXiv API: one request at a time, 3 s apart).
+//!
+//! It is not for parsing bodies (each source does that), for storing validators (the fetch job
+//! keeps them in `source_state`), or for anything that needs credentials.
 
 use super::SourceError;
 use rand::Rng;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{
+    ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
+};
 use std::error::Error as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use url::Url;
+
+/// The validators of an earlier answer, sent back so the server can answer 304 Not Modified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        Validators {
+            etag: get(ETAG),
+            last_modified: get(LAST_MODIFIED),
+        }
+    }
+}
+
+/// The answer to a conditional GET.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: what we had is still current.
+    NotModified,
+    Body {
+        text: String,
+        /// To send next time.
+        validators: Validators,
+    },
+}
+
+/// Spaces requests: one at a time, each starting at least `interval` after the one before.
+/// Clones share the turn, so one pacer held process-wide paces the whole process.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    interval: Duration,
+    last_start: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
+
+impl Pacer {
+    pub fn new(interval: Duration) -> Self {
+        Pacer {
+            interval,
+            last_start: Arc::default(),
+        }
+    }
+
+    /// The same turn as `self`, with another interval (the configured one may change on reload).
+    pub fn with_interval(&self, interval: Duration) -> Self {
+        Pacer {
+            interval,
+            last_start: self.last_start.clone(),
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Waits for this caller's turn and holds it until the guard drops: no other request through
+    /// this pacer starts meanwhile.
+    async fn turn(&self) -> tokio::sync::MutexGuard<'_, Option<Instant>> {
+        let mut last = self.last_start.lock().await;
+        if let Some(at) = *last {
+            let ready = at + self.interval;
+            let now = Instant::now();
+            if ready > now {
+                tracing::debug!(
+                    wait_ms = (ready - now).as_millis() as u64,
+                    "pacing: waiting for the source's request interval"
+                );
+                tokio::time::sleep_until(ready.into()).await;
+            }
+        }
+        *last = Some(Instant::now());
+        last
+    }
+}
 
 /// No single wait between two attempts is longer than this, whatever the backoff or the server's
 /// `Retry-After` asks: a fetch job that sleeps for an hour looks hung to the operator.
@@ -233,6 +328,43 @@ impl HttpClient {
 
     /// GETs `url` and returns its body as text, retrying what may pass.
     pub async fn get_text(&self, url: &Url) -> Result<String, SourceError> {
+        match self.get(url, None, None).await? {
+            Fetched::Body { text, .. } => Ok(text),
+            // Only a conditional request can be answered 304; a server that does anyway sent
+            // nothing to read.
+            Fetched::NotModified => Err(SourceError::Malformed {
+                url: url.to_string(),
+                detail: "304 Not Modified to a request that was not conditional".into(),
+            }),
+        }
+    }
+
+    /// As [`HttpClient::get_text`], each attempt (retries too) waiting for its turn at `pacer`.
+    pub async fn get_text_paced(&self, url: &Url, pacer: &Pacer) -> Result<String, SourceError> {
+        match self.get(url, None, Some(pacer)).await? {
+            Fetched::Body { text, .. } => Ok(text),
+            Fetched::NotModified => Err(SourceError::Malformed {
+                url: url.to_string(),
+                detail: "304 Not Modified to a request that was not conditional".into(),
+            }),
+        }
+    }
+
+    /// A conditional GET: sends `validators` back and returns [`Fetched::NotModified`] on 304.
+    pub async fn get_conditional(
+        &self,
+        url: &Url,
+        validators: &Validators,
+    ) -> Result<Fetched, SourceError> {
+        self.get(url, Some(validators), None).await
+    }
+
+    async fn get(
+        &self,
+        url: &Url,
+        validators: Option<&Validators>,
+        pacer: Option<&Pacer>,
+    ) -> Result<Fetched, SourceError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SourceError::Config(format!(
                 "cannot request {url}: paperboy fetches sources over http:// or https:// only; \
@@ -244,8 +376,15 @@ impl HttpClient {
         loop {
             attempt += 1;
             tracing::debug!(url = %url, attempt, "GET");
-            let failure = match self.attempt(url).await {
-                Ok(body) => return Ok(body),
+            let attempted = match pacer {
+                Some(p) => {
+                    let _turn = p.turn().await;
+                    self.attempt(url, validators).await
+                }
+                None => self.attempt(url, validators).await,
+            };
+            let failure = match attempted {
+                Ok(fetched) => return Ok(fetched),
                 Err(failure) => failure,
             };
             if !failure.is_retryable() || attempt >= attempts_allowed {
@@ -291,14 +430,25 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, url: &Url) -> Result<String, Failure> {
-        let response = self
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(classify)?;
+    async fn attempt(
+        &self,
+        url: &Url,
+        validators: Option<&Validators>,
+    ) -> Result<Fetched, Failure> {
+        let mut request = self.client.get(url.clone());
+        if let Some(v) = validators {
+            if let Some(etag) = &v.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let response = request.send().await.map_err(classify)?;
         let status = response.status();
+        if status == StatusCode::NOT_MODIFIED && validators.is_some_and(|v| !v.is_empty()) {
+            return Ok(Fetched::NotModified);
+        }
         if !status.is_success() {
             let retry_after = match status {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -312,7 +462,9 @@ impl HttpClient {
                 retry_after,
             });
         }
-        response.text().await.map_err(classify)
+        let validators = Validators::from_headers(response.headers());
+        let text = response.text().await.map_err(classify)?;
+        Ok(Fetched::Body { text, validators })
     }
 }
 

@@ -14,6 +14,7 @@ mod health;
 mod papers;
 mod planning;
 mod profile;
+mod sources;
 mod subscribers;
 mod subscriptions;
 
@@ -22,9 +23,10 @@ pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
 pub use health::SourceState;
-pub use papers::{StoredPaper, UpsertCounts};
+pub use papers::{PaperSource, SourceListing, StoredPaper, UpsertCounts};
 pub use planning::{PageHistory, PlanOutcome};
 pub use profile::{ProfileRow, ProfileTexts};
+pub use sources::{SourceRun, SourceStatus};
 pub use subscribers::{ImportCounts, NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
