@@ -151,7 +151,14 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_only_what_was_in_fligh
     let mut in_flight_total = 0;
     let mut seen = copies(&s.sink);
     for k in 0..KILLS {
-        let daemon = Daemon::start(&s.app, &clock.now(), &[]);
+        // Paced sending (the `mail.max_per_second` token bucket) keeps the 1,000 digests in
+        // flight long enough for ten kills to land mid-send: unpaced, a fast run finishes
+        // before the last kills.
+        let daemon = Daemon::start(
+            &s.app,
+            &clock.now(),
+            &[("PAPERBOY__MAIL__MAX_PER_SECOND", "100")],
+        );
         if k < PLANNING_KILLS {
             // Kill while the planner is writing deliveries: a few more written in this life,
             // not all of them.
