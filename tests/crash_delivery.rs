@@ -236,7 +236,12 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
         {
             break;
         }
-        let daemon = Daemon::start(&s.app, &clock.now(), &[]);
+        // Paced, as in the SIGKILL test, so that every stop lands mid-send.
+        let daemon = Daemon::start(
+            &s.app,
+            &clock.now(),
+            &[("PAPERBOY__MAIL__MAX_PER_SECOND", "100")],
+        );
         if k == 0 {
             wait_until(Duration::from_secs(60), || {
                 s.db.scalar("SELECT COUNT(*) FROM deliveries") >= 100
