@@ -121,12 +121,13 @@ enabled = false
 level = "warn"
 TOML
     # Fetch at 06:00, send at 09:00: the papers must be first seen before planning's "now".
+    # `env` cannot run a shell function, so `measured` is called around `env`, not inside it.
     pb() { env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T06:00:00Z "$@"; }
     pb9() { env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T09:00:00Z "$@"; }
     pb "$BIN" migrate >/dev/null
     echo "== N=$N"
-    echo "-- fetch";  pb measured "$BIN" fetch --date 2024-10-25
-    echo "-- import"; pb measured "$BIN" subscriber import --confirmed "$WORK/world/subscribers.csv"
+    echo "-- fetch";  measured env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T06:00:00Z "$BIN" fetch --date 2024-10-25
+    echo "-- import"; measured env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T06:00:00Z "$BIN" subscriber import --confirmed "$WORK/world/subscribers.csv"
     # One of our digests, for smtp-source: the median-sized one of a dry run over 200 subscribers.
     mkdir -p "$RUN/sample"
     head -201 "$WORK/world/subscribers.csv" >"$RUN/sample.csv"
@@ -137,7 +138,7 @@ TOML
     SAMPLE=$(ls -S "$RUN"/sample/*.eml | sed -n "$(( $(ls "$RUN"/sample/*.eml | wc -l) / 2 + 1 ))p")
     tr -d '\r' <"$SAMPLE" >"$RUN/message.txt"
     echo "-- plan + render + send (send --now)"
-    pb9 measured "$BIN" send --now
+    measured env PAPERBOY_CONFIG="$RUN/paperboy.toml" PAPERBOY_NOW=2024-10-25T09:00:00Z "$BIN" send --now
     start=$(date +%s.%N)
     "$SOURCE" -d -s "$CONNECTIONS" -m "$N" -F "$RUN/message.txt" -f digest@paperboy.example.org \
         -t reader@example.net "127.0.0.1:$SINK_PORT"
