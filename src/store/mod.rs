@@ -178,50 +178,6 @@ impl Store {
             Backend::Postgres(p) => p.close().await,
         }
     }
-
-    /// Records how a source's last run went, for `check`, `/readyz` and catch-up.
-    pub async fn record_source_success(
-        &self,
-        source: &str,
-        checkpoint: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO source_state (source, checkpoint, last_success_at) VALUES ($1, $2, $3)
-             ON CONFLICT (source) DO UPDATE SET
-               checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN source_state.checkpoint
-                                 WHEN source_state.checkpoint IS NULL OR excluded.checkpoint > source_state.checkpoint
-                                 THEN excluded.checkpoint ELSE source_state.checkpoint END,
-               last_success_at = excluded.last_success_at",
-        )
-        .bind(source)
-        .bind(checkpoint)
-        .bind(to_ms(now))
-        .execute(p)
-        .await
-        .map(|_| ()))?;
-        Ok(())
-    }
-
-    pub async fn record_source_error(
-        &self,
-        source: &str,
-        error: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO source_state (source, last_error, last_error_at) VALUES ($1, $2, $3)
-             ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,
-               last_error_at = excluded.last_error_at",
-        )
-        .bind(source)
-        .bind(error)
-        .bind(to_ms(now))
-        .execute(p)
-        .await
-        .map(|_| ()))?;
-        Ok(())
-    }
 }
 
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
