@@ -200,6 +200,19 @@ pub struct ArxivSettings {
     pub api_interval: Duration,
     /// `max_results` per API page.
     pub api_page_size: u32,
+    /// Where past days (catch-up, backfill) come from.
+    pub past_days: ArxivPastDays,
+    /// The OAI-PMH endpoint, used with `past_days = "oai"`.
+    pub oai_base_url: url::Url,
+}
+
+/// `sources.arxiv.past_days`: how the arXiv source lists a day it did not see announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArxivPastDays {
+    /// The search API by submission date.
+    Api,
+    /// OAI-PMH `ListRecords` by datestamp (arXiv's recommended bulk interface).
+    Oai,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +352,8 @@ struct RawArxiv {
     cross_lists: String,
     api_interval_ms: String,
     api_page_size: String,
+    past_days: String,
+    oai_base_url: String,
 }
 
 #[derive(Deserialize)]
@@ -656,6 +671,21 @@ impl Settings {
                     &raw.sources.arxiv.api_page_size,
                     1,
                     2000,
+                )?,
+                past_days: match raw.sources.arxiv.past_days.trim() {
+                    "api" => ArxivPastDays::Api,
+                    "oai" => ArxivPastDays::Oai,
+                    other => {
+                        return Err(invalid(
+                            "sources.arxiv.past_days",
+                            other,
+                            "\"api\" (the search API by submission date) or \"oai\" (OAI-PMH by datestamp)",
+                        ));
+                    }
+                },
+                oai_base_url: parse_http_url(
+                    "sources.arxiv.oai_base_url",
+                    &raw.sources.arxiv.oai_base_url,
                 )?,
             },
             feeds,

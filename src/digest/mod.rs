@@ -48,6 +48,11 @@ pub struct DigestPaper {
     /// The trimmed abstract (~300 chars) with the words that matched marked.
     pub snippet: Vec<SnippetPart>,
     pub upvotes: Option<i64>,
+    /// arXiv categories, primary first (`cs.LG`); empty when no arXiv source listed the paper.
+    pub categories: Vec<String>,
+    /// From arXiv: the published version's DOI and journal reference.
+    pub doi: Option<String>,
+    pub journal_ref: Option<String>,
     pub abstract_url: Option<String>,
     pub pdf_url: Option<String>,
     pub hf_url: Option<String>,

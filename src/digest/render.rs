@@ -350,6 +350,9 @@ struct CardKey {
     upvotes: Option<i64>,
     urls: [Option<String>; 5],
     reasons: Vec<String>,
+    categories: Vec<String>,
+    doi: Option<String>,
+    journal_ref: Option<String>,
     feedback: bool,
 }
 
@@ -368,6 +371,9 @@ impl CardKey {
             upvotes: p.upvotes,
             urls: urls_of(p).map(|u| u.map(str::to_string)),
             reasons: p.reasons.clone(),
+            categories: p.categories.clone(),
+            doi: p.doi.clone(),
+            journal_ref: p.journal_ref.clone(),
             feedback,
         }
     }
@@ -380,6 +386,9 @@ impl CardKey {
             && self.title == p.title
             && self.authors == p.authors
             && self.reasons == p.reasons
+            && self.categories == p.categories
+            && self.doi == p.doi
+            && self.journal_ref == p.journal_ref
             && self.snippet.len() == p.snippet.len()
             && self
                 .snippet
@@ -410,6 +419,7 @@ fn card_hash(p: &DigestPaper, feedback: bool) -> u64 {
         p.rank, feedback, p.upvotes, &p.id, &p.title, &p.authors, &p.reasons,
     )
         .hash(&mut h);
+    (&p.categories, &p.doi, &p.journal_ref).hash(&mut h);
     for s in &p.snippet {
         (&s.text, s.highlighted).hash(&mut h);
     }
@@ -483,6 +493,10 @@ struct PaperCard {
     title_url: Option<String>,
     authors: String,
     upvotes: Option<String>,
+    /// arXiv categories, primary first, joined: `cs.LG, cs.CL`.
+    categories: String,
+    /// Where the paper was published (arXiv's journal reference), tidied; empty when unknown.
+    journal_ref: String,
     snippet: Vec<SnippetPart>,
     links: Vec<Link>,
     why: String,
@@ -595,10 +609,25 @@ impl PaperCard {
                 links.push(Link { label, url });
             }
         }
+        // A DOI is a name, not a URL: the resolver turns it into one. A DOI with white space
+        // or no `10.` prefix is not one and gets no link.
+        if let Some(doi) = paper.doi.as_deref().map(str::trim)
+            && doi.starts_with("10.")
+            && !doi.contains(char::is_whitespace)
+            && let Some(url) = safe_url(&format!("https://doi.org/{doi}"))
+        {
+            links.push(Link { label: "DOI", url });
+        }
 
         let title = collapse_whitespace(&paper.title);
         let authors = shorten_authors(&paper.authors);
         let upvotes = paper.upvotes.map(|n| format!("▲ {n}"));
+        let categories = shorten_categories(&paper.categories);
+        let journal_ref = paper
+            .journal_ref
+            .as_deref()
+            .map(collapse_whitespace)
+            .unwrap_or_default();
         let reasons: Vec<String> = paper
             .reasons
             .iter()
@@ -607,9 +636,17 @@ impl PaperCard {
             .collect();
         let why = reasons.join("; ");
         let snippet = tidy_snippet(&paper.snippet);
-        let text = paper_text(
-            paper.rank, &title, &authors, &upvotes, &snippet, &why, &links,
-        );
+        let text = paper_text(&TextCard {
+            rank: paper.rank,
+            title: &title,
+            authors: &authors,
+            categories: &categories,
+            upvotes: &upvotes,
+            journal_ref: &journal_ref,
+            snippet: &snippet,
+            why: &why,
+            links: &links,
+        });
         PaperCard {
             rank: paper.rank,
             id: collapse_whitespace(&paper.id),
@@ -617,6 +654,8 @@ impl PaperCard {
             title_url: abstract_url.or(hf_url),
             authors,
             upvotes,
+            categories,
+            journal_ref,
             snippet,
             links,
             why,
@@ -627,11 +666,47 @@ impl PaperCard {
     }
 }
 
+/// At most this many categories are named; the rest are counted.
+const CATEGORIES_SHOWN: usize = 4;
+
+/// `cs.LG, cs.CL, stat.ML`, primary first; `+2` for the ones past [`CATEGORIES_SHOWN`].
+fn shorten_categories(categories: &[String]) -> String {
+    let names: Vec<String> = categories
+        .iter()
+        .map(|c| collapse_whitespace(c))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut out = names
+        .iter()
+        .take(CATEGORIES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > CATEGORIES_SHOWN {
+        out.push_str(&format!(" +{}", names.len() - CATEGORIES_SHOWN));
+    }
+    out
+}
+
+/// What the plain-text rendering of one paper needs, already tidied.
+struct TextCard<'a> {
+    rank: u32,
+    title: &'a str,
+    authors: &'a str,
+    categories: &'a str,
+    upvotes: &'a Option<String>,
+    journal_ref: &'a str,
+    snippet: &'a [SnippetPart],
+    why: &'a str,
+    links: &'a [Link],
+}
+
 /// One paper in the plain-text part:
 ///
 /// ```text
 /// 1. Title, wrapped with a hanging indent
-///    Authors · ▲ 42
+///    Authors · cs.LG, cs.CL · ▲ 42
+///    Journal: Science & Education 23(9)
 ///
 ///    The snippet, with *matched words* marked.
 ///
@@ -639,28 +714,32 @@ impl PaperCard {
 ///    arXiv:        https://arxiv.org/abs/…
 ///    Hugging Face: https://huggingface.co/papers/…
 /// ```
-fn paper_text(
-    rank: u32,
-    title: &str,
-    authors: &str,
-    upvotes: &Option<String>,
-    snippet: &[SnippetPart],
-    why: &str,
-    links: &[Link],
-) -> String {
-    let number = format!("{rank}. ");
+fn paper_text(card: &TextCard) -> String {
+    let number = format!("{}. ", card.rank);
     let indent = " ".repeat(number.chars().count());
-    let mut blocks = vec![wrap(title, TEXT_WIDTH, &number, &indent)];
-    let byline = match (authors.is_empty(), upvotes) {
-        (false, Some(up)) => format!("{authors} · {up}"),
-        (false, None) => authors.to_string(),
-        (true, Some(up)) => up.clone(),
-        (true, None) => String::new(),
-    };
+    let mut blocks = vec![wrap(card.title, TEXT_WIDTH, &number, &indent)];
+    let byline = [
+        card.authors,
+        card.categories,
+        card.upvotes.as_deref().unwrap_or(""),
+    ]
+    .into_iter()
+    .filter(|part| !part.is_empty())
+    .collect::<Vec<_>>()
+    .join(" · ");
     if !byline.is_empty() {
         blocks.push(wrap(&byline, TEXT_WIDTH, &indent, &indent));
     }
+    if !card.journal_ref.is_empty() {
+        blocks.push(wrap(
+            &format!("Journal: {}", card.journal_ref),
+            TEXT_WIDTH,
+            &indent,
+            &format!("{indent}         "),
+        ));
+    }
     let mut out = blocks.join("\n");
+    let (snippet, why, links) = (card.snippet, card.why, card.links);
 
     let snippet = snippet_plain(snippet);
     if !snippet.is_empty() {
@@ -751,6 +830,9 @@ mod tests {
                 part(" models on large corpora.", false),
             ],
             upvotes: Some(42),
+            categories: vec!["cs.LG".to_string(), "stat.ML".to_string()],
+            doi: None,
+            journal_ref: None,
             abstract_url: Some(format!("https://arxiv.org/abs/{id}")),
             pdf_url: Some(format!("https://arxiv.org/pdf/{id}")),
             hf_url: Some(format!("https://huggingface.co/papers/{id}")),
@@ -773,6 +855,11 @@ mod tests {
         first.project_url = Some("https://project.example.org/p?a=1&b=2".to_string());
         first.authors = vec!["Smith & Wesson".to_string(), "O'Brien".to_string()];
         first.reasons = vec!["matches: <b>diffusion</b>".to_string()];
+        first.doi = Some("10.1007/978-3-540-75826-6_11".to_string());
+        first.journal_ref = Some("Chaos <i>in</i> Astronomy\n  & Space Science 2009".to_string());
+        first.categories = ["astro-ph.GA", "<b>cs.LG</b>", "a", "b", "c", "d"]
+            .map(String::from)
+            .to_vec();
 
         let mut second = paper(2, "2410.00002", "Protein folding with diffusion");
         second.authors = (1..=15).map(|i| format!("Author {i}")).collect();
@@ -1029,6 +1116,56 @@ mod tests {
         let html = render(&no_view).html;
         assert!(!html.contains("/digest/"));
         assert!(!html.contains("View in browser"));
+    }
+
+    #[test]
+    fn arxiv_categories_doi_and_journal_show_escaped_in_both_parts() {
+        let rendered = render(&hostile_view());
+        let html = &rendered.html;
+        assert!(
+            html.contains("astro-ph.GA, &lt;b&gt;cs.LG&lt;&#x2F;b&gt;, a, b +2")
+                || html.contains("astro-ph.GA, &lt;b&gt;cs.LG&lt;/b&gt;, a, b +2"),
+            "categories, escaped and shortened: {html}"
+        );
+        assert!(!html.contains("<b>cs.LG"));
+        assert!(html.contains(r#"href="https://doi.org/10.1007/978-3-540-75826-6_11""#));
+        assert_eq!(
+            html.matches(">DOI</a>").count(),
+            1,
+            "only the paper with a DOI"
+        );
+        assert!(
+            html.contains("Journal: Chaos &lt;i&gt;in&lt;"),
+            "journal reference, escaped and tidied"
+        );
+        assert!(!html.contains("<i>in</i>"));
+        assert_eq!(
+            html.matches("cs.LG, stat.ML").count(),
+            2,
+            "papers 2 and 3 keep their own categories"
+        );
+
+        // The byline wraps at the text width: compare with the wrapping undone.
+        let text = rendered
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains("O'Brien · astro-ph.GA, <b>cs.LG</b>, a, b +2 · ▲ 42"),
+            "{text}"
+        );
+        assert!(text.contains("Journal: Chaos <i>in</i> Astronomy & Space Science 2009"));
+        assert!(text.contains("DOI: https://doi.org/10.1007/978-3-540-75826-6_11"));
+    }
+
+    #[test]
+    fn a_doi_that_is_not_one_gets_no_link() {
+        let mut view = hostile_view();
+        view.papers[0].doi = Some("javascript:alert(1)".to_string());
+        view.papers[1].doi = Some("10.1000/a b".to_string());
+        let html = render(&view).html;
+        assert!(!html.contains("doi.org"), "{html}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! SQL (`store`) and no HTTP details (`sources`).
 
 use super::App;
+use crate::config::ArxivPastDays;
 use crate::sources::arxiv_api::{ArxivApi, shared_pacer};
+use crate::sources::arxiv_oai::ArxivOai;
 use crate::sources::arxiv_rss::{API_SOURCE, ArxivSource};
 use crate::sources::feed::FeedSource;
 use crate::sources::hf::HfSource;
@@ -100,13 +102,21 @@ pub fn sources(app: &App, only: Option<&str>) -> Result<Vec<Box<dyn Source>>, So
                 "the arXiv source needs at least one category in `sources.arxiv.categories`".into(),
             ));
         }
-        out.push(Box::new(ArxivSource::new(
+        let mut arxiv = ArxivSource::new(
             s.arxiv.rss_base_url.clone(),
             s.arxiv.categories.clone(),
             s.arxiv.cross_lists,
             client.clone(),
             arxiv_api(app)?,
-        )));
+        );
+        if s.arxiv.past_days == ArxivPastDays::Oai {
+            arxiv = arxiv.with_oai(ArxivOai::new(
+                s.arxiv.oai_base_url.clone(),
+                client.clone(),
+                shared_pacer(s.arxiv.api_interval),
+            ));
+        }
+        out.push(Box::new(arxiv));
     }
     for feed in &s.feeds {
         if wanted(&feed.name, true) {

@@ -712,6 +712,9 @@ pub fn digest_paper(
             })
             .collect(),
         upvotes: paper.upvotes,
+        categories: paper.categories.clone(),
+        doi: paper.arxiv.doi.clone(),
+        journal_ref: paper.arxiv.journal_ref.clone(),
         abstract_url: paper.links.abstract_url.clone(),
         pdf_url: paper.links.pdf_url.clone(),
         hf_url: paper.links.hf_url.clone(),

@@ -1,5 +1,6 @@
-//! Reads arXiv's XML into papers: the daily listing (RSS 2.0 at `/rss/…`, Atom at `/atom/…`)
-//! and the API's Atom (`/api/query`), classic and 2025 layouts alike.
+//! Reads arXiv's XML into papers: the daily listing (RSS 2.0 at `/rss/…`, Atom at `/atom/…`),
+//! the API's Atom (`/api/query`), classic and 2025 layouts alike, and OAI-PMH `ListRecords`
+//! pages in the `arXiv` and `oai_dc` metadata formats ([`parse_oai`]).
 //!
 //! Everything is read by element name, never by position: the API changed its element order in
 //! 2025, and the listing and the API name the same things differently (`guid` or `id`,
@@ -12,7 +13,7 @@
 
 use super::SkippedItem;
 use crate::model::{ArxivMeta, Paper, PaperId, normalize_whitespace};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use roxmltree::{Document, Node};
 
 /// What the daily listing says happened to a paper.
@@ -243,6 +244,269 @@ fn entry(item: Node) -> Result<ArxivEntry, String> {
         version,
         announce,
     })
+}
+
+/// One page of an OAI-PMH `ListRecords` answer.
+#[derive(Debug, Default)]
+pub struct OaiPage {
+    pub entries: Vec<OaiEntry>,
+    pub skipped: Vec<SkippedItem>,
+    /// Deleted records (`<header status="deleted">`): withdrawn from the repository, not papers.
+    pub deleted: usize,
+    /// Where the list goes on; `None` on the last page (the token element is empty or absent).
+    pub resumption_token: Option<String>,
+    /// `completeListSize` of the token, when the server gives it.
+    pub complete_list_size: Option<u64>,
+}
+
+/// One OAI-PMH record read into a paper.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OaiEntry {
+    pub paper: Paper,
+    /// When the first version was submitted (`arXiv`: `<created>`; `oai_dc`: the first
+    /// `dc:date`).
+    pub created: Option<NaiveDate>,
+    /// Whether the record is about a later version than the first (`arXiv`: an `<updated>`
+    /// date; `oai_dc`: more than one `dc:date`). Such a record is a revision, never a new paper.
+    pub revised: bool,
+    /// The record's datestamp: when arXiv last changed its metadata.
+    pub datestamp: Option<NaiveDate>,
+}
+
+/// Parses an OAI-PMH `ListRecords` page whose records are in the `arXiv` or the `oai_dc`
+/// metadata format (by element name, any namespace prefix). OAI-PMH's `noRecordsMatch` is an
+/// empty page (a day without announcements); any other OAI-PMH error fails the page with the
+/// server's code and message. `page` only labels skipped items.
+pub fn parse_oai(xml: &str, page: u32) -> Result<OaiPage, String> {
+    let doc = Document::parse(xml).map_err(|e| format!("not well-formed XML ({e})"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "OAI-PMH" {
+        return Err(format!(
+            "the root element is <{}>, not an OAI-PMH answer <OAI-PMH>",
+            root.tag_name().name()
+        ));
+    }
+    if let Some(error) = child(root, "error") {
+        let code = error.attribute("code").unwrap_or("unknown");
+        if code == "noRecordsMatch" {
+            return Ok(OaiPage::default());
+        }
+        return Err(format!(
+            "the OAI-PMH server answered error `{code}`: {}",
+            normalize_whitespace(&text(error))
+        ));
+    }
+    let list = child(root, "ListRecords").ok_or("an OAI-PMH answer without <ListRecords>")?;
+    let mut out = OaiPage::default();
+    let records = list
+        .children()
+        .filter(|n| n.is_element() && n.tag_name().name() == "record");
+    for (position, record) in records.enumerate() {
+        let header = child(record, "header");
+        if header.and_then(|h| h.attribute("status")) == Some("deleted") {
+            out.deleted += 1;
+            continue;
+        }
+        match oai_record(record) {
+            Ok(e) => out.entries.push(e),
+            Err(reason) => out.skipped.push(SkippedItem {
+                page,
+                position,
+                reason,
+            }),
+        }
+    }
+    if let Some(token) = child(list, "resumptionToken") {
+        let t = text(token).trim().to_string();
+        out.resumption_token = (!t.is_empty()).then_some(t);
+        out.complete_list_size = token
+            .attribute("completeListSize")
+            .and_then(|n| n.trim().parse().ok());
+    }
+    Ok(out)
+}
+
+fn oai_record(record: Node) -> Result<OaiEntry, String> {
+    let header = child(record, "header").ok_or("a record without a <header>")?;
+    let identifier = child(header, "identifier").map(text).unwrap_or_default();
+    let datestamp = child(header, "datestamp").and_then(|n| parse_day(&text(n)));
+    let metadata = child(record, "metadata")
+        .and_then(|m| m.children().find(|n| n.is_element()))
+        .ok_or_else(|| format!("{}: a record without <metadata>", identifier.trim()))?;
+    let mut entry = match metadata.tag_name().name() {
+        "arXiv" => oai_arxiv_format(metadata, &identifier)?,
+        "dc" => oai_dc_format(metadata, &identifier)?,
+        other => {
+            return Err(format!(
+                "{}: metadata format <{other}> is neither `arXiv` nor `oai_dc`",
+                identifier.trim()
+            ));
+        }
+    };
+    entry.datestamp = datestamp;
+    Ok(entry)
+}
+
+/// The id from the record's own `<id>` or, failing that, the header's `oai:arXiv.org:<id>`.
+fn oai_id(own: Option<String>, identifier: &str) -> Result<PaperId, String> {
+    let raw = own.unwrap_or_else(|| {
+        identifier
+            .trim()
+            .trim_start_matches("oai:arXiv.org:")
+            .into()
+    });
+    PaperId::parse_arxiv(raw.trim()).map_err(|e| format!("no arXiv id ({e})"))
+}
+
+/// `metadataPrefix=arXiv`: authors split into key name and fore names, categories as codes.
+fn oai_arxiv_format(m: Node, identifier: &str) -> Result<OaiEntry, String> {
+    let id = oai_id(child(m, "id").map(text), identifier)?;
+    let title = child(m, "title")
+        .map(|n| normalize_whitespace(&text(n)))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("{id}: no title"))?;
+    let abstract_text = child(m, "abstract")
+        .map(|n| normalize_whitespace(&text(n)))
+        .unwrap_or_default();
+    let authors: Vec<String> = child(m, "authors")
+        .map(|a| {
+            a.children()
+                .filter(|n| n.is_element() && n.tag_name().name() == "author")
+                .map(|n| {
+                    let part = |name| child(n, name).map(|p| normalize_whitespace(&text(p)));
+                    [part("forenames"), part("keyname"), part("suffix")]
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| !p.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Primary first, as arXiv lists them.
+    let mut categories: Vec<String> = Vec::new();
+    for c in child(m, "categories")
+        .map(text)
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        if is_arxiv_category(c) && !categories.iter().any(|k| k == c) {
+            categories.push(c.to_string());
+        }
+    }
+    let optional = |name: &str| {
+        child(m, name)
+            .map(|n| normalize_whitespace(&text(n)))
+            .filter(|s| !s.is_empty())
+    };
+    let created = child(m, "created").and_then(|n| parse_day(&text(n)));
+    let arxiv = ArxivMeta {
+        doi: optional("doi"),
+        comment: optional("comments"),
+        journal_ref: optional("journal-ref"),
+    };
+    let mut links = Paper::arxiv_links(&id);
+    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
+    Ok(OaiEntry {
+        paper: Paper {
+            id,
+            title,
+            abstract_text,
+            authors,
+            categories,
+            published_at: created
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+            upvotes: None,
+            links,
+            arxiv,
+        },
+        created,
+        revised: child(m, "updated").is_some(),
+        datestamp: None,
+    })
+}
+
+/// `metadataPrefix=oai_dc`: Dublin Core. Creators are "Last, First"; subjects are prose
+/// ("Computer Science - Information Theory"), not category codes, so the paper has none; the
+/// authors' comment is the `dc:description` that starts with "Comment:".
+fn oai_dc_format(m: Node, identifier: &str) -> Result<OaiEntry, String> {
+    let all = |name: &str| -> Vec<String> {
+        m.children()
+            .filter(|n| n.is_element() && n.tag_name().name() == name)
+            .map(|n| normalize_whitespace(&text(n)))
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let identifiers = all("identifier");
+    let own_id = identifiers
+        .iter()
+        .find(|i| i.contains("arxiv.org/abs/"))
+        .map(|i| i.rsplit("/abs/").next().unwrap_or_default().to_string());
+    let id = oai_id(own_id, identifier)?;
+    let title = all("title")
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{id}: no title"))?;
+    let authors = all("creator")
+        .into_iter()
+        .map(|c| match c.split_once(',') {
+            Some((last, first)) if !first.trim().is_empty() => {
+                format!("{} {}", first.trim(), last.trim())
+            }
+            _ => c,
+        })
+        .collect();
+    let descriptions = all("description");
+    let comment = descriptions
+        .iter()
+        .find_map(|d| d.strip_prefix("Comment:"))
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let abstract_text = descriptions
+        .iter()
+        .find(|d| !d.starts_with("Comment:"))
+        .cloned()
+        .unwrap_or_default();
+    let dates: Vec<NaiveDate> = all("date").iter().filter_map(|d| parse_day(d)).collect();
+    let doi = identifiers
+        .iter()
+        .find_map(|i| i.strip_prefix("doi:"))
+        .map(|d| d.trim().to_string());
+    let arxiv = ArxivMeta {
+        doi,
+        comment,
+        journal_ref: None,
+    };
+    let mut links = Paper::arxiv_links(&id);
+    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
+    let created = dates.iter().min().copied();
+    Ok(OaiEntry {
+        paper: Paper {
+            id,
+            title,
+            abstract_text,
+            authors,
+            categories: Vec::new(),
+            published_at: created
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+            upvotes: None,
+            links,
+            arxiv,
+        },
+        created,
+        revised: dates.len() > 1,
+        datestamp: None,
+    })
+}
+
+/// `2013-03-26`, or the date part of `2013-03-26T10:00:00Z`.
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    s.get(..10).unwrap_or(s).parse().ok()
 }
 
 /// The first element child named `name` (any namespace).

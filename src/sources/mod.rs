@@ -2,13 +2,15 @@
 //!
 //! Each source lives in its own file behind the [`Source`] trait, and knows only how to ask one
 //! service for its latest listing or one past day's papers and turn the answer into [`Paper`]s:
-//! Hugging Face (`hf`), the arXiv listing with the arXiv API behind it (`arxiv_rss`,
-//! `arxiv_api`, both read by `arxiv_xml`), and any RSS/Atom feed (`feed`). Sources do not touch
+//! Hugging Face (`hf`), the arXiv listing with the arXiv API or OAI-PMH behind it for past days
+//! (`arxiv_rss`, `arxiv_api`, `arxiv_oai`, all read by `arxiv_xml`), and any RSS/Atom feed
+//! (`feed`). Sources do not touch
 //! the database (the fetch job in `jobs` upserts what they return, merges papers across sources
 //! and keeps each source's checkpoint and validators) and never decide what is new for whom.
 //! Retries, timeouts, conditional GET, pacing and the User-Agent are shared in [`http`].
 
 pub mod arxiv_api;
+pub mod arxiv_oai;
 pub mod arxiv_rss;
 pub mod arxiv_xml;
 pub mod feed;
