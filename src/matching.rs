@@ -917,8 +917,16 @@ impl CandidateIndex {
                 ranked.push((false, r + blend.trending_weight * trending, i));
             }
         }
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
-        ranked.truncate(max);
+        // Followed first, then by score, then by position: a total order, so picking the best
+        // `max` first and sorting only those gives the same list as sorting everything.
+        let order = |a: &(bool, f32, usize), b: &(bool, f32, usize)| {
+            b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2))
+        };
+        if ranked.len() > max {
+            ranked.select_nth_unstable_by(max - 1, order);
+            ranked.truncate(max);
+        }
+        ranked.sort_unstable_by(order);
 
         let mut explainer = Explainer::new(self, profile)?;
         Ok(ranked

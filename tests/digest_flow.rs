@@ -388,6 +388,12 @@ fn harness_smtp_sink_on_a_given_port_with_flags_and_stops_on_drop() {
     .expect_err("RCPT is soft-rejected");
     assert!(error.contains("RCPT") && error.contains("\"4"), "{error}");
     assert!(rejecting.messages().is_empty());
+    // smtp-sink writes its dump when the session closes, which can be a moment after our
+    // client has read the rejection and hung up: wait for it rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rejecting.transactions_without_message() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(rejecting.transactions_without_message(), 1);
 }
 

@@ -42,6 +42,9 @@ pub struct Candidates {
     pub index: CandidateIndex,
     /// Papers first seen before this are too old for any digest.
     pub oldest: DateTime<Utc>,
+    /// Paper id → position in `papers`, to turn a subscriber's known papers into positions
+    /// once instead of hashing every candidate's id for every subscriber.
+    positions: std::collections::HashMap<String, usize>,
 }
 
 impl Candidates {
@@ -57,10 +60,16 @@ impl Candidates {
             .collect();
         let index = CandidateIndex::build(papers.iter().map(|p| &p.paper))
             .map_err(|e| PlanError::Matching(e.to_string()))?;
+        let positions = papers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.paper.id.to_string(), i))
+            .collect();
         Ok(Candidates {
             papers,
             index,
             oldest,
+            positions,
         })
     }
 
@@ -102,14 +111,17 @@ impl Candidates {
             .index
             .profile(Some(subscriber.interests.as_str()), profile)
             .map_err(|e| PlanError::Interests(e.to_string()))?;
+        let mut known = vec![false; self.papers.len()];
+        for id in delivered {
+            if let Some(&i) = self.positions.get(id) {
+                known[i] = true;
+            }
+        }
         self.index
             .rank_profile(
                 &parsed,
                 blend,
-                |i| {
-                    let p = &self.papers[i];
-                    p.first_seen_at >= window_start && !delivered.contains(p.paper.id.as_str())
-                },
+                |i| !known[i] && self.papers[i].first_seen_at >= window_start,
                 subscriber.max_papers as usize,
             )
             .map_err(|e| PlanError::Matching(e.to_string()))
@@ -431,6 +443,8 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
         min_score: app.settings.matching.min_score,
         trending_weight: app.settings.matching.trending_weight,
     };
+    let started = std::time::Instant::now();
+    let mut timings = PlanTimings::default();
     // Built when the first due subscriber turns up: a run with nobody due reads no papers.
     let mut candidates: Option<Arc<Candidates>> = None;
     let mut writing: Option<tokio::task::JoinHandle<Result<PlanReport, PlanError>>> = None;
@@ -444,7 +458,7 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
         let index = match &candidates {
             Some(c) => c.clone(),
             None => {
-                let c = Arc::new(Candidates::load(app, now).await?);
+                let c = Arc::new(timed(&mut timings.candidates, Candidates::load(app, now)).await?);
                 info!(candidates = c.papers.len(), "planning digests");
                 candidates = Some(c.clone());
                 c
@@ -454,34 +468,61 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
         // written by its own task).
         let mut page_report = PlanReport::default();
         let (ranked, following) = tokio::join!(
-            rank_page(index, page, blend, now),
-            read_page(app, last, now, mode, oldest, &mut page_report)
+            timed(&mut timings.rank, rank_page(index, page, blend, now)),
+            timed(
+                &mut timings.read,
+                read_page(app, last, now, mode, oldest, &mut page_report)
+            )
         );
         let ranked = ranked?;
         report.bad_rows += ranked.bad_rows + page_report.bad_rows;
         next = following?;
         if let Some(previous) = writing.take() {
-            add_written(&mut report, previous).await?;
+            timed(&mut timings.write_wait, add_written(&mut report, previous)).await?;
         }
         writing = Some(tokio::spawn(
             write_page(app.store.clone(), ranked.plans).in_current_span(),
         ));
     }
     if let Some(previous) = writing.take() {
-        add_written(&mut report, previous).await?;
+        timed(&mut timings.write_wait, add_written(&mut report, previous)).await?;
     }
     if report.due == 0 {
         debug!("nobody is due");
         return Ok(report);
     }
+    // Where the time went: reading and ranking overlap, and writing overlaps both, so
+    // `write_wait_ms` is only the time planning stood still for the database.
     info!(
         due = report.due,
         planned = report.planned,
         empty = report.empty,
         bad_rows = report.bad_rows,
+        total_ms = started.elapsed().as_millis() as u64,
+        candidates_ms = timings.candidates.as_millis() as u64,
+        read_ms = timings.read.as_millis() as u64,
+        rank_ms = timings.rank.as_millis() as u64,
+        write_wait_ms = timings.write_wait.as_millis() as u64,
         "planning done"
     );
     Ok(report)
+}
+
+/// Time spent in each stage of one planning run, for the "planning done" log line.
+#[derive(Default)]
+struct PlanTimings {
+    candidates: std::time::Duration,
+    read: std::time::Duration,
+    rank: std::time::Duration,
+    write_wait: std::time::Duration,
+}
+
+/// Runs `work`, adding the time it took to `spent`.
+async fn timed<T>(spent: &mut std::time::Duration, work: impl Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = work.await;
+    *spent += start.elapsed();
+    out
 }
 
 async fn add_written(
