@@ -226,21 +226,16 @@ fn entry(item: Node) -> Result<ArxivEntry, String> {
         journal_ref: optional(&["journal_ref", "journal_reference"]),
     };
 
-    let mut links = Paper::arxiv_links(&id);
-    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
-
     Ok(ArxivEntry {
-        paper: Paper {
+        paper: arxiv_paper(
             id,
             title,
             abstract_text,
             authors,
             categories,
             published_at,
-            upvotes: None,
-            links,
             arxiv,
-        },
+        ),
         version,
         announce,
     })
@@ -407,22 +402,16 @@ fn oai_arxiv_format(m: Node, identifier: &str) -> Result<OaiEntry, String> {
         comment: optional("comments"),
         journal_ref: optional("journal-ref"),
     };
-    let mut links = Paper::arxiv_links(&id);
-    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
     Ok(OaiEntry {
-        paper: Paper {
+        paper: arxiv_paper(
             id,
             title,
             abstract_text,
             authors,
             categories,
-            published_at: created
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc()),
-            upvotes: None,
-            links,
+            start_of(created),
             arxiv,
-        },
+        ),
         created,
         revised: child(m, "updated").is_some(),
         datestamp: None,
@@ -480,27 +469,53 @@ fn oai_dc_format(m: Node, identifier: &str) -> Result<OaiEntry, String> {
         comment,
         journal_ref: None,
     };
-    let mut links = Paper::arxiv_links(&id);
-    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
     let created = dates.iter().min().copied();
     Ok(OaiEntry {
-        paper: Paper {
+        paper: arxiv_paper(
             id,
             title,
             abstract_text,
             authors,
-            categories: Vec::new(),
-            published_at: created
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc()),
-            upvotes: None,
-            links,
+            Vec::new(),
+            start_of(created),
             arxiv,
-        },
+        ),
         created,
         revised: dates.len() > 1,
         datestamp: None,
     })
+}
+
+/// A paper as arXiv describes it, with arXiv's links and a code link found in the comment or
+/// the abstract; upvotes come from Hugging Face only.
+fn arxiv_paper(
+    id: PaperId,
+    title: String,
+    abstract_text: String,
+    authors: Vec<String>,
+    categories: Vec<String>,
+    published_at: Option<DateTime<Utc>>,
+    arxiv: ArxivMeta,
+) -> Paper {
+    let mut links = Paper::arxiv_links(&id);
+    links.code_url = find_code_url(&[arxiv.comment.as_deref(), Some(&abstract_text)]);
+    Paper {
+        id,
+        title,
+        abstract_text,
+        authors,
+        categories,
+        published_at,
+        upvotes: None,
+        links,
+        arxiv,
+    }
+}
+
+/// Midnight UTC of `day`.
+fn start_of(day: Option<NaiveDate>) -> Option<DateTime<Utc>> {
+    day.and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 /// `2013-03-26`, or the date part of `2013-03-26T10:00:00Z`.
