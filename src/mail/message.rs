@@ -83,10 +83,40 @@ pub fn build_digest_message(
 /// recipient, and the message grow by the `=XX` escapes and soft breaks. Servers advertise
 /// `8BITMIME` almost universally and the pool then declares `BODY=8BITMIME`; DKIM signs the
 /// body as sent either way.
+///
+/// The CRLF line endings are made here, in one pass: lettre's `Body::new_with_encoding` inserts
+/// each `\r` into the string in place, shifting the rest of the body every time, which for a
+/// digest's ~500 lines copied megabytes per message and was the largest cost of building it.
 fn eight_bit(text: String) -> Body {
-    Body::new_with_encoding(text, ContentTransferEncoding::EightBit).unwrap_or_else(|refused| {
-        Body::new(String::from_utf8(refused).expect("it was a String a moment ago"))
-    })
+    match crlf_eight_bit(&text) {
+        Some(buf) => Body::dangerous_pre_encoded(buf, ContentTransferEncoding::EightBit),
+        None => Body::new(text),
+    }
+}
+
+/// The longest line SMTP carries, without its CRLF (RFC 5321, 4.5.3.1.6).
+const MAX_LINE_OCTETS: usize = 998;
+
+/// `text` with CRLF line endings, if it may be sent as `8bit` (RFC 6152): no line longer than
+/// [`MAX_LINE_OCTETS`], no NUL, and no CR of its own (a bare CR is not allowed, and text that
+/// already has CRLFs is rare enough to leave to lettre).
+fn crlf_eight_bit(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.contains(&0) || bytes.contains(&b'\r') {
+        return None;
+    }
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+    let mut out = Vec::with_capacity(bytes.len() + lines);
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.len() > MAX_LINE_OCTETS {
+            return None;
+        }
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -103,6 +133,31 @@ mod tests {
             unsubscribe_url: "https://paperboy.example.org/unsubscribe/tok".into(),
             date: Utc::now(),
         }
+    }
+
+    #[test]
+    fn eight_bit_bodies_are_what_lettre_would_make_only_faster() {
+        let text = "Your papers · ▲ 42\nLine two\n\n  indented\nlast line without newline";
+        for t in [text.to_string(), format!("{text}\n"), format!("\n{text}")] {
+            let ours = eight_bit(t.clone());
+            let lettre = Body::new_with_encoding(t, ContentTransferEncoding::EightBit).unwrap();
+            assert_eq!(ours.encoding(), ContentTransferEncoding::EightBit);
+            assert_eq!(ours.into_vec(), lettre.into_vec());
+        }
+    }
+
+    #[test]
+    fn what_cannot_go_as_eight_bit_goes_through_lettre() {
+        let long = format!("short\n{}\n", "x".repeat(MAX_LINE_OCTETS + 1));
+        assert_ne!(
+            eight_bit(long).encoding(),
+            ContentTransferEncoding::EightBit
+        );
+        assert!(crlf_eight_bit(&"y".repeat(MAX_LINE_OCTETS)).is_some());
+        assert!(crlf_eight_bit("nul \0 here").is_none());
+        assert!(crlf_eight_bit("crlf\r\nalready").is_none());
+        let bare = eight_bit("bare\rcr".to_string());
+        assert_ne!(bare.encoding(), ContentTransferEncoding::EightBit);
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl Store {
     ) -> Result<HashMap<i64, Vec<DeliveryPaper>>, StoreError> {
         let mut out: HashMap<i64, Vec<DeliveryPaper>> = HashMap::new();
         // Bounded chunks stay under both databases' bind-parameter limits.
-        for chunk in delivery_ids.chunks(500) {
+        for chunk in delivery_ids.chunks(super::IN_LIST_MAX) {
             let sql = format!(
                 "SELECT delivery_id, paper_id, rank, score, reason FROM delivery_papers
                   WHERE delivery_id IN ({}) ORDER BY delivery_id, rank",
@@ -296,7 +296,7 @@ impl Store {
     /// The subscribers of a claimed batch, in one query.
     pub async fn subscribers_by_ids(&self, ids: &[i64]) -> Result<Vec<SubscriberRow>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
             let sql = format!(
                 "SELECT id, email, status, interests, frequency, send_time, timezone, max_papers,
                         token_version, created_at, confirmed_at
@@ -345,7 +345,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<HashSet<i64>, StoreError> {
         let mut kept = HashSet::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
             let sql = format!(
                 "UPDATE deliveries SET status = 'sent', sent_at = $2, lease_owner = NULL,
                    lease_until = NULL, last_error = NULL

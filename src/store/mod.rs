@@ -38,6 +38,11 @@ use sqlx::sqlite::{
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Most ids in one `IN (…)` list. SQLite's cost of binding grows with the square of a
+/// statement's parameters (sqlx looks each one up by name, and SQLite scans the list for it),
+/// so long lists cost more to bind than to run; a hundred keeps both small.
+pub(crate) const IN_LIST_MAX: usize = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the database ({backend}): {source}; check `database.url`")]

@@ -319,7 +319,7 @@ impl Store {
     ) -> Result<HashMap<String, Vec<PaperSource>>, StoreError> {
         type Row = (String, String, i64, i64, Option<String>);
         let mut out: HashMap<String, Vec<PaperSource>> = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT paper_id, source, first_seen_at, last_seen_at, announce_type
@@ -391,7 +391,7 @@ impl Store {
     pub async fn papers_by_ids(&self, ids: &[String]) -> Result<Vec<StoredPaper>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         // Bounded chunks keep under SQLite's and PostgreSQL's bind-parameter limits.
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT {PAPER_COLUMNS} FROM papers WHERE id IN ({})",
