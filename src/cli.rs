@@ -51,11 +51,9 @@ pub fn init_logging(settings: &Settings) {
 
 pub(crate) async fn open_app(settings: Settings) -> anyhow::Result<App> {
     let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
-    let store = Store::open_and_migrate(
-        settings.database.url.expose(),
-        settings.database.max_connections,
-    )
-    .await?;
+    let store =
+        Store::open_with_and_migrate(settings.database.url.expose(), &(&settings.database).into())
+            .await?;
     if settings.secret_key_generated {
         tracing::warn!(
             "no secret_key configured: links in emails are signed with a temporary key and stop \

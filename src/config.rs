@@ -88,6 +88,11 @@ pub struct Settings {
 pub struct DatabaseSettings {
     pub url: Secret,
     pub max_connections: u32,
+    /// How long a statement may run before PostgreSQL cancels it; `None` = no limit. SQLite
+    /// has no statement timeout (its `busy_timeout` is fixed in `store`).
+    pub statement_timeout: Option<Duration>,
+    /// How long a task waits for a free connection (or a new one to open) before giving up.
+    pub acquire_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +225,12 @@ pub struct DaemonSettings {
     /// On SIGTERM, how long SMTP transactions in flight may take to finish before the process
     /// hands back its leases and exits anyway. Keep it below systemd's `TimeoutStopSec`.
     pub shutdown_timeout: Duration,
+    /// Names this instance in the leader lease (`leader_leases.holder`). A restart with the
+    /// same name takes the lease back at once instead of waiting for it to expire.
+    pub instance_id: String,
+    /// How long the leader lease (fetch and plan) lasts without renewal: a leader that died is
+    /// replaced this long after its last renewal.
+    pub leader_lease: Duration,
 }
 
 // The raw shape: every scalar is text, so that parsing (and its error message) happens here
@@ -246,6 +257,8 @@ struct Raw {
 struct RawDatabase {
     url: String,
     max_connections: String,
+    statement_timeout_secs: String,
+    acquire_timeout_secs: String,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +365,8 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     shutdown_timeout_secs: String,
+    instance_id: String,
+    leader_lease_secs: String,
 }
 
 impl Settings {
@@ -493,6 +508,21 @@ impl Settings {
                 1,
                 1000,
             )?,
+            statement_timeout: match parse_range(
+                "database.statement_timeout_secs",
+                &raw.database.statement_timeout_secs,
+                0,
+                86_400,
+            )? {
+                0 => None,
+                secs => Some(Duration::from_secs(u64::from(secs))),
+            },
+            acquire_timeout: Duration::from_secs(u64::from(parse_range(
+                "database.acquire_timeout_secs",
+                &raw.database.acquire_timeout_secs,
+                1,
+                3600,
+            )?)),
         };
 
         let web = WebSettings {
@@ -668,6 +698,13 @@ impl Settings {
                 1,
                 3600,
             )? as u64),
+            instance_id: parse_instance_id(&raw.daemon.instance_id)?,
+            leader_lease: Duration::from_secs(u64::from(parse_range(
+                "daemon.leader_lease_secs",
+                &raw.daemon.leader_lease_secs,
+                3,
+                3600,
+            )?)),
         };
 
         let log = LogSettings {
@@ -770,6 +807,20 @@ fn nonempty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {
     } else {
         Ok(v)
     }
+}
+
+/// `daemon.instance_id`: empty means "this host" (see `jobs::daemon::instance_id`); anything
+/// else is kept as written, printable and short enough to show in logs.
+fn parse_instance_id(value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.len() > 200 || v.chars().any(char::is_control) {
+        return Err(invalid(
+            "daemon.instance_id",
+            value,
+            "empty (this host) or a name of at most 200 printable characters",
+        ));
+    }
+    Ok(v.to_string())
 }
 
 fn parse_range(key: &str, value: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
