@@ -8,6 +8,7 @@
 //! consistent (the unique keys that make planning twice harmless live in the schema).
 
 mod bounces;
+mod copy;
 mod deliveries;
 mod dialect;
 mod health;
@@ -20,6 +21,7 @@ mod subscribers;
 mod subscriptions;
 
 pub use bounces::BounceOutcome;
+pub use copy::{CopyReport, NOT_COPIED, TABLES};
 pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
