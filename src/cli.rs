@@ -871,6 +871,17 @@ struct ProgressInner {
 const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A progress report for `len` items of `what` ("sending digests", "importing subscribers").
+/// A database URL fit for an error message: any password replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// `paperboy db copy`: both databases are opened and migrated to this binary's schema; a
 /// target holding any row is refused unless `force`, which empties it; then every table is
 /// copied (`Store::copy_into`) under one progress bar.
@@ -888,22 +899,26 @@ async fn db_copy(
             Ok(())
         } else {
             Err(anyhow::anyhow!(
-                "{flag} `{url}` is not a database URL: use sqlite://PATH or postgres://user@host/db"
+                "{flag} `{}` is not a database URL: use sqlite://PATH or postgres://user@host/db",
+                without_password(url)
             ))
         }
     };
     check_url("--from", from)?;
     check_url("--to", to)?;
     if from == to {
-        bail!("--from and --to name the same database `{from}`");
+        bail!(
+            "--from and --to name the same database `{}`",
+            without_password(from)
+        );
     }
     let pool = (&settings.database).into();
     let source = Store::open_with_and_migrate(from, &pool)
         .await
-        .with_context(|| format!("cannot open --from `{from}`"))?;
+        .with_context(|| format!("cannot open --from `{}`", without_password(from)))?;
     let target = Store::open_with_and_migrate(to, &pool)
         .await
-        .with_context(|| format!("cannot open --to `{to}`"))?;
+        .with_context(|| format!("cannot open --to `{}`", without_password(to)))?;
     let held: Vec<String> = target
         .table_counts()
         .await?
@@ -914,8 +929,9 @@ async fn db_copy(
     if !held.is_empty() {
         if !force {
             bail!(
-                "the target --to `{to}` is not empty: {}; refusing to copy into it. \
+                "the target --to `{}` is not empty: {}; refusing to copy into it. \
                  Pass --force to delete those rows first",
+                without_password(to),
                 held.join(", ")
             );
         }

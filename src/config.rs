@@ -1035,6 +1035,52 @@ mod tests {
     }
 
     #[test]
+    fn pool_and_leader_settings_parse_and_name_the_key_when_wrong() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.database.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(30));
+        assert_eq!(s.daemon.leader_lease, Duration::from_secs(60));
+        assert_eq!(s.daemon.instance_id, "");
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PAPERBOY__DATABASE__STATEMENT_TIMEOUT_SECS", "0"),
+                ("PAPERBOY__DAEMON__INSTANCE_ID", " node-1 "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.statement_timeout, None, "0 turns the limit off");
+        assert_eq!(s.daemon.instance_id, "node-1");
+        for (var, key, value) in [
+            (
+                "PAPERBOY__DATABASE__STATEMENT_TIMEOUT_SECS",
+                "database.statement_timeout_secs",
+                "soon",
+            ),
+            (
+                "PAPERBOY__DATABASE__ACQUIRE_TIMEOUT_SECS",
+                "database.acquire_timeout_secs",
+                "0",
+            ),
+            (
+                "PAPERBOY__DAEMON__LEADER_LEASE_SECS",
+                "daemon.leader_lease_secs",
+                "1",
+            ),
+            (
+                "PAPERBOY__DAEMON__INSTANCE_ID",
+                "daemon.instance_id",
+                "a\tb",
+            ),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn file_then_environment_override() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
