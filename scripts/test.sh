@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as README and CI run it: installs what the tests need when it is
-# missing, builds once, runs every test target.
+# missing, builds once, runs every test target on SQLite and then again on PostgreSQL.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh digest_flow     # extra arguments go to the test runner (a filter, ...)
@@ -74,10 +74,33 @@ fi
 say "building (all targets)"
 cargo build --all-targets
 
-if cargo nextest --version >/dev/null 2>&1; then
-    say "running the tests with cargo nextest"
-    cargo nextest run --all-targets --no-fail-fast "$@"
+# Two passes over the same build: every test on SQLite, then every test again with each
+# harness on a fresh PostgreSQL database (PAPERBOY_TEST_DATABASE=postgres; tests/common).
+postgres_up() {
+    command -v psql >/dev/null 2>&1 \
+        && psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1' >/dev/null 2>&1
+}
+
+run_suite() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --all-targets --no-fail-fast "$@"
+    else
+        say "cargo nextest not found: running the tests with cargo test"
+        cargo test --all-targets --no-fail-fast "$@"
+    fi
+}
+
+status=0
+say "pass 1 of 2: the tests on SQLite"
+PAPERBOY_TEST_DATABASE=sqlite run_suite "$@" || status=1
+
+if postgres_up; then
+    say "pass 2 of 2: the tests on PostgreSQL (127.0.0.1:5432)"
+    PAPERBOY_TEST_DATABASE=postgres run_suite "$@" || status=1
+elif [ "${PAPERBOY_REQUIRE_ALL:-}" = "1" ]; then
+    say "PostgreSQL does not answer on 127.0.0.1:5432 and PAPERBOY_REQUIRE_ALL=1: failing"
+    status=1
 else
-    say "cargo nextest not found: running the tests with cargo test"
-    cargo test --all-targets --no-fail-fast "$@"
+    say "SKIPPED pass 2 (PostgreSQL): no server answers on 127.0.0.1:5432 as user postgres"
 fi
+exit "$status"

@@ -1,6 +1,6 @@
 //! What each command does: open what it needs, call the library, print the result.
 
-use crate::{Command, ListFormat, PreviewFormat, SubscriberCommand, TableFormat};
+use crate::{Command, DbCommand, ListFormat, PreviewFormat, SubscriberCommand, TableFormat};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use paperboy::config::{LogFormat, Settings};
@@ -51,11 +51,9 @@ pub fn init_logging(settings: &Settings) {
 
 pub(crate) async fn open_app(settings: Settings) -> anyhow::Result<App> {
     let clock = Clock::from_env().map_err(anyhow::Error::msg)?;
-    let store = Store::open_and_migrate(
-        settings.database.url.expose(),
-        settings.database.max_connections,
-    )
-    .await?;
+    let store =
+        Store::open_with_and_migrate(settings.database.url.expose(), &(&settings.database).into())
+            .await?;
     if settings.secret_key_generated {
         tracing::warn!(
             "no secret_key configured: links in emails are signed with a temporary key and stop \
@@ -145,6 +143,9 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(settings).await,
+        Command::Db(DbCommand::Copy { from, to, force }) => {
+            db_copy(&settings, &from, &to, force).await
+        }
         Command::Eval {
             docs,
             qrels,
@@ -870,6 +871,91 @@ struct ProgressInner {
 const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A progress report for `len` items of `what` ("sending digests", "importing subscribers").
+/// A database URL fit for an error message: any password replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `paperboy db copy`: both databases are opened and migrated to this binary's schema; a
+/// target holding any row is refused unless `force`, which empties it; then every table is
+/// copied (`Store::copy_into`) under one progress bar.
+async fn db_copy(
+    settings: &Settings,
+    from: &str,
+    to: &str,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let check_url = |flag: &str, url: &str| {
+        if url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:")
+        {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "{flag} `{}` is not a database URL: use sqlite://PATH or postgres://user@host/db",
+                without_password(url)
+            ))
+        }
+    };
+    check_url("--from", from)?;
+    check_url("--to", to)?;
+    if from == to {
+        bail!(
+            "--from and --to name the same database `{}`",
+            without_password(from)
+        );
+    }
+    let pool = (&settings.database).into();
+    let source = Store::open_with_and_migrate(from, &pool)
+        .await
+        .with_context(|| format!("cannot open --from `{}`", without_password(from)))?;
+    let target = Store::open_with_and_migrate(to, &pool)
+        .await
+        .with_context(|| format!("cannot open --to `{}`", without_password(to)))?;
+    let held: Vec<String> = target
+        .table_counts()
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("{t} ({n} rows)"))
+        .collect();
+    if !held.is_empty() {
+        if !force {
+            bail!(
+                "the target --to `{}` is not empty: {}; refusing to copy into it. \
+                 Pass --force to delete those rows first",
+                without_password(to),
+                held.join(", ")
+            );
+        }
+        tracing::warn!(tables = %held.join(", "), "--force: emptying the target first");
+        target.empty_copied_tables().await?;
+    }
+    let total: u64 = source.table_counts().await?.iter().map(|(_, n)| n).sum();
+    let bar = progress(total, "rows copied");
+    let report = source.copy_into(&target, &|n| bar.inc(n)).await?;
+    bar.finish();
+    for (table, n) in &report.tables {
+        println!("{table:<20} {n:>10}");
+    }
+    println!(
+        "copied {} rows from {} to {}",
+        report.tables.iter().map(|(_, n)| n).sum::<u64>(),
+        source.backend_name(),
+        target.backend_name()
+    );
+    source.close().await;
+    target.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn progress(len: u64, what: &'static str) -> Progress {
     use std::io::IsTerminal;
     let on_terminal = std::io::stderr().is_terminal();

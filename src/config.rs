@@ -88,6 +88,11 @@ pub struct Settings {
 pub struct DatabaseSettings {
     pub url: Secret,
     pub max_connections: u32,
+    /// How long a statement may run before PostgreSQL cancels it; `None` = no limit. SQLite
+    /// has no statement timeout (its `busy_timeout` is fixed in `store`).
+    pub statement_timeout: Option<Duration>,
+    /// How long a task waits for a free connection (or a new one to open) before giving up.
+    pub acquire_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +238,12 @@ pub struct DaemonSettings {
     /// On SIGTERM, how long SMTP transactions in flight may take to finish before the process
     /// hands back its leases and exits anyway. Keep it below systemd's `TimeoutStopSec`.
     pub shutdown_timeout: Duration,
+    /// Names this instance in the leader lease (`leader_leases.holder`). A restart with the
+    /// same name takes the lease back at once instead of waiting for it to expire.
+    pub instance_id: String,
+    /// How long the leader lease (fetch and plan) lasts without renewal: a leader that died is
+    /// replaced this long after its last renewal.
+    pub leader_lease: Duration,
 }
 
 // The raw shape: every scalar is text, so that parsing (and its error message) happens here
@@ -259,6 +270,8 @@ struct Raw {
 struct RawDatabase {
     url: String,
     max_connections: String,
+    statement_timeout_secs: String,
+    acquire_timeout_secs: String,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +380,8 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     shutdown_timeout_secs: String,
+    instance_id: String,
+    leader_lease_secs: String,
 }
 
 impl Settings {
@@ -508,6 +523,21 @@ impl Settings {
                 1,
                 1000,
             )?,
+            statement_timeout: match parse_range(
+                "database.statement_timeout_secs",
+                &raw.database.statement_timeout_secs,
+                0,
+                86_400,
+            )? {
+                0 => None,
+                secs => Some(Duration::from_secs(u64::from(secs))),
+            },
+            acquire_timeout: Duration::from_secs(u64::from(parse_range(
+                "database.acquire_timeout_secs",
+                &raw.database.acquire_timeout_secs,
+                1,
+                3600,
+            )?)),
         };
 
         let web = WebSettings {
@@ -698,6 +728,13 @@ impl Settings {
                 1,
                 3600,
             )? as u64),
+            instance_id: parse_instance_id(&raw.daemon.instance_id)?,
+            leader_lease: Duration::from_secs(u64::from(parse_range(
+                "daemon.leader_lease_secs",
+                &raw.daemon.leader_lease_secs,
+                3,
+                3600,
+            )?)),
         };
 
         let log = LogSettings {
@@ -800,6 +837,20 @@ fn nonempty<'a>(key: &str, value: &'a str) -> Result<&'a str, ConfigError> {
     } else {
         Ok(v)
     }
+}
+
+/// `daemon.instance_id`: empty means "this host" (see `jobs::daemon::instance_id`); anything
+/// else is kept as written, printable and short enough to show in logs.
+fn parse_instance_id(value: &str) -> Result<String, ConfigError> {
+    let v = value.trim();
+    if v.len() > 200 || v.chars().any(char::is_control) {
+        return Err(invalid(
+            "daemon.instance_id",
+            value,
+            "empty (this host) or a name of at most 200 printable characters",
+        ));
+    }
+    Ok(v.to_string())
 }
 
 fn parse_range(key: &str, value: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
@@ -1011,6 +1062,52 @@ mod tests {
         assert_eq!(s.schedule.send_time.to_string(), "07:00");
         assert_eq!(s.digest.max_papers, 10);
         assert_eq!(s.mail_domain(), "example.org");
+    }
+
+    #[test]
+    fn pool_and_leader_settings_parse_and_name_the_key_when_wrong() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.database.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(s.database.acquire_timeout, Duration::from_secs(30));
+        assert_eq!(s.daemon.leader_lease, Duration::from_secs(60));
+        assert_eq!(s.daemon.instance_id, "");
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("PAPERBOY__DATABASE__STATEMENT_TIMEOUT_SECS", "0"),
+                ("PAPERBOY__DAEMON__INSTANCE_ID", " node-1 "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.statement_timeout, None, "0 turns the limit off");
+        assert_eq!(s.daemon.instance_id, "node-1");
+        for (var, key, value) in [
+            (
+                "PAPERBOY__DATABASE__STATEMENT_TIMEOUT_SECS",
+                "database.statement_timeout_secs",
+                "soon",
+            ),
+            (
+                "PAPERBOY__DATABASE__ACQUIRE_TIMEOUT_SECS",
+                "database.acquire_timeout_secs",
+                "0",
+            ),
+            (
+                "PAPERBOY__DAEMON__LEADER_LEASE_SECS",
+                "daemon.leader_lease_secs",
+                "1",
+            ),
+            (
+                "PAPERBOY__DAEMON__INSTANCE_ID",
+                "daemon.instance_id",
+                "a\tb",
+            ),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -86,6 +86,9 @@ enum Command {
     },
     /// Check the configuration, the database, the SMTP server and the sources.
     Check,
+    /// Database tools.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Measure ranking quality on a labelled set: nDCG@10, P@10, R@50 and the F1 of what
     /// would be sent, against a plain BM25 baseline computed in the same run.
     Eval {
@@ -166,6 +169,24 @@ enum SubscriberCommand {
         /// Write here instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy everything (papers, subscribers, profiles, deliveries, feedback, source state) from
+    /// one database into another, e.g. from SQLite to PostgreSQL, in one consistent pass.
+    /// Both are migrated first; the target must be empty unless --force.
+    Copy {
+        /// The database to read: sqlite://PATH or postgres://user@host/db.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The database to write.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Empty a target that already holds data before copying (its rows are deleted).
+        #[arg(long)]
+        force: bool,
     },
 }
 

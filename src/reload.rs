@@ -152,8 +152,21 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
     );
     differs(
         "database",
-        a.database.url.expose().to_string() + &a.database.max_connections.to_string(),
-        b.database.url.expose().to_string() + &b.database.max_connections.to_string(),
+        // The URL may hold a password: compared, never printed.
+        format!(
+            "{}{}{:?}{:?}",
+            a.database.url.expose(),
+            a.database.max_connections,
+            a.database.statement_timeout,
+            a.database.acquire_timeout
+        ),
+        format!(
+            "{}{}{:?}{:?}",
+            b.database.url.expose(),
+            b.database.max_connections,
+            b.database.statement_timeout,
+            b.database.acquire_timeout
+        ),
     );
     differs("web", format!("{:?}", a.web), format!("{:?}", b.web));
     differs(

@@ -1,9 +1,13 @@
-//! Feedback and the stored profile change the next digest: a real SQLite store holding the real
+//! Feedback and the stored profile change the next digest: a real store (SQLite, or PostgreSQL in
+//! the PostgreSQL pass) holding the real
 //! Hugging Face day of 2024-10-25, the vote recorded with the statement the `/feedback/{token}`
 //! page uses (`Store::record_feedback`), and the ranking planning does
 //! (`Candidates::rank_subscriber`).
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::{PgDatabase, test_database_url};
 use paperboy::config::Settings;
 use paperboy::jobs::plan::Candidates;
 use paperboy::jobs::{App, Clock};
@@ -17,8 +21,9 @@ fn now() -> DateTime<Utc> {
     "2024-10-25T09:00:00Z".parse().unwrap()
 }
 
-async fn app_with_day(dir: &std::path::Path) -> App {
-    let url = format!("sqlite://{}", dir.join("pb.db").display());
+/// The app, and the test's PostgreSQL database in that pass (keep it until the test ends).
+async fn app_with_day(dir: &std::path::Path) -> (App, Option<PgDatabase>) {
+    let (url, pg) = test_database_url(&dir.join("pb.db"));
     let store = Store::open_and_migrate(&url, 2).await.unwrap();
     let body = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -38,7 +43,10 @@ async fn app_with_day(dir: &std::path::Path) -> App {
         )],
     )
     .unwrap();
-    App::new(settings, store, Clock::from_env().unwrap()).unwrap()
+    (
+        App::new(settings, store, Clock::from_env().unwrap()).unwrap(),
+        pg,
+    )
 }
 
 async fn subscriber(app: &App, email: &str, interests: &str) -> Subscriber {
@@ -89,7 +97,7 @@ async fn digest(
 #[tokio::test]
 async fn a_vote_changes_the_next_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_day(dir.path()).await;
+    let (app, _pg) = app_with_day(dir.path()).await;
     let who = subscriber(&app, "ada@example.org", "language models").await;
     let candidates = Candidates::load(&app, now()).await.unwrap();
 
@@ -141,7 +149,7 @@ async fn a_vote_changes_the_next_digest() {
 #[tokio::test]
 async fn the_stored_profile_is_used_when_planning() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_day(dir.path()).await;
+    let (app, _pg) = app_with_day(dir.path()).await;
     let who = subscriber(&app, "grace@example.org", "\"speculative sampling\"").await;
     let candidates = Candidates::load(&app, now()).await.unwrap();
     let before = digest(&app, &candidates, &who).await;

@@ -26,7 +26,10 @@ fn check_passes_on_a_healthy_setup_and_sends_nothing() {
     let port = sink.port();
     for line in [
         "ok    config: loaded".to_string(),
-        "ok    database (sqlite): reachable; schema up to date".to_string(),
+        format!(
+            "ok    database ({}): reachable; schema up to date",
+            app.backend()
+        ),
         "ok    secret_key: set".to_string(),
         format!("ok    smtp 127.0.0.1:{port}: connected, EHLO answered by"),
         "no TLS asked for; no AUTH configured; QUIT; nothing sent".to_string(),
@@ -91,12 +94,16 @@ fn check_fails_on_an_unreachable_smtp_server_and_a_bad_source_url_naming_the_key
         "{out}"
     );
     // The database is fine and says so; the failures do not hide the rest of the report.
-    assert!(out.stdout.contains("ok    database (sqlite)"), "{out}");
+    let database = format!("ok    database ({})", app.backend());
+    assert!(out.stdout.contains(&database), "{out}");
 }
 
 #[test]
 fn check_reports_pending_migrations_without_applying_them() {
-    let app = TestApp::builder().file_transport().build();
+    let app = TestApp::builder()
+        .file_transport()
+        .sqlite_only("it creates the SQLite file itself to show a database with no migration")
+        .build();
     // No database yet: said so, and not created (it would belong to whoever ran check).
     let out = app.paperboy(["check"]).at(NOW).run();
     out.assert_success();

@@ -125,15 +125,13 @@ fn the_packaged_config_loads_with_the_credential_from_credentials_directory() {
     )
     .expect("write credential");
     let state = tempfile::tempdir().expect("tempdir");
+    let (database_url, _pg) = test_database_url(&state.path().join("paperboy.db"));
     let out = Command::new(env!("CARGO_BIN_EXE_paperboy"))
         .arg("--config")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/paperboy.toml"))
         .arg("migrate")
         .env("CREDENTIALS_DIRECTORY", creds.path())
-        .env(
-            "PAPERBOY__DATABASE__URL",
-            format!("sqlite://{}/paperboy.db", state.path().display()),
-        )
+        .env("PAPERBOY__DATABASE__URL", &database_url)
         .output()
         .expect("run paperboy");
     assert!(

@@ -6,6 +6,7 @@
 //!
 //! Not here: any RSS/Atom feed (`source_feeds`), the Hugging Face source alone (`source_hf`).
 
+mod common;
 mod sources_support;
 
 use chrono::NaiveDate;

@@ -4,6 +4,7 @@
 //! conditional GET, a broken feed leaving the other sources delivering, and the `paperboy
 //! papers` and `paperboy fetch --from/--to` commands on the built binary.
 
+mod common;
 mod sources_support;
 
 use chrono::NaiveDate;
@@ -202,10 +203,10 @@ async fn fetch_backfill_and_papers_on_the_command_line() {
     .await;
     let h = Harness::new("").await;
     let config = h.dir.path().join("paperboy.toml");
-    let db = h.dir.path().join("cli.db");
+    let (db, _cli_pg) = common::test_database_url(&h.dir.path().join("cli.db"));
     let toml = format!(
-        "[database]\nurl = \"sqlite://{}\"\n[mail]\ntransport = \"file\"\nfile_dir = \"{}\"\n{}",
-        db.display(),
+        "[database]\nurl = \"{}\"\n[mail]\ntransport = \"file\"\nfile_dir = \"{}\"\n{}",
+        db,
         h.dir.path().join("outbox").display(),
         sources_toml(&server, false, true, "")
     );

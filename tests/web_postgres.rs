@@ -11,79 +11,32 @@ mod common;
 mod web_common;
 
 use common::*;
-use std::process::Command;
 use web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";
 const SEND1: &str = "2024-10-25T09:00:00Z";
 const INTERESTS: &str = r#""contrastive loss" memory"#;
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// Drops the test's database when the test ends, however it ends (declared before the daemon,
-/// so dropped after it).
-struct DropDatabase(String);
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .output();
-    }
-}
-
-/// Creates a fresh database and returns its URL, or `None` when no server answers.
-fn fresh_database() -> Option<String> {
-    let name = format!(
-        "paperboy_web_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let ok = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then(|| format!("{PG}/{name}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_pages_work_on_postgresql() {
     let test = "the_web_pages_work_on_postgresql";
-    let Some(url) = fresh_database() else {
-        missing_tool(
-            test,
-            "a PostgreSQL server on 127.0.0.1:5432 (user postgres)",
-            "`apt-get install postgresql` and start it (.ci/run does)",
-        );
+    // Declared before the daemon, so dropped after it.
+    let Some(pg) = PgDatabase::create_or_skip(test) else {
         return;
     };
-    let _cleanup = DropDatabase(url.rsplit('/').next().unwrap().to_string());
     let Some(sink) = SmtpSink::start_or_skip(test) else {
         return;
     };
     let hf = FixtureServer::start();
     hf.set_day_fixture(DAY1, HF_DAY_2024_10_25);
-    let app = TestApp::builder().hf(&hf).smtp(&sink).build();
-    // Every command and the daemon read this file: point it at PostgreSQL.
-    let config = app.config_text();
-    let sqlite = format!("sqlite://{}", app.db_path.display());
-    assert!(config.contains(&sqlite));
-    std::fs::write(&app.config_path, config.replace(&sqlite, &url)).unwrap();
+    // Every command and the daemon read this file: it points at PostgreSQL in both passes.
+    let app = TestApp::builder()
+        .hf(&hf)
+        .smtp(&sink)
+        .database_url(&pg.url)
+        .build();
+    assert!(app.config_text().contains(&pg.url));
     fetch_fixture_day(&app, DAY1, FETCH1);
 
     let d = WebDaemon::start(&app, SEND1, &[]);

@@ -5,16 +5,24 @@
 //! new work, lets the SMTP transactions in flight finish (at most `daemon.shutdown_timeout_secs`),
 //! hands back unsent leases and exits 0. SIGHUP re-reads the configuration (see `reload`).
 //!
+//! Several instances may share one database. Every instance sends (deliveries are claimed row
+//! by row under their own leases); fetch and plan run only on the holder of the leader lease
+//! (`store::leader`), which [`lead_loop`] takes, renews every third of
+//! `daemon.leader_lease_secs` and gives back on a clean stop. Planning writes check the
+//! lease's generation in each transaction, so an instance that lost the lease stops planning.
+//! Database errors (a restart, a full pool) are logged and the loops try again shortly.
+//!
 //! Under systemd (`Type=notify`) it says `READY=1` once the database is migrated (the caller
 //! did that) and the web server is bound, `STOPPING=1` when asked to stop, and pings the
 //! watchdog only while the plan/send loop's heartbeat is fresh (see `notify`).
 
 use super::App;
 use super::fetch;
-use super::plan::{PlanMode, plan};
+use super::plan::{PlanMode, plan_as_leader};
 use super::send::{SendOptions, send_due};
 use crate::metrics::SCHEDULER_STALE_AFTER;
 use crate::notify::{self, Notifier};
+use crate::store::LeaderFence;
 use chrono::Utc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -22,6 +30,62 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 /// How often the planner looks for subscribers whose time has come.
 pub const PLAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// After a failed turn (typically the database was unreachable) the plan/send loop tries again
+/// this soon instead of a whole [`PLAN_INTERVAL`] later.
+pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// How often an instance that does not lead looks for due deliveries. It cannot know when the
+/// leader plans, and waiting a whole [`PLAN_INTERVAL`] would leave it idle for most of the first
+/// minute of a large run; one claim query every few seconds costs next to nothing.
+pub const FOLLOWER_POLL: Duration = Duration::from_secs(5);
+
+/// The name of the lease whose holder runs fetch and plan.
+pub const LEADER_LEASE: &str = "scheduler";
+
+/// This process's view of the leader lease, kept by [`lead_loop`]: `Some` while it leads.
+#[derive(Clone)]
+struct Leadership {
+    holder: String,
+    current: watch::Receiver<Option<LeaderFence>>,
+}
+
+impl Leadership {
+    /// The fence to work under if this instance leads right now. Renews the lease first, so a
+    /// job never starts on a lease that another instance has already taken over.
+    async fn confirm(&self, app: &App) -> Option<LeaderFence> {
+        let fence = self.current.borrow().clone()?;
+        let ttl = app.settings.daemon.leader_lease;
+        match app
+            .store
+            .renew_leader_lease(&fence, &self.holder, Utc::now(), ttl)
+            .await
+        {
+            Ok(true) => Some(fence),
+            Ok(false) => {
+                warn!(
+                    generation = fence.generation,
+                    "the leader lease was taken over; not leading"
+                );
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot renew the leader lease; skipping this turn's leader work");
+                None
+            }
+        }
+    }
+}
+
+/// The name this instance holds the leader lease under: `daemon.instance_id`, or the host name
+/// and `web.bind` (two instances on one host cannot bind the same port, unless it is 0).
+pub fn instance_id(settings: &crate::config::Settings) -> String {
+    if settings.daemon.instance_id.is_empty() {
+        format!("{}:{}", hostname(), settings.web.bind)
+    } else {
+        settings.daemon.instance_id.clone()
+    }
+}
 
 /// SIGTERM, SIGINT and SIGHUP, caught from the moment [`Signals::install`] runs. Install them
 /// before opening the database: a stop that arrives while migrations run is then honoured as
@@ -85,8 +149,26 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
             }
         }
     });
-    let fetcher = tokio::spawn(fetch_loop(app.clone(), stop_rx.clone()));
-    let sender = tokio::spawn(plan_send_loop(app.clone(), owner.clone(), stop_rx.clone()));
+    let holder = instance_id(&app.settings);
+    // Try for the lease before the loops start, so that the first plan turn already knows
+    // whether this instance leads (it would otherwise wait a turn).
+    let first = take_lease(&app, &holder).await;
+    let (lease_tx, lease_rx) = watch::channel(first);
+    let leadership = Leadership {
+        holder: holder.clone(),
+        current: lease_rx,
+    };
+    let leader = tokio::spawn(
+        lead_loop(app.clone(), holder.clone(), lease_tx, stop_rx.clone())
+            .instrument(info_span!("leader", holder = %holder)),
+    );
+    let fetcher = tokio::spawn(fetch_loop(app.clone(), leadership.clone(), stop_rx.clone()));
+    let sender = tokio::spawn(plan_send_loop(
+        app.clone(),
+        owner.clone(),
+        leadership,
+        stop_rx.clone(),
+    ));
     // READY before the first watchdog ping: systemd expects them in that order.
     notifier.ready(&format!("serving on {local}; plan and send every minute"));
     let watchdog = notify::watchdog_period().map(|period| {
@@ -114,7 +196,12 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
         "stopping: no new work is taken; messages in flight are finished"
     );
     let _ = stop_tx.send(true);
-    let mut tasks = vec![("sender", sender), ("fetcher", fetcher), ("web", web)];
+    let mut tasks = vec![
+        ("sender", sender),
+        ("fetcher", fetcher),
+        ("leader", leader),
+        ("web", web),
+    ];
     tasks.extend(watchdog.map(|w| ("watchdog", w)));
     let aborts: Vec<_> = tasks.iter().map(|(_, t)| t.abort_handle()).collect();
     let drained = tokio::time::timeout(timeout, async {
@@ -193,7 +280,84 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     !*stop.borrow()
 }
 
-async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
+/// Takes the leader lease when it is free (or expired, or this instance's own from before a
+/// restart), renews it every third of its length while held, publishes the fence to the fetch
+/// and plan loops, and gives it back on stop.
+async fn lead_loop(
+    app: App,
+    holder: String,
+    current: watch::Sender<Option<LeaderFence>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ttl = app.settings.daemon.leader_lease;
+    let period = ttl / 3;
+    loop {
+        let held = current.borrow().clone();
+        let now = Utc::now();
+        match held {
+            Some(fence) => match app
+                .store
+                .renew_leader_lease(&fence, &holder, now, ttl)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(
+                        generation = fence.generation,
+                        "another instance took the leader lease over"
+                    );
+                    current.send_replace(None);
+                }
+                // Still ours until it expires; a renewal that keeps failing lets it lapse,
+                // and the fence stops our writes once someone else takes it.
+                Err(e) => warn!(error = %e, "cannot renew the leader lease; trying again"),
+            },
+            None => {
+                if let Some(fence) = take_lease(&app, &holder).await {
+                    current.send_replace(Some(fence));
+                }
+            }
+        }
+        if !sleep_or_stop(period, &mut stop).await {
+            break;
+        }
+    }
+    let held = current.send_replace(None);
+    if let Some(fence) = held {
+        match app.store.release_leader_lease(&fence, &holder).await {
+            Ok(_) => info!("gave the leader lease back"),
+            Err(e) => {
+                warn!(error = %e, "could not give the leader lease back; it expires on its own")
+            }
+        }
+    }
+}
+
+/// One attempt at the leader lease; logs the outcome that matters.
+async fn take_lease(app: &App, holder: &str) -> Option<LeaderFence> {
+    let ttl = app.settings.daemon.leader_lease;
+    match app
+        .store
+        .take_leader_lease(LEADER_LEASE, holder, Utc::now(), ttl)
+        .await
+    {
+        Ok(Some(fence)) => {
+            info!(
+                holder,
+                generation = fence.generation,
+                "took the leader lease: this instance fetches and plans"
+            );
+            Some(fence)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "cannot read the leader lease; trying again");
+            None
+        }
+    }
+}
+
+async fn fetch_loop(app: App, leadership: Leadership, mut stop: watch::Receiver<bool>) {
     loop {
         // Read at every turn: a SIGHUP may have changed the schedule (see `reload`).
         let schedule = app.live.get().fetch_schedule.clone();
@@ -207,6 +371,12 @@ async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
             return;
         }
         let today = app.clock.now().date_naive();
+        // One fetch per tick across all instances: only the leader's.
+        let Some(fence) = leadership.confirm(&app).await else {
+            info!(tick = %next.to_rfc3339(), "scheduled fetch: not the leader, another instance fetches");
+            continue;
+        };
+        info!(tick = %next.to_rfc3339(), generation = fence.generation, "scheduled fetch: leading, fetching");
         let sources = match fetch::sources(&app, None) {
             Ok(s) => s,
             Err(e) => {
@@ -217,26 +387,39 @@ async fn fetch_loop(app: App, mut stop: watch::Receiver<bool>) {
         // Catch-up from each source's checkpoint (the day before, after downtime the days
         // missed), then the current listings.
         fetch::fetch_scheduled(&app, &sources, today)
-            .instrument(info_span!("fetch_run", date = %today))
+            .instrument(info_span!("fetch_run", date = %today, generation = fence.generation))
             .await;
     }
 }
 
-async fn plan_send_loop(app: App, owner: String, mut stop: watch::Receiver<bool>) {
+async fn plan_send_loop(
+    app: App,
+    owner: String,
+    leadership: Leadership,
+    mut stop: watch::Receiver<bool>,
+) {
     // One circuit breaker for the life of the process: an outage seen in one round pauses the next.
     let options = SendOptions::new(app.mailer.clone(), owner);
     loop {
         // The watchdog and /readyz trust this beat: it proves the loop came round again.
         app.metrics.scheduler.beat();
         let span = info_span!("plan_send", at = %Utc::now());
-        async {
-            match plan(&app, PlanMode::Scheduled).await {
-                Ok(r) if r.due > 0 => {
-                    app.metrics.digests_planned(r.planned);
-                    info!(planned = r.planned, empty = r.empty, "planned")
+        let (failed, leading) = async {
+            let mut failed = false;
+            let fence = leadership.confirm(&app).await;
+            let leading = fence.is_some();
+            if let Some(fence) = fence {
+                match plan_as_leader(&app, PlanMode::Scheduled, fence).await {
+                    Ok(r) if r.due > 0 => {
+                        app.metrics.digests_planned(r.planned);
+                        info!(planned = r.planned, empty = r.empty, "planned")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = true;
+                        error!(error = %e, "planning failed; trying again shortly")
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => error!(error = %e, "planning failed; trying again next minute"),
             }
             match send_due(
                 &app,
@@ -258,12 +441,23 @@ async fn plan_send_loop(app: App, owner: String, mut stop: watch::Receiver<bool>
                     )
                 }
                 Ok(_) => {}
-                Err(e) => error!(error = %e, "sending failed; trying again next minute"),
+                Err(e) => {
+                    failed = true;
+                    error!(error = %e, "sending failed; trying again shortly")
+                }
             }
+            (failed, leading)
         }
         .instrument(span)
         .await;
-        if !sleep_or_stop(PLAN_INTERVAL, &mut stop).await {
+        let pause = if failed {
+            RETRY_AFTER_ERROR
+        } else if leading {
+            PLAN_INTERVAL
+        } else {
+            FOLLOWER_POLL
+        };
+        if !sleep_or_stop(pause, &mut stop).await {
             return;
         }
     }

@@ -6,11 +6,17 @@
 //! most `digest.max_age_days` back), never sent to them before, ranked against their interests,
 //! above the relevance floor, at most their maximum. The delivery and its papers are written in
 //! one transaction; planning the same date twice is a no-op thanks to the unique key.
+//!
+//! The daemon plans as the holder of the leader lease ([`plan_as_leader`]): each write batch
+//! checks the lease's generation in its transaction, so an instance that lost the lease (it
+//! was paused past its expiry and another took over) stops instead of planning a second time.
+//! `paperboy send` plans without the lease: the operator asked for it, and the unique keys keep
+//! a second planning of the same date harmless.
 
 use super::App;
 use crate::matching::{Blend, CandidateIndex, CategoryMode, Pick, ProfileInput};
 use crate::model::{DigestDate, Subscriber};
-use crate::store::{PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
+use crate::store::{LeaderFence, PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -187,9 +193,21 @@ pub async fn window_start(
 
 pub async fn plan(app: &App, mode: PlanMode) -> Result<PlanReport, PlanError> {
     let now = app.clock.now();
-    plan_at(app, mode, now)
+    plan_at(app, mode, now, None)
         .instrument(info_span!("plan", ?mode, %now))
         .await
+}
+
+/// [`plan`] under the leader lease `fence`: every write batch checks it is still current and
+/// the run ends with [`StoreError::Fenced`] (nothing of that batch written) once it is not.
+pub async fn plan_as_leader(
+    app: &App,
+    mode: PlanMode,
+    fence: LeaderFence,
+) -> Result<PlanReport, PlanError> {
+    let now = app.clock.now();
+    let span = info_span!("plan", ?mode, %now, generation = fence.generation);
+    plan_at(app, mode, now, Some(fence)).instrument(span).await
 }
 
 /// Subscribers read, ranked and written per page: memory stays flat however many there are,
@@ -419,10 +437,11 @@ const WRITE_BATCH: usize = 250;
 async fn write_page(
     store: crate::store::Store,
     plans: Vec<PlannedDelivery>,
+    fence: Option<LeaderFence>,
 ) -> Result<PlanReport, PlanError> {
     let mut report = PlanReport::default();
     for batch in plans.chunks(WRITE_BATCH) {
-        let outcomes = store.plan_deliveries(batch).await?;
+        let outcomes = store.plan_deliveries(batch, fence.as_ref()).await?;
         for (plan, outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 Some(_) if plan.papers.is_empty() => report.empty += 1,
@@ -436,7 +455,12 @@ async fn write_page(
     Ok(report)
 }
 
-async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanReport, PlanError> {
+async fn plan_at(
+    app: &App,
+    mode: PlanMode,
+    now: DateTime<Utc>,
+    fence: Option<LeaderFence>,
+) -> Result<PlanReport, PlanError> {
     let mut report = PlanReport::default();
     let oldest = now - Duration::days(i64::from(app.settings.digest.max_age_days));
     let blend = Blend {
@@ -481,7 +505,7 @@ async fn plan_at(app: &App, mode: PlanMode, now: DateTime<Utc>) -> Result<PlanRe
             timed(&mut timings.write_wait, add_written(&mut report, previous)).await?;
         }
         writing = Some(tokio::spawn(
-            write_page(app.store.clone(), ranked.plans).in_current_span(),
+            write_page(app.store.clone(), ranked.plans, fence.clone()).in_current_span(),
         ));
     }
     if let Some(previous) = writing.take() {

@@ -22,3 +22,25 @@ pub(super) fn claim_due(postgres: bool) -> String {
         RETURNING id, subscriber_id, digest_date, attempts, message_id, planned_at"
     )
 }
+
+/// Moves the identity sequence of `table.column` past the largest value in it (after rows were
+/// inserted with explicit ids, as `db copy` does). PostgreSQL only: SQLite has no sequence to
+/// move, its next rowid is always max + 1.
+pub(super) fn reset_identity(table: &str, column: &str) -> String {
+    format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                       COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+    )
+}
+
+/// Every (table, column) of the schema: from `sqlite_master` and `pragma_table_info` on
+/// SQLite, from `information_schema` (this connection's schema) on PostgreSQL.
+pub(super) fn list_columns(postgres: bool) -> &'static str {
+    if postgres {
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+          WHERE table_schema = current_schema()"
+    } else {
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+    }
+}

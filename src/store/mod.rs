@@ -8,9 +8,11 @@
 //! consistent (the unique keys that make planning twice harmless live in the schema).
 
 mod bounces;
+mod copy;
 mod deliveries;
 mod dialect;
 mod health;
+mod leader;
 mod papers;
 mod planning;
 mod profile;
@@ -19,10 +21,12 @@ mod subscribers;
 mod subscriptions;
 
 pub use bounces::BounceOutcome;
+pub use copy::{CopyReport, NOT_COPIED, TABLES};
 pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,
 };
 pub use health::SourceState;
+pub use leader::LeaderFence;
 pub use papers::{PaperSource, SourceListing, StoredPaper, UpsertCounts};
 pub use planning::{PageHistory, PlanOutcome};
 pub use profile::{ProfileRow, ProfileTexts};
@@ -59,6 +63,44 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// A write guarded by the leader lease found that another instance took the lease over.
+    #[error(
+        "lost the leader lease `{name}` (held generation {generation}, another instance took over); \
+         stopping without writing"
+    )]
+    Fenced { name: String, generation: i64 },
+}
+
+/// How the connection pool behaves (`[database]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the attempt fails.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL cancels statements running longer than this; `None` = no limit.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// `max_connections` with the defaults of `config/default.toml` for the rest: for tools
+    /// and tests that open a store without a configuration.
+    pub fn with_max(max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl From<&crate::config::DatabaseSettings> for PoolSettings {
+    fn from(d: &crate::config::DatabaseSettings) -> Self {
+        PoolSettings {
+            max_connections: d.max_connections,
+            acquire_timeout: d.acquire_timeout,
+            statement_timeout: d.statement_timeout,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -90,6 +132,14 @@ pub struct Store {
 impl Store {
     /// Opens the database named by `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open_with(url, &PoolSettings::with_max(max_connections)).await
+    }
+
+    /// [`Store::open`] with every pool setting. The pool tests a connection before handing
+    /// it out, so connections broken by a server restart are replaced instead of failing the
+    /// next statement.
+    pub async fn open_with(url: &str, pool: &PoolSettings) -> Result<Store, StoreError> {
+        let max_connections = pool.max_connections;
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(|source| StoreError::Connect {
@@ -103,7 +153,7 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(pool.acquire_timeout)
                 .connect_with(opts)
                 .await
                 .map_err(|source| StoreError::Connect {
@@ -112,13 +162,19 @@ impl Store {
                 })?;
             Backend::Sqlite(pool)
         } else {
-            let opts = PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-                backend: "postgres",
-                source,
-            })?;
+            let mut opts =
+                PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+                    backend: "postgres",
+                    source,
+                })?;
+            if let Some(limit) = pool.statement_timeout {
+                // A session setting sent at connect: every statement of every connection.
+                opts = opts.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(pool.acquire_timeout)
+                .test_before_acquire(true)
                 .connect_with(opts)
                 .await
                 .map_err(|source| StoreError::Connect {
@@ -132,7 +188,15 @@ impl Store {
 
     /// Opens and brings the schema up to date: what every command does on start.
     pub async fn open_and_migrate(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let store = Self::open(url, max_connections).await?;
+        Self::open_with_and_migrate(url, &PoolSettings::with_max(max_connections)).await
+    }
+
+    /// [`Store::open_and_migrate`] with every pool setting.
+    pub async fn open_with_and_migrate(
+        url: &str,
+        pool: &PoolSettings,
+    ) -> Result<Store, StoreError> {
+        let store = Self::open_with(url, pool).await?;
         store.migrate().await?;
         Ok(store)
     }

@@ -9,7 +9,10 @@
 //! Pages are ranges of subscriber ids (`after < id <= last`), so each per-page read is one
 //! range scan on an index whose first column is `subscriber_id`, whatever the page holds.
 
-use super::{PlannedDelivery, Store, StoreError, SubscriberRow, from_ms, on_pool, to_ms};
+use super::leader::check_fence;
+use super::{
+    LeaderFence, PlannedDelivery, Store, StoreError, SubscriberRow, from_ms, on_pool, to_ms,
+};
 use crate::model::DigestDate;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -156,15 +159,23 @@ impl Store {
     /// inserts. Returns, per delivery in order, its id or `None`, with the same rules as
     /// [`Store::plan_delivery`]: a subscriber who already has a delivery for that date keeps
     /// it, and a delivery one of whose papers they already have is not written at all.
+    ///
+    /// With a `fence` (the daemon's planner) the transaction first checks that the leader
+    /// lease is still at the generation the caller took, and writes nothing, returning
+    /// [`StoreError::Fenced`], when another instance has taken it over since.
     pub async fn plan_deliveries(
         &self,
         plans: &[PlannedDelivery],
+        fence: Option<&LeaderFence>,
     ) -> Result<Vec<PlanOutcome>, StoreError> {
         if plans.is_empty() {
             return Ok(Vec::new());
         }
         let outcomes = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if let Some(fence) = fence {
+                check_fence!(tx, fence);
+            }
             // Subscriber → delivery id, for the deliveries this call created.
             let mut created: HashMap<i64, i64> = HashMap::with_capacity(plans.len());
             for chunk in plans.chunks(INSERT_ROWS) {

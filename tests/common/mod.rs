@@ -4,8 +4,10 @@
 //!   dumping every mail transaction to a file; [`ReceivedMail`] reads those files back.
 //! - [`FixtureServer`]: an axum server speaking the Hugging Face daily-papers API, serving the
 //!   real fixture bodies from `tests/fixtures/hf/`, with per-date faults.
-//! - [`TestApp`]: a temporary directory with a `paperboy.toml` and a SQLite database, and a way
-//!   to run the built `paperboy` binary at a chosen "now" (`PAPERBOY_NOW`).
+//! - [`TestApp`]: a temporary directory with a `paperboy.toml` and a database, and a way
+//!   to run the built `paperboy` binary at a chosen "now" (`PAPERBOY_NOW`). The database is a
+//!   SQLite file, or with `PAPERBOY_TEST_DATABASE=postgres` a fresh PostgreSQL database on
+//!   127.0.0.1:5432 ([`PgDatabase`]) that is dropped when the test ends.
 //!
 //! Tools a developer laptop may lack (smtp-sink) make a test skip with a printed reason, unless
 //! `PAPERBOY_REQUIRE_ALL=1` is set (CI sets it): then a missing tool fails the test.
@@ -100,6 +102,105 @@ pub fn port_accepts(port: u16) -> bool {
 /// Collapses every run of white space into one space and trims.
 pub fn normalize_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: one fresh database per test
+// ---------------------------------------------------------------------------------------------
+
+/// The shared PostgreSQL server the tests create their databases on (trust auth, as CI runs it).
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// `PAPERBOY_TEST_DATABASE=postgres` runs every harness against PostgreSQL instead of SQLite.
+pub const TEST_DATABASE_ENV: &str = "PAPERBOY_TEST_DATABASE";
+pub const POSTGRES_INSTALL: &str =
+    "`apt-get install postgresql` and start it on 127.0.0.1:5432 with trust auth (.ci/run does)";
+
+/// True when this run of the suite is the PostgreSQL pass.
+pub fn test_on_postgres() -> bool {
+    std::env::var(TEST_DATABASE_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("postgres"))
+}
+
+/// A database created for one test on [`PG_SERVER`], dropped (with any session still on it)
+/// when this value is dropped, however the test ends.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+fn psql(database: &str, sql: &str) -> std::io::Result<std::process::Output> {
+    Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+}
+
+impl PgDatabase {
+    /// Creates a fresh, empty database, or `None` when no server answers (or psql is missing).
+    pub fn create() -> Option<PgDatabase> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        // Unique across the processes nextest runs side by side and across repeated runs.
+        let name = format!(
+            "paperboy_t_{}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        );
+        let ok =
+            psql("postgres", &format!("CREATE DATABASE {name}")).is_ok_and(|o| o.status.success());
+        ok.then(|| PgDatabase {
+            url: format!("{PG_SERVER}/{name}"),
+            name,
+        })
+    }
+
+    /// Creates a fresh database, or reports PostgreSQL missing (see [`missing_tool`]).
+    pub fn create_or_skip(test: &str) -> Option<PgDatabase> {
+        let db = Self::create();
+        if db.is_none() {
+            missing_tool(
+                test,
+                "a PostgreSQL server on 127.0.0.1:5432 (user postgres)",
+                POSTGRES_INSTALL,
+            );
+        }
+        db
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// The database this test should use: `None` for a SQLite file, or a fresh PostgreSQL database
+/// in the PostgreSQL pass. That pass was asked for explicitly, so a missing server fails.
+pub fn test_database() -> Option<PgDatabase> {
+    if !test_on_postgres() {
+        return None;
+    }
+    Some(PgDatabase::create().unwrap_or_else(|| {
+        panic!(
+            "{TEST_DATABASE_ENV}=postgres but no PostgreSQL server answers on 127.0.0.1:5432 \
+             (user postgres); {POSTGRES_INSTALL}"
+        )
+    }))
+}
+
+/// A database URL for a test that opens the store itself: a fresh PostgreSQL database in the
+/// PostgreSQL pass (kept while the returned guard lives), else the SQLite file `sqlite_file`.
+pub fn test_database_url(sqlite_file: &Path) -> (String, Option<PgDatabase>) {
+    match test_database() {
+        Some(db) => (db.url.clone(), Some(db)),
+        None => (format!("sqlite://{}", sqlite_file.display()), None),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,6 +406,14 @@ impl SmtpSink {
                     })
                     .count()
             })
+            .unwrap_or(0)
+    }
+
+    /// How many mail transactions smtp-sink has recorded (dump files, complete or not): a cheap
+    /// progress count to poll, where [`SmtpSink::messages`] parses every file.
+    pub fn transaction_count(&self) -> usize {
+        fs::read_dir(self.dir.path().join("mail"))
+            .map(|entries| entries.flatten().count())
             .unwrap_or(0)
     }
 
@@ -984,9 +1093,26 @@ pub struct TestAppBuilder {
     retries: u32,
     backoff_ms: u64,
     extra_toml: String,
+    /// Why this test must run on SQLite whatever `PAPERBOY_TEST_DATABASE` says.
+    sqlite_only: Option<&'static str>,
+    /// A database the test made itself (e.g. always PostgreSQL), whatever the pass.
+    database_url: Option<String>,
 }
 
 impl TestAppBuilder {
+    /// Keeps this test on a SQLite file even in the PostgreSQL pass, because it inspects the
+    /// file itself; `why` is printed so the opt-out is visible in the test output.
+    pub fn sqlite_only(mut self, why: &'static str) -> Self {
+        self.sqlite_only = Some(why);
+        self
+    }
+
+    /// `database.url` = this database, in both passes (the test owns and drops it).
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_string());
+        self
+    }
+
     /// `sources.hf` enabled, pointing at this fixture server.
     pub fn hf(mut self, server: &FixtureServer) -> Self {
         self.hf_base_url = Some(server.base_url());
@@ -1041,6 +1167,20 @@ impl TestAppBuilder {
         let config_path = dir.path().join("paperboy.toml");
         let db_path = dir.path().join("paperboy.db");
         let outbox = dir.path().join("outbox");
+        let pg = match self.sqlite_only {
+            _ if self.database_url.is_some() => None,
+            Some(why) if test_on_postgres() => {
+                eprintln!("this test stays on SQLite in the PostgreSQL pass: {why}");
+                None
+            }
+            Some(_) => None,
+            None => test_database(),
+        };
+        let database_url = match (&self.database_url, &pg) {
+            (Some(url), _) => url.clone(),
+            (None, Some(d)) => d.url.clone(),
+            (None, None) => format!("sqlite://{}", db_path.display()),
+        };
         let mail = match &self.mail {
             MailSetting::Smtp(url) => {
                 format!("transport = \"smtp\"\nsmtp_url = {}\n", toml_string(url))
@@ -1080,7 +1220,7 @@ impl TestAppBuilder {
              enabled = false\n\
              {extra}\n",
             secret = toml_string(SECRET_KEY),
-            db = toml_string(&format!("sqlite://{}", db_path.display())),
+            db = toml_string(&database_url),
             base = toml_string(BASE_URL),
             from = toml_string(FROM),
             timeout = self.source_timeout_secs,
@@ -1093,8 +1233,10 @@ impl TestAppBuilder {
             dir,
             config_path,
             db_path,
+            database_url,
             outbox,
             mail: self.mail,
+            _pg: pg,
         }
     }
 }
@@ -1115,14 +1257,19 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-/// A temporary home for one paperboy: config file, SQLite database, outbox.
+/// A temporary home for one paperboy: config file, database, outbox.
 pub struct TestApp {
     dir: TempDir,
     pub config_path: PathBuf,
+    /// The SQLite file `database.url` names on SQLite (on PostgreSQL nothing is there).
     pub db_path: PathBuf,
+    /// `database.url` as written in the config: the SQLite file or the test's PostgreSQL database.
+    pub database_url: String,
     /// `mail.file_dir` when the file transport is used.
     pub outbox: PathBuf,
     pub mail: MailSetting,
+    /// The PostgreSQL database of this test, dropped with it (after the fields above).
+    _pg: Option<PgDatabase>,
 }
 
 impl TestApp {
@@ -1136,12 +1283,23 @@ impl TestApp {
             retries: 1,
             backoff_ms: 50,
             extra_toml: String::new(),
+            sqlite_only: None,
+            database_url: None,
         }
     }
 
     /// The temporary directory everything lives in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `sqlite` or `postgres`: the backend `database.url` names, as `paperboy check` says it.
+    pub fn backend(&self) -> &'static str {
+        if self.database_url.starts_with("postgres") {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 
     pub fn config_text(&self) -> String {

@@ -1,6 +1,6 @@
 //! Helpers for the delivery tests (crash, faults, schedule, DKIM), on top of `tests/common`.
 //!
-//! What for: seeding many subscribers straight into the SQLite database (the CLI adds one per
+//! What for: seeding many subscribers straight into the database (the CLI adds one per
 //! process, far too slow for 1,000), reading the outbox table the daemon writes, running the
 //! real daemon as a child we can SIGKILL or SIGTERM, and telling complete messages in an
 //! smtp-sink dump from transactions cut off mid-DATA.
@@ -9,8 +9,7 @@
 #![allow(dead_code)]
 
 use crate::common::*;
-use sqlx::sqlite::SqlitePool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,26 +25,59 @@ pub fn address(i: usize) -> String {
     format!("reader{i:05}@example.net")
 }
 
-/// A read/write handle on the test app's SQLite database, with its own small runtime.
+/// The test app's database, SQLite or PostgreSQL (whichever its `database.url` names).
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs one statement on whichever pool `Db` holds (each arm compiles the body for its
+/// backend), as `store::on_pool!` does in the crate.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match &$db.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A read/write handle on the test app's database, with its own small runtime.
 pub struct Db {
     rt: tokio::runtime::Runtime,
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Db {
     pub fn open(app: &TestApp) -> Db {
+        Db::open_url(&app.database_url)
+    }
+
+    pub fn open_url(url: &str) -> Db {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let url = format!("sqlite://{}", app.db_path.display());
         let pool = rt.block_on(async {
-            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("sqlite url");
-            sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(opts.busy_timeout(Duration::from_secs(30)))
-                .await
-                .expect("open the test database")
+            if url.starts_with("postgres") {
+                let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("postgres url");
+                Pool::Postgres(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(opts)
+                        .await
+                        .expect("open the test database"),
+                )
+            } else {
+                let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("sqlite url");
+                Pool::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(opts.busy_timeout(Duration::from_secs(30)))
+                        .await
+                        .expect("open the test database"),
+                )
+            }
         });
         Db { rt, pool }
     }
@@ -59,8 +91,8 @@ impl Db {
         timezone: &str,
         frequency: &str,
     ) {
-        self.rt.block_on(async {
-            let mut tx = self.pool.begin().await.expect("begin");
+        on_db!(self, pool => self.rt.block_on(async {
+            let mut tx = pool.begin().await.expect("begin");
             for i in first..first + n {
                 sqlx::query(
                     "INSERT INTO subscribers (email, status, interests, frequency, send_time,
@@ -77,80 +109,96 @@ impl Db {
                 .expect("insert subscriber");
             }
             tx.commit().await.expect("commit");
-        });
+        }));
     }
 
     pub fn exec(&self, sql: &str) {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query(sql)
-                .execute(&self.pool)
+                .execute(pool)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
+        }));
     }
 
     pub fn scalar(&self, sql: &str) -> i64 {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&self.pool)
+                .fetch_one(pool)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        }))
     }
 
     /// Deliveries per status.
     pub fn status_counts(&self) -> HashMap<String, i64> {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query_as::<_, (String, i64)>(
                 "SELECT status, COUNT(*) FROM deliveries GROUP BY status",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .expect("status counts")
             .into_iter()
             .collect()
-        })
+        }))
     }
 
     /// message_id → (status, email) for every delivery.
     pub fn deliveries(&self) -> HashMap<String, (String, String)> {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query_as::<_, (String, String, String)>(
                 "SELECT d.message_id, d.status, s.email FROM deliveries d
                    JOIN subscribers s ON s.id = d.subscriber_id",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .expect("deliveries")
             .into_iter()
             .map(|(m, st, e)| (m, (st, e)))
             .collect()
-        })
+        }))
     }
 
     /// (email, digest_date, status, attempts, last_error) for every delivery, by email.
     pub fn delivery_rows(&self) -> Vec<(String, String, String, i64, Option<String>)> {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query_as(
                 "SELECT s.email, d.digest_date, d.status, d.attempts, d.last_error
                    FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
                   ORDER BY s.email, d.digest_date",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .expect("delivery rows")
-        })
+        }))
+    }
+
+    /// Message-ID keys of the deliveries leased (`sending`) by the process with this pid (lease
+    /// owners are `host:pid:random`).
+    pub fn leased_by_pid(&self, pid: u32) -> HashSet<String> {
+        on_db!(self, pool => self.rt.block_on(async {
+            sqlx::query_scalar::<_, String>(
+                "SELECT message_id FROM deliveries WHERE status = 'sending' AND lease_owner LIKE $1",
+            )
+            .bind(format!("%:{pid}:%"))
+            .fetch_all(pool)
+            .await
+            .expect("leased deliveries")
+            .into_iter()
+            .collect()
+        }))
     }
 
     /// (status, hard_bounces) of one subscriber.
     pub fn subscriber_state(&self, email: &str) -> (String, i64) {
-        self.rt.block_on(async {
+        on_db!(self, pool => self.rt.block_on(async {
             sqlx::query_as("SELECT status, hard_bounces FROM subscribers WHERE email = $1")
                 .bind(email)
-                .fetch_one(&self.pool)
+                .fetch_one(pool)
                 .await
                 .expect("subscriber state")
-        })
+        }))
     }
 }
 
@@ -203,12 +251,19 @@ impl Daemon {
     /// Starts `paperboy run` and waits until it is up (its web server listens, so its signal
     /// handlers are installed): a SIGTERM before that would kill it like SIGKILL.
     pub fn start(app: &TestApp, now: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_logged(app, now, env, "daemon.log")
+    }
+
+    /// [`Daemon::start`] with its log in `<app dir>/<log_name>`: several daemons, one log each.
+    pub fn start_logged(app: &TestApp, now: &str, env: &[(&str, &str)], log_name: &str) -> Daemon {
         const UP: &str = "web server listening";
-        let ups_before = daemon_log(app).matches(UP).count();
+        let log_path = app.dir().join(log_name);
+        let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
+        let ups_before = read_log().matches(UP).count();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(app.dir().join("daemon.log"))
+            .open(&log_path)
             .expect("daemon log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_paperboy"));
         command
@@ -237,11 +292,11 @@ impl Daemon {
             .expect("spawn paperboy run");
         let mut daemon = Daemon { child };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while daemon_log(app).matches(UP).count() == ups_before {
+        while read_log().matches(UP).count() == ups_before {
             assert!(
                 daemon.is_running(),
                 "paperboy run exited at start:\n{}",
-                tail(&daemon_log(app), 30)
+                tail(&read_log(), 30)
             );
             assert!(
                 Instant::now() < deadline,

@@ -200,22 +200,25 @@ pub fn hf_items_for(ids: &[&str]) -> String {
     serde_json::to_string(&out).unwrap()
 }
 
-/// A test's paperboy: settings from `toml` (on top of the defaults), a real SQLite file.
+/// A test's paperboy: settings from `toml` (on top of the defaults), a real SQLite file (or a
+/// fresh PostgreSQL database in the PostgreSQL pass, dropped with the harness).
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub store: Store,
     toml: String,
+    _pg: Option<crate::common::PgDatabase>,
 }
 
 impl Harness {
     pub async fn new(toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("pb.db").display());
+        let (url, pg) = crate::common::test_database_url(&dir.path().join("pb.db"));
         let store = Store::open_and_migrate(&url, 2).await.unwrap();
         Harness {
             dir,
             store,
             toml: toml.to_string(),
+            _pg: pg,
         }
     }
 
