@@ -5,6 +5,7 @@
 //!
 //! Not here: the listing and the search API (`source_arxiv`).
 
+mod common;
 mod sources_support;
 
 use chrono::NaiveDate;
