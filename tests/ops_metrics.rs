@@ -163,19 +163,26 @@ fn smtp_errors_are_counted_by_class_and_do_not_make_the_daemon_unready() {
     let daemon = Daemon::start(&app, NOW, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
     wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
 
+    // Wait for a scrape that shows a counted retry and a delivery waiting in `retry`: a
+    // delivery whose next attempt has started is `sending` again for a moment, so one scrape
+    // can show the counter but not the queue.
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
         let s = scrape(port);
         if s.value("paperboy_digests_retried_total", &[])
             .unwrap_or(0.0)
             >= 1.0
+            && s.value("paperboy_deliveries", &[("status", "retry")])
+                .unwrap_or(0.0)
+                >= 1.0
         {
             break s;
         }
         assert!(
             Instant::now() < deadline,
-            "no retry counted; log:\n{}",
-            tail(&daemon_log(&app), 40)
+            "no retry counted and queued; log:\n{}\nmetrics:\n{}",
+            tail(&daemon_log(&app), 40),
+            s.text
         );
         std::thread::sleep(Duration::from_millis(100));
     };
