@@ -264,11 +264,10 @@ impl Store {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<CopyReport, StoreError> {
         let mut report = CopyReport::default();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                // A deferred transaction's first read fixes the WAL snapshot every later read
-                // in it sees: writers may go on, the copy does not see them.
-                let mut tx = pool.begin().await?;
+        // Every table in keyset batches, inside the read transaction `$tx`. A macro because
+        // the rows are a different type per database; the loop is the same.
+        macro_rules! copy_tables {
+            ($tx:ident) => {
                 for table in TABLES {
                     let mut after: Option<Vec<Value>> = None;
                     let mut copied = 0u64;
@@ -278,7 +277,7 @@ impl Store {
                         for v in after.iter().flatten() {
                             q = bind_value!(q, v);
                         }
-                        let rows = q.fetch_all(&mut *tx).await?;
+                        let rows = q.fetch_all(&mut *$tx).await?;
                         let batch: Vec<Vec<Value>> = rows
                             .iter()
                             .map(|r| read_row!(r, table))
@@ -293,6 +292,14 @@ impl Store {
                     }
                     report.tables.push((table.name, copied));
                 }
+            };
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                // A deferred transaction's first read fixes the WAL snapshot every later read
+                // in it sees: writers may go on, the copy does not see them.
+                let mut tx = pool.begin().await?;
+                copy_tables!(tx);
                 tx.commit().await?;
             }
             Backend::Postgres(pool) => {
@@ -301,30 +308,7 @@ impl Store {
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     .execute(&mut *tx)
                     .await?;
-                for table in TABLES {
-                    let mut after: Option<Vec<Value>> = None;
-                    let mut copied = 0u64;
-                    loop {
-                        let sql = select_batch(table, after.is_some());
-                        let mut q = sqlx::query(&sql);
-                        for v in after.iter().flatten() {
-                            q = bind_value!(q, v);
-                        }
-                        let rows = q.fetch_all(&mut *tx).await?;
-                        let batch: Vec<Vec<Value>> = rows
-                            .iter()
-                            .map(|r| read_row!(r, table))
-                            .collect::<Result<_, sqlx::Error>>()?;
-                        if batch.is_empty() {
-                            break;
-                        }
-                        after = Some(key_of(table, batch.last().expect("not empty")));
-                        target.insert_batch(table, &batch).await?;
-                        copied += batch.len() as u64;
-                        progress(batch.len() as u64);
-                    }
-                    report.tables.push((table.name, copied));
-                }
+                copy_tables!(tx);
                 tx.commit().await?;
             }
         }
