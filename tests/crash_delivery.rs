@@ -75,22 +75,13 @@ fn copies(sink: &SmtpSink) -> HashMap<String, usize> {
     out
 }
 
-/// Waits until `done` holds (polling), or `timeout` passes. Returns whether it held.
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
+// Short: the kill schedule depends on noticing progress within milliseconds.
+const POLL: Duration = Duration::from_millis(5);
 
 /// Runs the daemon until every delivery is sent, then stops it with SIGTERM.
 fn run_to_the_end(s: &Setup, clock: &TestClock) {
     let daemon = Daemon::start(&s.app, &clock.now(), &[]);
-    let all_sent = wait_until(Duration::from_secs(240), || {
+    let all_sent = wait_until(Duration::from_secs(240), POLL, || {
         s.db.status_counts().get("sent").copied().unwrap_or(0) == N as i64
     });
     let status = daemon.terminate(Duration::from_secs(60));
@@ -164,7 +155,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_only_what_was_in_fligh
             // not all of them.
             let before = s.db.scalar("SELECT COUNT(*) FROM deliveries");
             let target = (before + rng.gen_range(1..=200)).min(N as i64 - 1);
-            wait_until(Duration::from_secs(60), || {
+            wait_until(Duration::from_secs(60), POLL, || {
                 s.db.scalar("SELECT COUNT(*) FROM deliveries") >= target
             });
         } else {
@@ -174,7 +165,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_only_what_was_in_fligh
             // send before the last kills.
             let before = s.sink.transaction_count();
             let more = rng.gen_range(1..=30);
-            wait_until(Duration::from_secs(60), || {
+            wait_until(Duration::from_secs(60), POLL, || {
                 s.sink.transaction_count() >= before + more
             });
         }
@@ -246,7 +237,7 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
             &[("PAPERBOY__MAIL__MAX_PER_SECOND", "100")],
         );
         if k == 0 {
-            wait_until(Duration::from_secs(60), || {
+            wait_until(Duration::from_secs(60), POLL, || {
                 s.db.scalar("SELECT COUNT(*) FROM deliveries") >= 100
             });
         } else {
@@ -255,7 +246,7 @@ fn sigterm_at_random_moments_sends_everything_exactly_once() {
             // send before the last kills.
             let before = s.sink.transaction_count();
             let more = rng.gen_range(1..=30);
-            wait_until(Duration::from_secs(60), || {
+            wait_until(Duration::from_secs(60), POLL, || {
                 s.sink.transaction_count() >= before + more
             });
         }

@@ -1615,3 +1615,15 @@ impl CmdOutput {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
     }
 }
+
+/// Polls `done` every `every` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, every: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
