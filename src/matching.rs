@@ -252,6 +252,8 @@ pub struct CandidateIndex {
     /// The English analyzer for snippets: candidates' abstracts come from the tokens computed
     /// at build time ([`Remembered`]), other text from the stems learned then ([`KnownStems`]).
     snippet_analyzer: TextAnalyzer,
+    /// The tokenizer inside `snippet_analyzer`, for snippet generators that know their terms.
+    remembered: Remembered,
 }
 
 /// Titles and abstracts: words, lower-cased, accents folded, English-stemmed.
@@ -359,10 +361,57 @@ type TextKey = (usize, usize);
 /// computed at build time; any other text is analysed by `other_texts`.
 #[derive(Clone)]
 struct Remembered {
-    known: Arc<HashMap<TextKey, Arc<[Token]>>>,
+    known: Arc<HashMap<TextKey, Replay>>,
     /// Term id → stemmed text.
     terms: Arc<Vec<String>>,
     other_texts: TextAnalyzer,
+    /// The query's terms, when known: then only the tokens of these terms and those at the
+    /// edges of a fragment are replayed ([`Replay`]). The snippet generator lower-cases every
+    /// token into a new string and looks it up among the query's terms, which was 40 % of the
+    /// ranking time; most words of an abstract cannot be highlighted and cannot move a
+    /// fragment's bounds, so leaving them out gives the same snippet.
+    only: Option<Arc<[u32]>>,
+}
+
+/// A candidate abstract's tokens, and which of them open or close a snippet fragment.
+///
+/// Tantivy's snippet generator cuts a text into fragments whatever the query: a token that
+/// ends more than `max_num_chars` after the current fragment's start opens the next fragment,
+/// which ends where its last token ends. It then scores each fragment by the query terms in it.
+/// So a stream of only the query's tokens plus each fragment's first and last token yields the
+/// same fragments, scores and highlights (`sparse_replay_gives_the_same_snippets` holds the
+/// two equal on real abstracts, so a change of that rule in tantivy fails a test, not a digest).
+#[derive(Clone)]
+struct Replay {
+    tokens: Arc<[Token]>,
+    /// Per token: first or last of its fragment at [`SNIPPET_CHARS`].
+    edge: Arc<[bool]>,
+}
+
+impl Replay {
+    fn new(tokens: Arc<[Token]>, max_chars: usize) -> Self {
+        let mut edge = vec![false; tokens.len()];
+        let mut start = 0usize;
+        for (i, t) in tokens.iter().enumerate() {
+            if (t.end as usize).saturating_sub(start) > max_chars {
+                start = t.start as usize;
+                edge[i] = true;
+                if i > 0 {
+                    edge[i - 1] = true;
+                }
+            }
+        }
+        if let Some(first) = edge.first_mut() {
+            *first = true;
+        }
+        if let Some(last) = edge.last_mut() {
+            *last = true;
+        }
+        Replay {
+            tokens,
+            edge: edge.into(),
+        }
+    }
 }
 
 impl Tokenizer for Remembered {
@@ -370,9 +419,10 @@ impl Tokenizer for Remembered {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> RememberedStream<'a> {
         match self.known.get(&(text.as_ptr() as usize, text.len())) {
-            Some(tokens) => RememberedStream::Known {
-                tokens: tokens.clone(),
+            Some(replay) => RememberedStream::Known {
+                replay: replay.clone(),
                 terms: &self.terms,
+                only: self.only.as_deref(),
                 next: 0,
                 token: tantivy::tokenizer::Token::default(),
             },
@@ -383,8 +433,9 @@ impl Tokenizer for Remembered {
 
 enum RememberedStream<'a> {
     Known {
-        tokens: Arc<[Token]>,
+        replay: Replay,
         terms: &'a [String],
+        only: Option<&'a [u32]>,
         next: usize,
         token: tantivy::tokenizer::Token,
     },
@@ -395,22 +446,30 @@ impl TokenStream for RememberedStream<'_> {
     fn advance(&mut self) -> bool {
         match self {
             RememberedStream::Known {
-                tokens,
+                replay,
                 terms,
+                only,
                 next,
                 token,
-            } => {
-                let Some(t) = tokens.get(*next) else {
+            } => loop {
+                let i = *next;
+                let Some(t) = replay.tokens.get(i) else {
                     return false;
                 };
+                *next += 1;
+                let wanted = only.is_none_or(|o| o.contains(&t.term));
+                if !wanted && !replay.edge[i] {
+                    continue;
+                }
                 token.offset_from = t.start as usize;
                 token.offset_to = t.end as usize;
-                token.position = *next;
+                token.position = i;
                 token.text.clear();
-                token.text.push_str(&terms[t.term as usize]);
-                *next += 1;
-                true
-            }
+                if wanted {
+                    token.text.push_str(&terms[t.term as usize]);
+                }
+                return true;
+            },
             RememberedStream::Other(stream) => stream.advance(),
         }
     }
@@ -625,14 +684,16 @@ impl CandidateIndex {
             .filter(|f| !f.abstract_text.is_empty())
             .map(|f| {
                 let key = (f.abstract_text.as_ptr() as usize, f.abstract_text.len());
-                (key, f.abstract_tokens.clone())
+                (key, Replay::new(f.abstract_tokens.clone(), SNIPPET_CHARS))
             })
             .collect();
-        let snippet_analyzer = TextAnalyzer::from(Remembered {
+        let remembered = Remembered {
             known: Arc::new(known),
             terms: Arc::new(terms),
             other_texts,
-        });
+            only: None,
+        };
+        let snippet_analyzer = TextAnalyzer::from(remembered.clone());
         Ok(CandidateIndex {
             searcher,
             fields: Fields {
@@ -649,6 +710,7 @@ impl CandidateIndex {
             by_author,
             by_category,
             snippet_analyzer,
+            remembered,
         })
     }
 
@@ -976,34 +1038,14 @@ impl<'a> Explainer<'a> {
     fn new(index: &'a CandidateIndex, profile: &'a Profile) -> Result<Self, MatchError> {
         let snippets = match &profile.interests {
             Some(q) if !profile.terms.text.is_empty() => {
-                // Plain words are terms of the `text` field; `abstract:` ones of the abstract
-                // field. The generator highlights one field's terms: take the field the query
-                // uses (both share one analyzer, so either reads the abstract right).
-                let field = if query_uses(q.as_ref(), index.fields.text) {
-                    index.fields.text
-                } else {
-                    index.fields.abstract_text
+                let (field, weights, ids) = index.snippet_terms(q.as_ref())?;
+                let tokenizer = Remembered {
+                    only: Some(ids.into()),
+                    ..index.remembered.clone()
                 };
-                // The weights are the ones `SnippetGenerator::create` gives (rarer words weigh
-                // more); the analyzer is the one with the known stems.
-                let mut weights = BTreeMap::new();
-                let mut terms = Vec::new();
-                q.query_terms(&mut |t, _| {
-                    if t.field() == field {
-                        terms.push(t.clone());
-                    }
-                });
-                for t in terms {
-                    let df = index.searcher.doc_freq(&t)?;
-                    if let Some(text) = t.value().as_str()
-                        && df > 0
-                    {
-                        weights.insert(text.to_string(), 1.0 / (1.0 + df as f32));
-                    }
-                }
                 Some(SnippetGenerator::new(
                     weights,
-                    index.snippet_analyzer.clone(),
+                    TextAnalyzer::from(tokenizer),
                     field,
                     SNIPPET_CHARS,
                 ))
@@ -1102,6 +1144,44 @@ impl<'a> Explainer<'a> {
             .filter(|a| keep(author_key(a)))
             .cloned()
             .collect()
+    }
+}
+
+impl CandidateIndex {
+    /// What a snippet generator for `query` highlights: the field whose terms it reads, their
+    /// weights, and their ids in [`CandidateIndex::vocabulary`].
+    ///
+    /// Plain words are terms of the `text` field; `abstract:` ones of the abstract field. The
+    /// generator highlights one field's terms: take the field the query uses (both share one
+    /// analyzer, so either reads the abstract right). The weights are the ones
+    /// `SnippetGenerator::create` gives (rarer words weigh more).
+    fn snippet_terms(
+        &self,
+        query: &dyn Query,
+    ) -> Result<(Field, BTreeMap<String, f32>, Vec<u32>), MatchError> {
+        let field = if query_uses(query, self.fields.text) {
+            self.fields.text
+        } else {
+            self.fields.abstract_text
+        };
+        let mut weights = BTreeMap::new();
+        let mut ids = Vec::new();
+        let mut terms = Vec::new();
+        query.query_terms(&mut |t, _| {
+            if t.field() == field {
+                terms.push(t.clone());
+            }
+        });
+        for t in terms {
+            let df = self.searcher.doc_freq(&t)?;
+            if let Some(text) = t.value().as_str()
+                && df > 0
+            {
+                weights.insert(text.to_string(), 1.0 / (1.0 + df as f32));
+                ids.extend(self.vocabulary.get(text));
+            }
+        }
+        Ok((field, weights, ids))
     }
 }
 
@@ -1442,6 +1522,83 @@ mod tests {
                 "Language models read protein sequences; folding is not covered.",
             ),
         ]
+    }
+
+    /// Real abstracts: the Hugging Face daily papers fixture.
+    fn fixture_papers() -> Vec<Paper> {
+        let raw = include_str!("../tests/fixtures/hf/daily_papers_2024-10-25.json");
+        let items: Vec<serde_json::Value> = serde_json::from_str(raw).unwrap();
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                paper(
+                    &format!("2410.{:05}", 19000 + i),
+                    item["paper"]["title"].as_str().unwrap(),
+                    item["paper"]["summary"].as_str().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sparse_replay_gives_the_same_snippets() {
+        let papers = fixture_papers();
+        assert!(
+            papers.len() >= 10,
+            "the fixture has {} papers",
+            papers.len()
+        );
+        let idx = CandidateIndex::build(&papers).unwrap();
+        let mut compared = 0;
+        let mut highlighted = 0;
+        for (k, p) in papers.iter().enumerate() {
+            // Queries of words from this abstract (near its start, middle and end) and from
+            // the next paper's, so some fragments score and some do not.
+            let words: Vec<&str> = p
+                .abstract_text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.len() > 3)
+                .collect();
+            let other: Vec<&str> = papers[(k + 1) % papers.len()]
+                .abstract_text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.len() > 5)
+                .collect();
+            let n = words.len();
+            for query in [
+                format!("{} {}", words[n / 2], other[0]),
+                format!("{} {} {}", words[1], words[n - 2], other[other.len() / 2]),
+                format!("\"{} {}\" {}", words[n / 3], words[n / 3 + 1], words[n - 1]),
+                other[1].to_string(),
+            ] {
+                let q = idx.parse_interests(&query).unwrap();
+                let (field, weights, ids) = idx.snippet_terms(q.as_ref()).unwrap();
+                let sparse = SnippetGenerator::new(
+                    weights.clone(),
+                    TextAnalyzer::from(Remembered {
+                        only: Some(ids.into()),
+                        ..idx.remembered.clone()
+                    }),
+                    field,
+                    SNIPPET_CHARS,
+                );
+                // What tantivy does on its own: analyse the whole abstract again.
+                let full = SnippetGenerator::new(weights, english_analyzer(), field, SNIPPET_CHARS);
+                let text = &idx.papers[k].abstract_text;
+                let (a, b) = (sparse.snippet(text), full.snippet(text));
+                assert_eq!(a.fragment(), b.fragment(), "query {query:?} on paper {k}");
+                assert_eq!(
+                    a.highlighted(),
+                    b.highlighted(),
+                    "query {query:?} on paper {k}"
+                );
+                compared += 1;
+                highlighted += usize::from(!b.highlighted().is_empty());
+            }
+        }
+        // The comparison means something only if most snippets highlight words.
+        assert!(highlighted * 2 > compared, "{highlighted} of {compared}");
     }
 
     #[test]

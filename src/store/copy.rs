@@ -361,7 +361,7 @@ impl Store {
     /// The data tables and their columns as the database has them (for checking [`TABLES`]).
     pub async fn schema_columns(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows: Vec<(String, String)> = super::on_pool!(self, p => sqlx::query_as(
-            dialect::list_columns(matches!(self.backend, Backend::Postgres(_)))
+            dialect::list_columns(self.is_postgres())
         )
         .fetch_all(p)
         .await)?;

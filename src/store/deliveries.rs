@@ -7,7 +7,7 @@
 //! makes sending a paper twice impossible.
 
 use super::SubscriberRow;
-use super::{Backend, Store, StoreError, dialect, from_ms, on_pool, to_ms};
+use super::{Store, StoreError, dialect, from_ms, on_pool, to_ms};
 use crate::model::{DigestDate, SubscriberId};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{HashMap, HashSet};
@@ -223,7 +223,7 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let sql = dialect::claim_due(matches!(self.backend, Backend::Postgres(_)));
+        let sql = dialect::claim_due(self.is_postgres());
         let rows: Vec<ClaimRow> = on_pool!(self, p => sqlx::query_as(&sql)
             .bind(owner)
             .bind(to_ms(lease_until))

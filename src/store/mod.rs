@@ -130,6 +130,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether this store is PostgreSQL (for the few statements whose SQL differs, `dialect`).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// Opens the database named by `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         Self::open_with(url, &PoolSettings::with_max(max_connections)).await

@@ -9,6 +9,7 @@
 //! Pages are ranges of subscriber ids (`after < id <= last`), so each per-page read is one
 //! range scan on an index whose first column is `subscriber_id`, whatever the page holds.
 
+use super::dialect;
 use super::leader::check_fence;
 use super::{
     LeaderFence, PlannedDelivery, Store, StoreError, SubscriberRow, from_ms, on_pool, to_ms,
@@ -19,10 +20,8 @@ use std::collections::{HashMap, HashSet};
 
 /// At most this many feedback votes per subscriber count (the newest), as in `profile_texts`.
 const VOTES_PER_SUBSCRIBER: usize = 200;
-/// Rows per multi-row `INSERT`. Small on purpose: binding costs SQLite time quadratic in the
-/// parameters of one statement (sqlx asks `sqlite3_bind_parameter_name` for each, which scans
-/// the statement's parameter list), so 500 rows × 6 binds spent more time binding than
-/// inserting. 50 rows keep a statement's round trip worth it on PostgreSQL too.
+/// Rows per multi-row `INSERT`. (Its parameters are anonymous on SQLite, see
+/// [`dialect::value_rows`]: with numbered ones binding 500 rows × 6 took longer than inserting.)
 const INSERT_ROWS: usize = 50;
 
 /// What planning needs to know about the subscribers of one page (ids `after < id <= last`).
@@ -171,6 +170,7 @@ impl Store {
         if plans.is_empty() {
             return Ok(Vec::new());
         }
+        let postgres = self.is_postgres();
         let outcomes = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if let Some(fence) = fence {
@@ -183,16 +183,7 @@ impl Store {
                     "INSERT INTO deliveries (subscriber_id, digest_date, status, next_attempt_at,
                        message_id, planned_at) VALUES ",
                 );
-                for (i, _) in chunk.iter().enumerate() {
-                    let b = i * 5;
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 4
-                    ));
-                }
+                sql.push_str(&dialect::value_rows(postgres, chunk.len(), 6));
                 sql.push_str(
                     " ON CONFLICT (subscriber_id, digest_date) DO NOTHING
                       RETURNING subscriber_id, id",
@@ -209,7 +200,8 @@ impl Store {
                         .bind(plan.digest_date.to_string())
                         .bind(status.as_str())
                         .bind(to_ms(plan.planned_at))
-                        .bind(&plan.message_id);
+                        .bind(&plan.message_id)
+                        .bind(to_ms(plan.planned_at));
                 }
                 created.extend(q.fetch_all(&mut *tx).await?);
             }
@@ -230,16 +222,7 @@ impl Store {
                     "INSERT INTO delivery_papers (delivery_id, subscriber_id, paper_id, rank, score,
                        reason) VALUES ",
                 );
-                for (i, _) in chunk.iter().enumerate() {
-                    let b = i * 6;
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6
-                    ));
-                }
+                sql.push_str(&dialect::value_rows(postgres, chunk.len(), 6));
                 sql.push_str(" ON CONFLICT DO NOTHING RETURNING delivery_id");
                 let mut q = sqlx::query_scalar::<_, i64>(&sql);
                 for (id, s, paper) in chunk {
