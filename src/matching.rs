@@ -694,6 +694,12 @@ impl CandidateIndex {
             only: None,
         };
         let snippet_analyzer = TextAnalyzer::from(remembered.clone());
+        // From now on the index only analyses queries (the parser's words, more-like-this
+        // texts): the stems learned while indexing give the same terms as the Snowball stemmer
+        // without running it for every word of every subscriber's query.
+        index
+            .tokenizers()
+            .register(STEMMED, remembered.other_texts.clone());
         Ok(CandidateIndex {
             searcher,
             fields: Fields {
@@ -941,12 +947,14 @@ impl CandidateIndex {
             !profile.categories.is_empty() && profile.category_mode == CategoryMode::Filter;
 
         let mut ranked: Vec<(bool, f32, usize)> = Vec::new();
+        // `allowed` (the window and the papers already sent) is asked last: most of the day's
+        // papers fail a cheaper test first.
         for i in 0..n {
-            if !allowed(i) {
-                continue;
-            }
             let trending = self.trending(i);
             if followed[i] {
+                if !allowed(i) {
+                    continue;
+                }
                 ranked.push((
                     true,
                     relevance[i].max(0.0) + blend.trending_weight * trending,
@@ -965,17 +973,20 @@ impl CandidateIndex {
                 } else {
                     in_category[i]
                 };
-                if in_scope {
+                if in_scope && allowed(i) {
                     ranked.push((false, trending, i));
                 }
                 continue;
             }
             let mut r = relevance[i];
-            if r > 0.0 && in_category[i] {
+            if r <= 0.0 {
+                continue;
+            }
+            if in_category[i] {
                 r *= 1.0 + CATEGORY_BOOST;
             }
             // The floor judges relevance alone: trending lifts a match, never makes one.
-            if r > 0.0 && r >= blend.min_score {
+            if r >= blend.min_score && allowed(i) {
                 ranked.push((false, r + blend.trending_weight * trending, i));
             }
         }
