@@ -96,6 +96,83 @@ pub struct Explanation {
     pub matched: Vec<String>,
     pub reasons: Vec<String>,
     pub snippet: Vec<Fragment>,
+    /// Where `snippet` lies in the abstract, when it is a matched passage (`None`: the
+    /// abstract's opening). What a delivery stores instead of the snippet's text.
+    #[serde(skip)]
+    pub span: Option<SnippetSpan>,
+}
+
+/// A snippet as byte ranges of the paper's abstract.
+///
+/// Why: a delivery keeps each pick's explanation until the digest is sent, and a day's picks
+/// number in the hundreds of thousands; repeating 300 characters of an abstract in each made
+/// most of what planning wrote to the database. The abstract is in the papers table already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnippetSpan {
+    /// Byte length of the abstract the ranges point into: an abstract that changed length
+    /// since planning (a new version) gets its opening instead of misplaced highlights.
+    len: u32,
+    /// The passage shown.
+    cut: [u32; 2],
+    /// The highlighted words in it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    marks: Vec<[u32; 2]>,
+}
+
+/// An explanation as a delivery stores it ([`Explanation::to_stored_json`]).
+#[derive(Deserialize, Default)]
+struct StoredExplanation {
+    #[serde(default)]
+    matched: Vec<String>,
+    #[serde(default)]
+    reasons: Vec<String>,
+    /// Rows planned before spans existed hold the snippet's text.
+    #[serde(default)]
+    snippet: Vec<Fragment>,
+    #[serde(default)]
+    span: Option<SnippetSpan>,
+}
+
+#[derive(Serialize)]
+struct StoredExplanationRef<'a> {
+    matched: &'a [String],
+    reasons: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span: Option<&'a SnippetSpan>,
+}
+
+impl Explanation {
+    /// The JSON a delivery stores: words and reasons, and the snippet as a [`SnippetSpan`].
+    pub fn to_stored_json(&self) -> String {
+        serde_json::to_string(&StoredExplanationRef {
+            matched: &self.matched,
+            reasons: &self.reasons,
+            span: self.span.as_ref(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// The explanation a delivery stored, its snippet cut from `abstract_text` (the paper's
+    /// abstract now). Unreadable JSON gives an explanation with the opening and no reasons;
+    /// a span that no longer fits the abstract gives the opening.
+    pub fn from_stored_json(json: &str, abstract_text: &str) -> Explanation {
+        let stored: StoredExplanation = serde_json::from_str(json).unwrap_or_default();
+        let snippet = if !stored.snippet.is_empty() {
+            stored.snippet
+        } else {
+            stored
+                .span
+                .as_ref()
+                .and_then(|span| fragments_in(abstract_text, span))
+                .unwrap_or_else(|| opening(abstract_text))
+        };
+        Explanation {
+            matched: stored.matched,
+            reasons: stored.reasons,
+            snippet,
+            span: stored.span,
+        }
+    }
 }
 
 /// One paper picked for one subscriber.
@@ -1133,17 +1210,19 @@ impl<'a> Explainer<'a> {
                 if paper.upvotes == 1 { "" } else { "s" }
             ));
         }
-        let snippet = match &self.snippets {
-            Some(g) => snippet_fragments(&paper.abstract_text, g),
-            None => vec![Fragment {
-                text: trim_to_chars(&paper.abstract_text, SNIPPET_CHARS),
-                highlighted: false,
-            }],
-        };
+        let span = self
+            .snippets
+            .as_ref()
+            .and_then(|g| snippet_span(&paper.abstract_text, g));
+        let snippet = span
+            .as_ref()
+            .and_then(|span| fragments_in(&paper.abstract_text, span))
+            .unwrap_or_else(|| opening(&paper.abstract_text));
         Explanation {
             matched,
             reasons,
             snippet,
+            span,
         }
     }
 
@@ -1418,26 +1497,17 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-/// The abstract cut around its best-matching passage, as plain and highlighted parts.
-fn snippet_fragments(text: &str, generator: &SnippetGenerator) -> Vec<Fragment> {
+/// The abstract's best-matching passage and the words to highlight in it; `None` when no
+/// query word is in the abstract (the title matched).
+fn snippet_span(text: &str, generator: &SnippetGenerator) -> Option<SnippetSpan> {
     let snippet = generator.snippet(text);
     let fragment = snippet.fragment();
     if fragment.is_empty() {
-        // Nothing matched in the abstract (the title did): show its opening instead.
-        return vec![Fragment {
-            text: trim_to_chars(text, SNIPPET_CHARS),
-            highlighted: false,
-        }];
+        return None;
     }
-    let mut parts = Vec::new();
-    let starts_mid = !text.starts_with(fragment);
-    let ends_mid = !text.ends_with(fragment);
-    if starts_mid {
-        parts.push(Fragment {
-            text: "… ".into(),
-            highlighted: false,
-        });
-    }
+    // Tantivy hands the passage back as a copy: find where it is. (Were it in the abstract
+    // twice, either place shows the same words.)
+    let at = text.find(fragment)?;
     // "Contrastive loss" reads as one highlight, not two with a plain gap between them.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for r in snippet.highlighted() {
@@ -1449,33 +1519,64 @@ fn snippet_fragments(text: &str, generator: &SnippetGenerator) -> Vec<Fragment> 
             _ => runs.push(r.clone()),
         }
     }
-    let mut at = 0;
-    for r in &runs {
-        if r.start > at {
+    let offset = |n: usize| (at + n) as u32;
+    Some(SnippetSpan {
+        len: text.len() as u32,
+        cut: [offset(0), offset(fragment.len())],
+        marks: runs
+            .iter()
+            .map(|r| [offset(r.start), offset(r.end)])
+            .collect(),
+    })
+}
+
+/// The snippet a span describes, as plain and highlighted parts, with an ellipsis where it
+/// starts or ends inside the abstract; `None` when the span does not fit `text`.
+fn fragments_in(text: &str, span: &SnippetSpan) -> Option<Vec<Fragment>> {
+    if span.len as usize != text.len() {
+        return None;
+    }
+    let range = |r: [u32; 2]| r[0] as usize..r[1] as usize;
+    let cut = range(span.cut);
+    text.get(cut.clone())?;
+    let mut parts = Vec::with_capacity(2 * span.marks.len() + 3);
+    let plain = |parts: &mut Vec<Fragment>, s: &str| {
+        if !s.is_empty() {
             parts.push(Fragment {
-                text: fragment[at..r.start].to_string(),
+                text: s.to_string(),
                 highlighted: false,
             });
         }
+    };
+    if cut.start > 0 {
+        plain(&mut parts, "… ");
+    }
+    let mut at = cut.start;
+    for &mark in &span.marks {
+        let r = range(mark);
+        if r.start < at || r.end > cut.end || r.start >= r.end {
+            return None;
+        }
+        plain(&mut parts, text.get(at..r.start)?);
         parts.push(Fragment {
-            text: fragment[r.clone()].to_string(),
+            text: text.get(r.clone())?.to_string(),
             highlighted: true,
         });
         at = r.end;
     }
-    if at < fragment.len() {
-        parts.push(Fragment {
-            text: fragment[at..].to_string(),
-            highlighted: false,
-        });
+    plain(&mut parts, text.get(at..cut.end)?);
+    if cut.end < text.len() {
+        plain(&mut parts, " …");
     }
-    if ends_mid {
-        parts.push(Fragment {
-            text: " …".into(),
-            highlighted: false,
-        });
-    }
-    parts
+    Some(parts)
+}
+
+/// The abstract's opening: the snippet when no query word is in it.
+fn opening(text: &str) -> Vec<Fragment> {
+    vec![Fragment {
+        text: trim_to_chars(text, SNIPPET_CHARS),
+        highlighted: false,
+    }]
 }
 
 fn trim_to_chars(text: &str, max: usize) -> String {
@@ -1610,6 +1711,67 @@ mod tests {
         }
         // The comparison means something only if most snippets highlight words.
         assert!(highlighted * 2 > compared, "{highlighted} of {compared}");
+    }
+
+    #[test]
+    fn stored_explanations_give_back_the_same_snippets() {
+        let papers = fixture_papers();
+        let idx = CandidateIndex::build(&papers).unwrap();
+        let mut spans = 0;
+        for query in [
+            "attention",
+            "\"language models\" reasoning",
+            "diffusion OR video",
+            "title:agent",
+        ] {
+            let q = idx.parse_interests(query).unwrap();
+            for pick in idx.rank(&*q, |_| true, 10, 0.0).unwrap() {
+                let e = &pick.explanation;
+                let abstract_text = &papers[pick.index].abstract_text;
+                let json = e.to_stored_json();
+                let back = Explanation::from_stored_json(&json, abstract_text);
+                assert_eq!(&back, e, "{query:?}: {json}");
+                if e.span.is_some() {
+                    spans += 1;
+                    assert!(e.snippet.iter().any(|f| f.highlighted), "{e:?}");
+                    // The passage's text is not stored, only where it is.
+                    let passage = e
+                        .snippet
+                        .iter()
+                        .find(|f| !f.highlighted && f.text.len() > 20);
+                    if let Some(p) = passage {
+                        assert!(!json.contains(p.text.trim()), "{json}");
+                    }
+                }
+            }
+        }
+        assert!(spans >= 5, "{spans} snippets with spans");
+    }
+
+    #[test]
+    fn stored_explanations_survive_a_changed_abstract_and_old_rows() {
+        let papers = fixture_papers();
+        let idx = CandidateIndex::build(&papers).unwrap();
+        let q = idx.parse_interests("attention").unwrap();
+        let pick = idx.rank(&*q, |_| true, 1, 0.0).unwrap().remove(0);
+        let json = pick.explanation.to_stored_json();
+        // A new version of the abstract: the opening, unhighlighted, and the reasons kept.
+        let changed = format!("{} Revised.", papers[pick.index].abstract_text);
+        let e = Explanation::from_stored_json(&json, &changed);
+        assert_eq!(e.reasons, pick.explanation.reasons);
+        assert_eq!(e.snippet.len(), 1);
+        assert!(!e.snippet[0].highlighted);
+        assert!(changed.starts_with(e.snippet[0].text.trim_end_matches(" …")));
+        // A row planned before spans existed keeps its snippet text.
+        let old =
+            r#"{"matched":["x"],"reasons":["r"],"snippet":[{"text":"kept","highlighted":true}]}"#;
+        let e = Explanation::from_stored_json(old, "anything");
+        assert_eq!(e.snippet[0].text, "kept");
+        assert!(e.snippet[0].highlighted);
+        // Unreadable JSON: the opening, no reasons, no panic.
+        let e = Explanation::from_stored_json("not json", "An abstract.");
+        assert!(e.reasons.is_empty());
+        assert_eq!(e.snippet[0].text, "An abstract.");
     }
 
     #[test]

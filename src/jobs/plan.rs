@@ -421,7 +421,7 @@ fn rank_chunk(
                     paper_id: candidates.papers[pick.index].paper.id.to_string(),
                     rank: rank as u32 + 1,
                     score: pick.score,
-                    reason: serde_json::to_string(&pick.explanation).unwrap_or_default(),
+                    reason: pick.explanation.to_stored_json(),
                 })
                 .collect(),
         });

@@ -681,7 +681,7 @@ fn view_from_picks(
         let Some(stored) = papers.get(&pick.paper_id) else {
             continue;
         };
-        let explanation: Explanation = serde_json::from_str(&pick.reason).unwrap_or_default();
+        let explanation = Explanation::from_stored_json(&pick.reason, &stored.paper.abstract_text);
         out.push(digest_paper(
             &stored.paper,
             pick.rank as u32,
