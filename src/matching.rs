@@ -303,6 +303,10 @@ struct PaperFacts {
     title: String,
     abstract_text: String,
     title_tokens: Vec<Token>,
+    /// (term, position in `title_tokens`), sorted: where each term occurs.
+    title_by_term: Box<[(u32, u32)]>,
+    /// The same for `abstract_tokens`.
+    abstract_by_term: Box<[(u32, u32)]>,
     /// Shared with the snippet tokenizer ([`Remembered`]).
     abstract_tokens: Arc<[Token]>,
     authors: Vec<String>,
@@ -426,6 +430,17 @@ fn tokens_of(
         });
     }
     out
+}
+
+/// (term, position) of each token, sorted: where each term occurs in a text.
+fn by_term(tokens: &[Token]) -> Box<[(u32, u32)]> {
+    let mut list: Vec<(u32, u32)> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.term, i as u32))
+        .collect();
+    list.sort_unstable();
+    list.into()
 }
 
 /// A candidate's abstract as the snippet tokenizer recognises it: address and length in bytes.
@@ -697,20 +712,19 @@ impl CandidateIndex {
                     }
                 }
                 writer.add_document(d)?;
+                let title_tokens =
+                    tokens_of(&paper.title, &mut analyzers, &mut vocabulary, &mut stems);
+                let abstract_tokens = tokens_of(
+                    &paper.abstract_text,
+                    &mut analyzers,
+                    &mut vocabulary,
+                    &mut stems,
+                );
                 facts.push(PaperFacts {
-                    title_tokens: tokens_of(
-                        &paper.title,
-                        &mut analyzers,
-                        &mut vocabulary,
-                        &mut stems,
-                    ),
-                    abstract_tokens: tokens_of(
-                        &paper.abstract_text,
-                        &mut analyzers,
-                        &mut vocabulary,
-                        &mut stems,
-                    )
-                    .into(),
+                    title_by_term: by_term(&title_tokens),
+                    abstract_by_term: by_term(&abstract_tokens),
+                    title_tokens,
+                    abstract_tokens: abstract_tokens.into(),
                     title: paper.title.clone(),
                     abstract_text: paper.abstract_text.clone(),
                     authors: paper.authors.clone(),
@@ -1156,11 +1170,13 @@ impl<'a> Explainer<'a> {
             matched.extend(matched_phrases(
                 &paper.title,
                 &paper.title_tokens,
+                &paper.title_by_term,
                 &terms.text,
             ));
             matched.extend(matched_phrases(
                 &paper.abstract_text,
                 &paper.abstract_tokens,
+                &paper.abstract_by_term,
                 &terms.text,
             ));
             matched = without_repeats(matched, &mut self.analyzer);
@@ -1210,10 +1226,11 @@ impl<'a> Explainer<'a> {
                 if paper.upvotes == 1 { "" } else { "s" }
             ));
         }
-        let span = self
-            .snippets
-            .as_ref()
-            .and_then(|g| snippet_span(&paper.abstract_text, g));
+        let span = self.snippets.as_ref().and_then(|g| {
+            let starts =
+                std::iter::once(0).chain(paper.abstract_tokens.iter().map(|t| t.start as usize));
+            snippet_span(&paper.abstract_text, starts, g)
+        });
         let snippet = span
             .as_ref()
             .and_then(|span| fragments_in(&paper.abstract_text, span))
@@ -1404,10 +1421,28 @@ fn explain_parse_error(input: &str, e: QueryParserError) -> InterestsSyntaxError
 /// The matched words of a text, adjacent ones joined into phrases, stop words trimmed from the
 /// ends: every occurrence of a query term, as the snippet generator would highlight it, found
 /// in the tokens computed once when the index was built.
-fn matched_phrases(text: &str, tokens: &[Token], terms: &[u32]) -> Vec<String> {
+fn matched_phrases(
+    text: &str,
+    tokens: &[Token],
+    by_term: &[(u32, u32)],
+    terms: &[u32],
+) -> Vec<String> {
+    // The query's few terms are looked up in the text's (term, token) list rather than every
+    // token compared with every term: this ran for each pick of each subscriber.
+    let mut hits: Vec<u32> = Vec::new();
+    for &term in terms {
+        let from = by_term.partition_point(|&(t, _)| t < term);
+        hits.extend(
+            by_term[from..]
+                .iter()
+                .take_while(|&&(t, _)| t == term)
+                .map(|&(_, i)| i),
+        );
+    }
+    hits.sort_unstable();
     let mut phrases = Vec::new();
     let mut current: Option<std::ops::Range<usize>> = None;
-    for t in tokens.iter().filter(|t| terms.contains(&t.term)) {
+    for t in hits.iter().map(|&i| &tokens[i as usize]) {
         let r = t.start as usize..t.end as usize;
         current = match current {
             Some(c) if text.get(c.end..r.start).is_some_and(joins_words) => Some(c.start..r.end),
@@ -1499,15 +1534,21 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 
 /// The abstract's best-matching passage and the words to highlight in it; `None` when no
 /// query word is in the abstract (the title matched).
-fn snippet_span(text: &str, generator: &SnippetGenerator) -> Option<SnippetSpan> {
+fn snippet_span(
+    text: &str,
+    mut starts: impl Iterator<Item = usize>,
+    generator: &SnippetGenerator,
+) -> Option<SnippetSpan> {
     let snippet = generator.snippet(text);
     let fragment = snippet.fragment();
     if fragment.is_empty() {
         return None;
     }
-    // Tantivy hands the passage back as a copy: find where it is. (Were it in the abstract
-    // twice, either place shows the same words.)
-    let at = text.find(fragment)?;
+    // Tantivy hands the passage back as a copy: find where it is. A fragment starts at the
+    // text's start or at a word (`starts`); `str::find` with a 300-byte needle cost more than
+    // the snippet itself. (Were the passage in the abstract twice, either place shows the
+    // same words.)
+    let at = starts.find(|&at| text[at..].starts_with(fragment))?;
     // "Contrastive loss" reads as one highlight, not two with a plain gap between them.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for r in snippet.highlighted() {
