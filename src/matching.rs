@@ -1254,6 +1254,9 @@ impl<'a> Explainer<'a> {
     }
 }
 
+/// The field a snippet reads, its terms' weights, and their vocabulary ids.
+type SnippetTerms = (Field, BTreeMap<String, f32>, Vec<u32>);
+
 impl CandidateIndex {
     /// What a snippet generator for `query` highlights: the field whose terms it reads, their
     /// weights, and their ids in [`CandidateIndex::vocabulary`].
@@ -1262,10 +1265,7 @@ impl CandidateIndex {
     /// generator highlights one field's terms: take the field the query uses (both share one
     /// analyzer, so either reads the abstract right). The weights are the ones
     /// `SnippetGenerator::create` gives (rarer words weigh more).
-    fn snippet_terms(
-        &self,
-        query: &dyn Query,
-    ) -> Result<(Field, BTreeMap<String, f32>, Vec<u32>), MatchError> {
+    fn snippet_terms(&self, query: &dyn Query) -> Result<SnippetTerms, MatchError> {
         let field = if query_uses(query, self.fields.text) {
             self.fields.text
         } else {

@@ -798,8 +798,7 @@ fn escape_html(input: &str) -> String {
 fn styles_on_their_own_lines(html: &str) -> String {
     let mut out = String::with_capacity(html.len() + html.len() / 50);
     let (mut in_tag, mut quote) = (false, None::<char>);
-    let mut chars = html.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in html.char_indices() {
         match (in_tag, quote, c) {
             (false, _, '<') => in_tag = true,
             (true, None, '>') => in_tag = false,
