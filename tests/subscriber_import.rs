@@ -126,6 +126,39 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
 }
 
 #[test]
+fn import_reads_standard_input_with_the_same_checks() {
+    let app = TestApp::builder().build();
+    let file = write(&app, "subscribers.csv", CSV);
+    let out = app
+        .paperboy(["subscriber", "import", "-", "--confirmed"])
+        .stdin_from(std::path::Path::new(&file))
+        .at(NOW)
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("-: line 12: email `ada@example.org` already appears on line 2"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(
+            "imported 3 subscribers; 0 already subscribed (left unchanged); 9 bad rows skipped"
+        ),
+        "{out}"
+    );
+    let emails: Vec<String> = app
+        .subscribers_json(NOW)
+        .iter()
+        .map(|s| s["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(emails.len(), 3, "{emails:?}");
+    assert!(
+        emails.contains(&"ada@example.org".to_string()),
+        "{emails:?}"
+    );
+}
+
+#[test]
 fn import_refuses_a_file_without_the_required_columns_or_with_unknown_ones() {
     let app = TestApp::builder().build();
     let missing = write(

@@ -1324,6 +1324,7 @@ impl TestApp {
             env: Vec::new(),
             timeout: Duration::from_secs(90),
             cwd: self.dir.path().to_path_buf(),
+            stdin: None,
         }
     }
 
@@ -1340,6 +1341,7 @@ impl TestApp {
             env: Vec::new(),
             timeout: Duration::from_secs(90),
             cwd: self.dir.path().to_path_buf(),
+            stdin: None,
         }
     }
 
@@ -1435,9 +1437,16 @@ pub struct Invocation {
     env: Vec<(String, String)>,
     timeout: Duration,
     cwd: PathBuf,
+    stdin: Option<PathBuf>,
 }
 
 impl Invocation {
+    /// Feeds this file to the program's standard input (else it reads an empty one).
+    pub fn stdin_from(mut self, file: &Path) -> Self {
+        self.stdin = Some(file.to_path_buf());
+        self
+    }
+
     /// Runs with `PAPERBOY_NOW` set to this RFC 3339 time.
     pub fn at(mut self, now: &str) -> Self {
         self.now = Some(now.to_string());
@@ -1477,8 +1486,14 @@ impl Invocation {
         for (key, value) in &self.env {
             command.env(key, value);
         }
+        let stdin = match &self.stdin {
+            Some(file) => Stdio::from(
+                std::fs::File::open(file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+            ),
+            None => Stdio::null(),
+        };
         command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
 
