@@ -157,20 +157,28 @@ impl Explanation {
     /// a span that no longer fits the abstract gives the opening.
     pub fn from_stored_json(json: &str, abstract_text: &str) -> Explanation {
         let stored: StoredExplanation = serde_json::from_str(json).unwrap_or_default();
-        let snippet = if !stored.snippet.is_empty() {
-            stored.snippet
-        } else {
-            stored
-                .span
-                .as_ref()
-                .and_then(|span| fragments_in(abstract_text, span))
-                .unwrap_or_else(|| opening(abstract_text))
+        if !stored.snippet.is_empty() {
+            return Explanation {
+                matched: stored.matched,
+                reasons: stored.reasons,
+                snippet: stored.snippet,
+                span: None,
+            };
+        }
+        // A span that no longer fits is dropped with its snippet: `span` always describes
+        // the snippet shown.
+        let fitting = stored
+            .span
+            .and_then(|span| fragments_in(abstract_text, &span).map(|parts| (span, parts)));
+        let (span, snippet) = match fitting {
+            Some((span, parts)) => (Some(span), parts),
+            None => (None, opening(abstract_text)),
         };
         Explanation {
             matched: stored.matched,
             reasons: stored.reasons,
             snippet,
-            span: stored.span,
+            span,
         }
     }
 }
@@ -330,10 +338,8 @@ pub struct CandidateIndex {
     by_author: HashMap<String, Vec<usize>>,
     /// Lower-cased category and archive (`cs.lg`, `cs`) → papers in it.
     by_category: HashMap<String, Vec<usize>>,
-    /// The English analyzer for snippets: candidates' abstracts come from the tokens computed
-    /// at build time ([`Remembered`]), other text from the stems learned then ([`KnownStems`]).
-    snippet_analyzer: TextAnalyzer,
-    /// The tokenizer inside `snippet_analyzer`, for snippet generators that know their terms.
+    /// The snippet tokenizer: candidates' abstracts come from the tokens computed at build time,
+    /// other text (`other_texts`) from the stems learned then ([`KnownStems`]).
     remembered: Remembered,
 }
 
@@ -784,7 +790,6 @@ impl CandidateIndex {
             other_texts,
             only: None,
         };
-        let snippet_analyzer = TextAnalyzer::from(remembered.clone());
         // From now on the index only analyses queries (the parser's words, more-like-this
         // texts): the stems learned while indexing give the same terms as the Snowball stemmer
         // without running it for every word of every subscriber's query.
@@ -806,7 +811,6 @@ impl CandidateIndex {
             vocabulary,
             by_author,
             by_category,
-            snippet_analyzer,
             remembered,
         })
     }
@@ -1158,7 +1162,7 @@ impl<'a> Explainer<'a> {
             index,
             profile,
             snippets,
-            analyzer: index.snippet_analyzer.clone(),
+            analyzer: index.remembered.other_texts.clone(),
         })
     }
 
@@ -1802,6 +1806,7 @@ mod tests {
         assert_eq!(e.reasons, pick.explanation.reasons);
         assert_eq!(e.snippet.len(), 1);
         assert!(!e.snippet[0].highlighted);
+        assert_eq!(e.span, None, "no span for a snippet it does not describe");
         assert!(changed.starts_with(e.snippet[0].text.trim_end_matches(" …")));
         // A row planned before spans existed keeps its snippet text.
         let old =
