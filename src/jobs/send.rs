@@ -29,6 +29,7 @@ use crate::matching::Explanation;
 use crate::model::{Subscriber, SubscriberStatus};
 use crate::store::{ClaimedDelivery, DeliveryPaper, StoreError, StoredPaper, SubscriberRow};
 use chrono::{DateTime, Duration, Utc};
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -192,31 +193,27 @@ async fn send_batches(
 ) -> Result<SendReport, StoreError> {
     let mut report = SendReport::default();
     let limiter = Arc::new(Semaphore::new(concurrency.max(1)));
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let now = app.clock.now();
-        if let Some(until) = options.breaker.open_until(now) {
-            info!(until = %until, "the SMTP server refuses most messages; sending is paused");
-            report.circuit_open = true;
-            break;
-        }
-        let batch = app
-            .store
-            .claim_due(
-                &options.owner,
-                now,
-                now,
-                now + LEASE,
-                (concurrency * 4) as u32,
-            )
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        let data = Arc::new(BatchData::load(app, &batch).await?);
-        let mut tasks = tokio::task::JoinSet::new();
+    // The next batch is claimed and read while this one is being sent. Before, each batch was
+    // claimed, read, sent and waited for in turn: every batch ended with its slowest message
+    // while the other connections stood idle, and then waited for the database.
+    let (batches, mut next_batch) = mpsc::channel(1);
+    let feeder = tokio::spawn(feed_batches(
+        app.clone(),
+        options.clone(),
+        (concurrency * 4) as u32,
+        stop.clone(),
+        batches,
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut failure = None;
+    while let Some(next) = next_batch.recv().await {
+        let (batch, data): (Vec<ClaimedDelivery>, Arc<BatchData>) = match next {
+            Ok(next) => next,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
         let mut untried = Vec::new();
         for delivery in batch {
             let permit = if *stop.borrow_and_update() {
@@ -256,32 +253,89 @@ async fn send_batches(
                 }
                 .instrument(span),
             );
+            // Tally what has finished, so the set holds only what is in flight.
+            while let Some(joined) = tasks.try_join_next() {
+                report.add(joined);
+            }
         }
         for id in untried {
             if app.store.release_lease(id, &options.owner).await? {
                 report.released += 1;
             }
         }
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(Settled::Sent)) => report.sent += 1,
-                Ok(Ok(Settled::Retry(e))) => {
-                    report.retrying += 1;
-                    push_error(&mut report.errors, e);
-                }
-                Ok(Ok(Settled::Failed(e, suspended))) => {
-                    report.failed += 1;
-                    report.suspended += usize::from(suspended);
-                    push_error(&mut report.errors, e);
-                }
-                Ok(Ok(Settled::Released)) => report.released += 1,
-                Ok(Ok(Settled::LeaseLost)) => {}
-                Ok(Err(e)) => warn!(error = %e, "could not record a delivery's outcome"),
-                Err(e) => warn!(error = %e, "a send task panicked"),
-            }
+    }
+    // Dropping the receiver stops the feeder; a batch it claimed and could not hand over is
+    // released with the rest of our leases when the run ends (`send_due`).
+    drop(next_batch);
+    report.circuit_open = feeder.await.unwrap_or(false);
+    while let Some(joined) = tasks.join_next().await {
+        report.add(joined);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+type ClaimedBatch = Result<(Vec<ClaimedDelivery>, Arc<BatchData>), StoreError>;
+
+/// Claims due deliveries `batch_size` at a time and reads what they need, one batch ahead of
+/// the senders, until none is due, `stop` is set, the receiver is gone or the circuit breaker
+/// opens. Returns whether the breaker stopped it.
+async fn feed_batches(
+    app: App,
+    options: SendOptions,
+    batch_size: u32,
+    stop: watch::Receiver<bool>,
+    batches: mpsc::Sender<ClaimedBatch>,
+) -> bool {
+    let mut papers = PaperCache::default();
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        let now = app.clock.now();
+        if let Some(until) = options.breaker.open_until(now) {
+            info!(until = %until, "the SMTP server refuses most messages; sending is paused");
+            return true;
+        }
+        let claimed = app
+            .store
+            .claim_due(&options.owner, now, now, now + LEASE, batch_size)
+            .await;
+        let next = match claimed {
+            Ok(batch) if batch.is_empty() => return false,
+            Ok(batch) => BatchData::load(&app, &batch, &mut papers)
+                .await
+                .map(|data| (batch, Arc::new(data))),
+            Err(e) => Err(e),
+        };
+        let failed = next.is_err();
+        if batches.send(next).await.is_err() || failed {
+            return false;
         }
     }
-    Ok(report)
+}
+
+impl SendReport {
+    fn add(&mut self, joined: Result<Result<Settled, StoreError>, tokio::task::JoinError>) {
+        match joined {
+            Ok(Ok(Settled::Sent)) => self.sent += 1,
+            Ok(Ok(Settled::Retry(e))) => {
+                self.retrying += 1;
+                push_error(&mut self.errors, e);
+            }
+            Ok(Ok(Settled::Failed(e, suspended))) => {
+                self.failed += 1;
+                self.suspended += usize::from(suspended);
+                push_error(&mut self.errors, e);
+            }
+            Ok(Ok(Settled::Released)) => self.released += 1,
+            Ok(Ok(Settled::LeaseLost)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not record a delivery's outcome"),
+            Err(e) => warn!(error = %e, "a send task panicked"),
+        }
+    }
 }
 
 /// Marks sent deliveries in groups: each task hands its id over and waits for the answer,
@@ -541,11 +595,29 @@ enum Prepared {
 pub struct BatchData {
     subscribers: HashMap<i64, SubscriberRow>,
     picks: HashMap<i64, Vec<DeliveryPaper>>,
-    papers: HashMap<String, StoredPaper>,
+    papers: HashMap<String, Arc<StoredPaper>>,
+}
+
+/// The papers read so far in one send run. A day's digests share a few thousand papers at
+/// most, and each batch's digests name hundreds of them: reading each once per run instead of
+/// once per batch took most of the reads off the database. A paper edited during the run is
+/// shown as it was when first read, as it would have been had the run been faster.
+#[derive(Default)]
+struct PaperCache {
+    papers: HashMap<String, Arc<StoredPaper>>,
+}
+
+impl PaperCache {
+    /// Far above one run's candidates; past it the cache starts afresh, which bounds memory.
+    const MAX: usize = 20_000;
 }
 
 impl BatchData {
-    async fn load(app: &App, batch: &[ClaimedDelivery]) -> Result<BatchData, StoreError> {
+    async fn load(
+        app: &App,
+        batch: &[ClaimedDelivery],
+        cache: &mut PaperCache,
+    ) -> Result<BatchData, StoreError> {
         let mut subscriber_ids: Vec<i64> = batch.iter().map(|d| d.subscriber_id.0).collect();
         subscriber_ids.sort_unstable();
         subscriber_ids.dedup();
@@ -565,12 +637,25 @@ impl BatchData {
             .collect();
         paper_ids.sort_unstable();
         paper_ids.dedup();
-        let papers = app
-            .store
-            .papers_by_ids(&paper_ids)
-            .await?
+        let mut missing: Vec<String> = paper_ids
+            .iter()
+            .filter(|id| !cache.papers.contains_key(*id))
+            .cloned()
+            .collect();
+        if cache.papers.len() + missing.len() > PaperCache::MAX {
+            cache.papers.clear();
+            missing = paper_ids.clone();
+        }
+        if !missing.is_empty() {
+            for paper in app.store.papers_by_ids(&missing).await? {
+                cache
+                    .papers
+                    .insert(paper.paper.id.to_string(), Arc::new(paper));
+            }
+        }
+        let papers = paper_ids
             .into_iter()
-            .map(|p| (p.paper.id.to_string(), p))
+            .filter_map(|id| cache.papers.get(&id).map(|p| (id, p.clone())))
             .collect();
         Ok(BatchData {
             subscribers,
@@ -674,11 +759,11 @@ fn view_from_picks(
     delivery_id: i64,
     date: chrono::NaiveDate,
     picks: &[DeliveryPaper],
-    papers: &HashMap<String, StoredPaper>,
+    papers: &HashMap<String, impl Borrow<StoredPaper>>,
 ) -> DigestView {
     let mut out = Vec::with_capacity(picks.len());
     for pick in picks {
-        let Some(stored) = papers.get(&pick.paper_id) else {
+        let Some(stored) = papers.get(&pick.paper_id).map(|p| p.borrow()) else {
             continue;
         };
         let explanation = Explanation::from_stored_json(&pick.reason, &stored.paper.abstract_text);

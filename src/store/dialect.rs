@@ -4,23 +4,58 @@
 /// several instances claim disjoint rows without waiting on each other; SQLite has one writer at
 /// a time, so the plain sub-select is already atomic there (and SQLite has no `FOR UPDATE`).
 pub(super) fn claim_due(postgres: bool) -> String {
-    let lock = if postgres {
-        "FOR UPDATE SKIP LOCKED"
+    // One arm per way a row can be due, each an ordered range of the index on
+    // (status, next_attempt_at, id), so each reads at most $5 rows. Why not one `WHERE … OR …`:
+    // neither database can walk one index in that order for an OR of statuses, so each claim
+    // read and sorted every due row, and a send run of N digests cost O(N²) (the send rate fell
+    // from 1,129 to 678 messages a second between 10,000 and 300,000 subscribers).
+    let arms = [
+        "status = 'planned' AND next_attempt_at <= $3",
+        "status = 'retry' AND next_attempt_at <= $3",
+        "status = 'sending' AND lease_until < $4",
+    ];
+    let returning = "RETURNING id, subscriber_id, digest_date, attempts, message_id, planned_at";
+    let update = "UPDATE deliveries
+            SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1";
+    if postgres {
+        // A locking clause is not allowed inside UNION, so each arm locks in its own CTE;
+        // SKIP LOCKED lets several instances claim at once without waiting on each other.
+        let ctes: Vec<String> = arms
+            .iter()
+            .enumerate()
+            .map(|(i, arm)| {
+                format!(
+                    "arm{i} AS (SELECT id, next_attempt_at FROM deliveries WHERE {arm}
+                     ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)"
+                )
+            })
+            .collect();
+        format!(
+            "WITH {}
+             {update}
+              WHERE id IN (SELECT id FROM (SELECT * FROM arm0 UNION ALL SELECT * FROM arm1
+                                           UNION ALL SELECT * FROM arm2) due
+                            ORDER BY next_attempt_at, id LIMIT $5)
+             {returning}",
+            ctes.join(",\n")
+        )
     } else {
-        ""
-    };
-    format!(
-        "UPDATE deliveries
-            SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
-          WHERE id IN (
-                SELECT id FROM deliveries
-                 WHERE (status IN ('planned', 'retry') AND next_attempt_at <= $3)
-                    OR (status = 'sending' AND lease_until < $4)
-                 ORDER BY next_attempt_at, id
-                 LIMIT $5
-                 {lock})
-        RETURNING id, subscriber_id, digest_date, attempts, message_id, planned_at"
-    )
+        let union: Vec<String> = arms
+            .iter()
+            .map(|arm| {
+                format!(
+                    "SELECT * FROM (SELECT id, next_attempt_at FROM deliveries WHERE {arm}
+                                    ORDER BY next_attempt_at, id LIMIT $5)"
+                )
+            })
+            .collect();
+        format!(
+            "{update}
+              WHERE id IN (SELECT id FROM ({}) ORDER BY next_attempt_at, id LIMIT $5)
+             {returning}",
+            union.join(" UNION ALL ")
+        )
+    }
 }
 
 /// Moves the identity sequence of `table.column` past the largest value in it (after rows were
