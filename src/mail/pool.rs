@@ -324,7 +324,14 @@ impl SmtpPool {
                 .await?;
         }
         self.step(Stage::Data, conn.command(Data)).await?;
-        self.step(Stage::EndOfData, conn.message(body)).await?;
+        // The body goes through `command`, already dot-stuffed and terminated, as one write:
+        // lettre's `message` stuffs it one byte at a time (5 % of the send job's CPU) and
+        // writes the terminator separately. A body that is not UTF-8 (`command` takes text)
+        // goes the lettre way.
+        match DataBody::new(body) {
+            Some(data) => self.step(Stage::EndOfData, conn.command(data)).await?,
+            None => self.step(Stage::EndOfData, conn.message(body)).await?,
+        }
         Ok(())
     }
 
@@ -518,6 +525,37 @@ impl AsyncTokioStream for TlsStream {
     }
 }
 
+/// A message as the DATA phase carries it (RFC 5321 4.5.2): a `.` added before every line that
+/// starts with one, then `CRLF . CRLF`. Lines are the ones lettre's codec counts: a line starts
+/// at the beginning of the body and after each `CRLF`.
+struct DataBody(String);
+
+impl DataBody {
+    fn new(body: &[u8]) -> Option<DataBody> {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut out = String::with_capacity(body.len() + 64);
+        let mut start = 0;
+        if text.starts_with('.') {
+            out.push('.');
+        }
+        for at in memchr::memmem::find_iter(body, b"\r\n.") {
+            // Up to and including the CRLF, then the extra dot; the line's own dot follows.
+            out.push_str(&text[start..at + 2]);
+            out.push('.');
+            start = at + 2;
+        }
+        out.push_str(&text[start..]);
+        out.push_str("\r\n.\r\n");
+        Some(DataBody(out))
+    }
+}
+
+impl fmt::Display for DataBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,5 +575,36 @@ mod tests {
         assert!(t.credentials.is_some());
         assert!(!format!("{t:?}").contains("p/w"), "no password in Debug");
         assert!(Target::from_url("smtp://h?tls=sometimes").is_err());
+    }
+
+    #[test]
+    fn data_bodies_double_every_leading_dot_and_end_with_the_terminator() {
+        // The rule written the slow way: split into CRLF lines, double a leading dot.
+        let slow = |body: &str| {
+            let lines: Vec<String> = body
+                .split("\r\n")
+                .map(|l| match l.starts_with('.') {
+                    true => format!(".{l}"),
+                    false => l.to_string(),
+                })
+                .collect();
+            format!("{}\r\n.\r\n", lines.join("\r\n"))
+        };
+        for body in [
+            "",
+            ".",
+            ".\r\n.",
+            "a\r\n.b\r\n..c\r\n",
+            "no dots here\r\n",
+            "bare\n.lf is not a line start for SMTP\r\n",
+            "cr\r.dot\r\r\n.x",
+            "\r\n.\r\n",
+            "ends with\r\n.",
+            "·▲ utf-8\r\n.é",
+        ] {
+            let data = DataBody::new(body.as_bytes()).expect("UTF-8");
+            assert_eq!(data.to_string(), slow(body), "body {body:?}");
+        }
+        assert!(DataBody::new(b"\xff not utf-8").is_none());
     }
 }
