@@ -3,8 +3,9 @@
 //!
 //! What it is for: the "render at least 5,000 digests a second" figure in BENCHMARKS.md
 //! ("Rendering speed"). It reads a real day of papers (the Hugging Face fixture by default),
-//! ranks it for four kinds of interests as `plan` would (so snippets, highlights and reasons are
-//! real), and builds a view per subscriber with that subscriber's own signed links. Then, for
+//! ranks it for a few hundred different interests as `plan` would (so snippets, highlights,
+//! reasons and ranks are real and differ between subscribers, as they do in a real send run),
+//! and builds a view per subscriber with that subscriber's own signed links. Then, for
 //! each subscriber: render subject + text + HTML, build the message with every header
 //! (`mail::build_digest_message`) and serialise it to the bytes that go on the wire, once with
 //! the renderer `paperboy send` uses and, in the same run, once with the reference renderer
@@ -13,8 +14,12 @@
 //! What it is not for: SMTP or the database (`bench/throughput.sh` measures those).
 //!
 //! ```sh
-//! cargo run --release --example render_bench -- [DIGESTS=20000] [FIXTURE]
+//! cargo run --release --example render_bench -- [DIGESTS=20000] [FIXTURE] [INTERESTS=DIGESTS]
 //! ```
+//!
+//! Subscriber `i` has the `i % INTERESTS`th interests. By default every subscriber has their
+//! own: with a handful of shared ones, one rendering of each (paper, rank, snippet, reasons)
+//! would serve thousands of digests, which a real send run never sees.
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use paperboy::digest::{DigestPaper, DigestRenderer, DigestView};
@@ -24,12 +29,49 @@ use paperboy::matching::CandidateIndex;
 use paperboy::model::EmailAddress;
 use std::time::Instant;
 
-const INTERESTS: [&str; 4] = [
-    "\"contrastive loss\" memory \"in-context\" classifiers",
-    "diffusion video generation",
-    "reinforcement learning agents reasoning",
-    "large language models benchmark evaluation",
-];
+/// `count` interests, a few words each from the fixture's abstracts (words that occur in more
+/// than one abstract, so that most digests are full), some as a quoted pair; the same every run.
+fn interests(papers: &[paperboy::model::Paper], count: usize) -> Vec<String> {
+    let mut in_abstracts: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in papers {
+        let mut words: Vec<String> = p
+            .abstract_text
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|w| w.len() >= 5)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        words.sort();
+        words.dedup();
+        for w in words {
+            *in_abstracts.entry(w).or_default() += 1;
+        }
+    }
+    let words: Vec<String> = in_abstracts
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(w, _)| w)
+        .collect();
+    // xorshift64: deterministic and needs no crate.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    (0..count)
+        .map(|_| {
+            let mut terms: Vec<String> = (0..3 + next(4))
+                .map(|_| words[next(words.len())].clone())
+                .collect();
+            if next(4) == 0 {
+                let pair = format!("\"{} {}\"", terms[0], words[next(words.len())]);
+                terms[0] = pair;
+            }
+            terms.join(" ")
+        })
+        .collect()
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,10 +83,16 @@ fn main() {
         .get(1)
         .cloned()
         .unwrap_or("tests/fixtures/hf/daily_papers_2024-10-25.json".to_string());
+    let interest_count: usize = args
+        .get(2)
+        .map(|a| a.parse().expect("INTERESTS is a number"))
+        .unwrap_or(digests)
+        .max(1);
     let body = std::fs::read_to_string(&fixture).expect("FIXTURE can be read");
     let (papers, _) = paperboy::sources::hf::parse_daily_papers(&body, 0).expect("fixture parses");
     let index = CandidateIndex::build(&papers).expect("index builds");
-    let picks: Vec<Vec<DigestPaper>> = INTERESTS
+    let interests = interests(&papers, interest_count);
+    let picks: Vec<Vec<DigestPaper>> = interests
         .iter()
         .map(|interests| {
             let query = index.parse_interests(interests).expect("interests parse");
@@ -78,7 +126,7 @@ fn main() {
             expires_at: None,
             extra,
         };
-        let papers = picks[i % INTERESTS.len()]
+        let papers = picks[i % interest_count]
             .iter()
             .cloned()
             .map(|mut p| {
@@ -91,7 +139,7 @@ fn main() {
         DigestView {
             date,
             recipient: format!("reader{i:06}@example.net"),
-            interests: INTERESTS[i % INTERESTS.len()].to_string(),
+            interests: interests[i % interest_count].clone(),
             papers,
             manage_url: signer.url(&base, &claims(Purpose::Manage, None)),
             unsubscribe_url: signer.url(&base, &claims(Purpose::Unsubscribe, None)),
@@ -101,6 +149,17 @@ fn main() {
     };
 
     let renderer = DigestRenderer::new().expect("templates compile");
+    // The fast renderer is only worth timing if it says the same as the reference.
+    for i in 0..digests.min(500) {
+        let (fast, reference) = (
+            renderer.render(&view(i)).expect("renders"),
+            renderer.render_reference(&view(i)).expect("renders"),
+        );
+        assert!(
+            fast.html == reference.html && fast.text == reference.text,
+            "digest {i}: the card cache and the reference renderer differ"
+        );
+    }
     let mut bytes = 0usize;
     // One pass: views are built inside the timed loop in both passes (signing is part of the
     // send path), so the two figures differ only in the renderer.
@@ -133,11 +192,27 @@ fn main() {
     };
     let reference = pass(true);
     let ours = pass(false);
+    // What the card cache of the old design keyed on, besides the paper itself.
+    let distinct_cards: std::collections::HashSet<_> = picks
+        .iter()
+        .flatten()
+        .map(|p| {
+            let snippet: Vec<(&str, bool)> = p
+                .snippet
+                .iter()
+                .map(|s| (s.text.as_str(), s.highlighted))
+                .collect();
+            (p.id.as_str(), p.rank, snippet, &p.reasons)
+        })
+        .collect();
     println!(
-        "{digests} digests ({} papers each at most, mean message {} bytes): \
+        "{digests} digests ({interest_count} interests, {} papers each at most, {:.1} on average, \
+         {} distinct (paper, rank, snippet, reasons), mean message {} bytes): \
          reference (tera per digest) {reference:.0} digests/s; paperboy {ours:.0} digests/s \
          (x{:.2})",
         picks.iter().map(Vec::len).max().unwrap_or(0),
+        picks.iter().map(Vec::len).sum::<usize>() as f64 / picks.len() as f64,
+        distinct_cards.len(),
         bytes / (2 * digests),
         ours / reference
     );
