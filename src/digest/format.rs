@@ -12,7 +12,88 @@ const AUTHORS_SHOWN: usize = 3;
 /// Collapses every run of whitespace (including the hard line breaks sources put in titles and
 /// abstracts) into one space, and trims the ends.
 pub(crate) fn collapse_whitespace(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    push_collapsed(s, &mut out);
+    out
+}
+
+/// [`collapse_whitespace`] onto the end of `out`; says whether `s` had any words. (Every card of
+/// every digest goes through here several times, so it builds no intermediate list.)
+fn push_collapsed(s: &str, out: &mut String) -> bool {
+    let mut any = false;
+    for word in words(s) {
+        if any {
+            out.push(' ');
+        }
+        out.push_str(word);
+        any = true;
+    }
+    any
+}
+
+/// The words of `s`, exactly as `str::split_whitespace` finds them, but looked for byte by byte:
+/// every card of every digest is split into words several times (collapsing, wrapping), and
+/// the generic splitter was most of the time that took.
+pub(crate) fn words(s: &str) -> Words<'_> {
+    Words { s, at: 0 }
+}
+
+pub(crate) struct Words<'a> {
+    s: &'a str,
+    at: usize,
+}
+
+impl Words<'_> {
+    /// The length of the white-space character at byte `i`, or 0 if there is none there.
+    fn space_at(&self, i: usize) -> usize {
+        match self.s.as_bytes()[i] {
+            b'\t'..=b'\r' | b' ' => 1,
+            0..0x80 => 0,
+            // Inside a character, never at its start.
+            0x80..0xc0 => 0,
+            _ => self.s[i..]
+                .chars()
+                .next()
+                .filter(|c| c.is_whitespace())
+                .map_or(0, char::len_utf8),
+        }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.s.as_bytes();
+        let len = bytes.len();
+        let mut i = self.at;
+        while i < len {
+            match self.space_at(i) {
+                0 => break,
+                n => i += n,
+            }
+        }
+        if i == len {
+            self.at = len;
+            return None;
+        }
+        let start = i;
+        i += 1;
+        while i < len {
+            // Printable ASCII is neither white space nor part of a wider character: skip it
+            // without looking closer.
+            i += bytes[i..]
+                .iter()
+                .position(|b| !(b'!'..0x80).contains(b))
+                .unwrap_or(len - i);
+            if i == len || self.space_at(i) != 0 {
+                break;
+            }
+            i += 1;
+        }
+        self.at = i;
+        Some(&self.s[start..i])
+    }
 }
 
 /// "A", "A and B", "A, B and C", "A, B, C and D", then "A, B, C and 12 more".
@@ -44,28 +125,32 @@ pub(crate) fn shorten_authors(authors: &[String]) -> String {
 /// A word longer than the line (a URL, a long identifier) gets a line of its own rather than
 /// being cut, because a cut URL no longer works.
 pub(crate) fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
-    let mut out = String::new();
-    let mut line = String::from(first);
+    let mut out = String::with_capacity(first.len() + text.len() + text.len() / 8);
+    out.push_str(first);
     let mut line_len = first.chars().count();
+    let rest_len = rest.chars().count();
     let mut line_has_word = false;
-    for word in text.split_whitespace() {
+    for word in words(text) {
         let word_len = word.chars().count();
         if line_has_word && line_len + 1 + word_len > width {
-            out.push_str(&line);
             out.push('\n');
-            line = String::from(rest);
-            line_len = rest.chars().count();
+            out.push_str(rest);
+            line_len = rest_len;
             line_has_word = false;
         }
         if line_has_word {
-            line.push(' ');
+            out.push(' ');
             line_len += 1;
         }
-        line.push_str(word);
+        out.push_str(word);
         line_len += word_len;
         line_has_word = true;
     }
-    out.push_str(line.trim_end());
+    // Only a text without words leaves a line without one: the bare prefix, which must not
+    // leave trailing blanks.
+    if !line_has_word {
+        out.truncate(out.trim_end().len());
+    }
     out
 }
 
@@ -113,31 +198,75 @@ pub(crate) fn tidy_snippet(parts: &[SnippetPart]) -> Vec<SnippetPart> {
 }
 
 fn collapse_keeping_edges(s: &str) -> String {
-    let core = collapse_whitespace(s);
-    if core.is_empty() {
+    let mut out = String::with_capacity(s.len());
+    if s.starts_with(char::is_whitespace) {
+        out.push(' ');
+    }
+    if !push_collapsed(s, &mut out) {
         return " ".to_string();
     }
-    let lead = if s.starts_with(char::is_whitespace) {
-        " "
-    } else {
-        ""
-    };
-    let trail = if s.ends_with(char::is_whitespace) {
-        " "
-    } else {
-        ""
-    };
-    format!("{lead}{core}{trail}")
+    if s.ends_with(char::is_whitespace) {
+        out.push(' ');
+    }
+    out
 }
 
 /// The URL, normalised, if it may become a link: absolute http or https with a host. Anything
 /// else (`javascript:`, `data:`, relative paths, garbage) is refused, whatever the template does.
 pub(crate) fn safe_url(raw: &str) -> Option<String> {
-    let url = url::Url::parse(raw.trim()).ok()?;
+    let raw = raw.trim();
+    if is_plain_http_url(raw) {
+        return Some(raw.to_string());
+    }
+    let url = url::Url::parse(raw).ok()?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return None;
     }
     Some(url.into())
+}
+
+/// Whether `s` is an http(s) URL that `url` would parse and give back unchanged, judged without
+/// parsing it: a narrow shape (a lower-case host name, no port or user, a path and query of
+/// unreserved characters with no dot segments) that every link we sign has. Each card carries
+/// two signed feedback links, and parsing them was a tenth of rendering a digest. Anything
+/// outside the shape goes to `url`, so the shape only has to be safe, not complete.
+fn is_plain_http_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let Some((host, path_and_query)) = rest.find('/').map(|i| rest.split_at(i)) else {
+        return false;
+    };
+    // No label may start with a digit, or the `url` crate might read the host as an IPv4
+    // address; `xn--` labels are checked as punycode, and upper case is lowered.
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            label.starts_with(|c: char| c.is_ascii_lowercase())
+                && !label.ends_with('-')
+                && !label.starts_with("xn--")
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !host_ok {
+        return false;
+    }
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let path_ok = segments.iter().enumerate().all(|(i, segment)| {
+        (!segment.is_empty() || i == segments.len() - 1)
+            && *segment != "."
+            && *segment != ".."
+            && segment.bytes().all(unreserved)
+    });
+    path_ok && query.is_none_or(|q| q.bytes().all(|b| unreserved(b) || matches!(b, b'=' | b'&')))
 }
 
 /// What to call the abstract link: most are arXiv pages, but feeds may point elsewhere.
@@ -277,6 +406,125 @@ mod tests {
         let texts: Vec<&str> = tidy.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(texts, ["Large batch ", "contrastive", " loss."]);
         assert!(tidy[1].highlighted && !tidy[0].highlighted);
+    }
+
+    /// What `safe_url` gives without its shortcut.
+    fn parsed_url(raw: &str) -> Option<String> {
+        let url = url::Url::parse(raw.trim()).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return None;
+        }
+        Some(url.into())
+    }
+
+    #[test]
+    fn the_plain_url_shortcut_gives_what_parsing_gives() {
+        // Our own signed links take the shortcut.
+        for url in [
+            "https://papers.example.org/feedback/MXwyfDB8fDI0MTAuMDAwMDE.aGVsbG8-_w?vote=more",
+            "http://localhost/unsubscribe/abc",
+            "https://a-b.example.org/base/manage/x.y~z",
+            "https://papers.example.org/",
+        ] {
+            assert!(is_plain_http_url(url), "{url}");
+            assert_eq!(safe_url(url).as_deref(), Some(url));
+        }
+        // Strings made of the pieces `url` treats specially: whatever takes the shortcut must
+        // come back from `url` unchanged. Seeded, so a failure repeats.
+        let pieces = [
+            "http",
+            "https",
+            "HTTPS",
+            "://",
+            ":/",
+            "//",
+            "/",
+            "\\",
+            "a",
+            "B",
+            "z9",
+            "1",
+            "0x1f",
+            "xn--",
+            "-",
+            "_",
+            "~",
+            ".",
+            "..",
+            "%2e",
+            "%",
+            "?",
+            "=",
+            "&",
+            "#",
+            ":",
+            "80",
+            "@",
+            " ",
+            "\t",
+            "\u{0}",
+            "é",
+            "'",
+            "\"",
+            "<",
+            "{",
+            "example.org",
+            "/x/",
+            "/./",
+            "/../",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut plain = 0;
+        let host_pieces = [
+            "a", "b-c", "x9", "example", ".org", ".", "-", "1", ".2", "0x1f", "xn--a", "B", "é",
+            "..", ":", "@", "80",
+        ];
+        for _ in 0..200_000 {
+            let mut url = ["https://", "http://", "", "HTTP://"][next(4)].to_string();
+            for _ in 0..1 + next(3) {
+                url.push_str(host_pieces[next(host_pieces.len())]);
+            }
+            if next(4) != 0 {
+                url.push('/');
+            }
+            for _ in 0..next(8) {
+                url.push_str(pieces[next(pieces.len())]);
+            }
+            if is_plain_http_url(&url) {
+                plain += 1;
+                assert_eq!(parsed_url(&url).as_deref(), Some(url.as_str()), "{url:?}");
+            }
+        }
+        assert!(plain > 1000, "only {plain} strings took the shortcut");
+    }
+
+    #[test]
+    fn words_are_what_split_whitespace_finds() {
+        let pieces = [
+            " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{85}", "\u{a0}", "\u{2003}",
+            "\u{3000}", "a", "bc", "é", "ü", "日本", "\u{200b}", "𝔸", "-", "\u{0}",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..50_000 {
+            let s: String = (0..next(12)).map(|_| pieces[next(pieces.len())]).collect();
+            assert_eq!(
+                words(&s).collect::<Vec<_>>(),
+                s.split_whitespace().collect::<Vec<_>>(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

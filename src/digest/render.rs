@@ -8,7 +8,7 @@
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::format::{
     abstract_label, collapse_whitespace, count_phrase, safe_url, shorten_authors, snippet_plain,
@@ -18,19 +18,30 @@ use super::{DigestPaper, DigestView, SnippetPart};
 
 const HTML_TEMPLATE: &str = "email/digest.html";
 const TEXT_TEMPLATE: &str = "email/digest.txt";
-/// The HTML page with each card's HTML handed in ready-made (see [`DigestRenderer`]).
-const PAGE_TEMPLATE: &str = "email/digest-page.html";
+/// The HTML page before and after the cards, which [`DigestRenderer::render`] puts in between.
+const PAGE_HEAD_TEMPLATE: &str = "email/digest-head.html";
+const PAGE_FOOT_TEMPLATE: &str = "email/digest-foot.html";
 /// One paper's card, cut out of the HTML template between [`CARD_START`] and [`CARD_END`].
 const CARD_TEMPLATE: &str = "email/digest-card.html";
 const CARD_START: &str = "<!--paper-->";
 const CARD_END: &str = "<!--/paper-->";
-/// Stand in for a subscriber's feedback links while a card is rendered for the cache. Our own
-/// links never contain NUL; a card whose text does is rendered without the cache.
+/// The page template's loop around the card; the head and foot templates each keep their half
+/// of it, so that tera trims the white space around the cards exactly as in the whole page.
+const CARDS_LOOP_START: &str = "{%- for paper in papers %}";
+const CARDS_LOOP_END: &str = "{%- endfor %}";
+/// Stand in for what differs between subscribers while a card is rendered for the cache. Our
+/// own text never contains NUL; a card whose paper text does is rendered without the cache.
+const RANK_MARK: &str = "\u{0}rank\u{0}";
+const SNIPPET_MARK: &str = "\u{0}snippet\u{0}";
+const WHY_MARK: &str = "\u{0}why\u{0}";
 const MORE_MARK: &str = "\u{0}more-like-this\u{0}";
 const LESS_MARK: &str = "\u{0}less-like-this\u{0}";
-/// Cards kept at most: a day's papers times the ranks and snippets they appear with. When full
-/// the cache starts afresh, which costs one render per card and bounds memory (~5 KB a card).
+/// Cards kept at most: a day's papers times the few ways a card can be laid out (with or
+/// without snippet, reasons, feedback links). When full the cache starts afresh, which costs one
+/// render per card and bounds memory (~5 KB a card).
 const CARD_CACHE_MAX: usize = 8192;
+/// Ranks whose text blocks a cached card keeps; digests seldom hold more papers.
+const TEXT_RANKS_KEPT: usize = 16;
 const STYLESHEET: &str = include_str!("../../templates/email/style.css");
 
 /// Prose in the text part wraps here: comfortable to read and short enough that no client
@@ -88,17 +99,22 @@ pub struct RenderedDigest {
 /// rendered paper cards.
 ///
 /// Why a card cache: one day's papers appear in thousands of digests, and a card (title,
-/// authors, snippet, links, reasons, all with inlined styles) is most of a digest's HTML. A card
-/// depends on its paper, its rank and the subscriber's snippet and reasons, and on nothing else
-/// except the two feedback links, which are signed per subscriber. So a card is rendered once
-/// through the card template with stand-ins for those two links, cut around them, and every
-/// digest that carries the same card pastes the pieces around its own (escaped) links. The
-/// page around the cards is still rendered through tera per digest. [`Self::render_reference`]
-/// renders the whole page through tera, as before the cache; tests hold the two to the same
-/// bytes.
+/// authors, snippet, links, reasons, all with inlined styles) is most of a digest's HTML. But
+/// each subscriber sees a paper at their own rank, with their own highlights in the snippet,
+/// their own reasons and their own signed feedback links, so a card is cached with stand-ins
+/// for those five parts and every digest splices its own (escaped) values in. The snippet's
+/// markup around a highlight is learnt from the card template once, in [`Self::new`]. What is
+/// cached is keyed by the paper and by which of the optional parts (snippet, reasons, feedback)
+/// the card shows, since the template leaves out the markup of an absent part.
+///
+/// The page around the cards is rendered through tera per digest, in two halves, and the text
+/// part through its own template. [`Self::render_reference`] renders the whole page through
+/// tera, as before the cache; tests hold the two to the same bytes.
 pub struct DigestRenderer {
     tera: tera::Tera,
-    /// Keyed by a hash of what the card shows; each entry keeps its full key to compare.
+    /// The markup tera puts around a highlighted snippet run (the inlined `<mark>`).
+    highlight: Highlight,
+    /// Keyed by a hash of the paper's id and title; each entry keeps its full key to compare.
     cards: Mutex<CardCache>,
 }
 
@@ -140,12 +156,21 @@ impl DigestRenderer {
         )))?;
         let inlined = styles_on_their_own_lines(&inlined);
         let (before, card, after) = split_card(&inlined)?;
+        if !before.trim_end().ends_with(CARDS_LOOP_START)
+            || !after.trim_start().starts_with(CARDS_LOOP_END)
+        {
+            return Err(RenderError::Template {
+                template: HTML_TEMPLATE,
+                detail: format!(
+                    "the card must be all of the loop's body: \
+                     {CARDS_LOOP_START}{CARD_START} … {CARD_END}{CARDS_LOOP_END}"
+                ),
+            });
+        }
         let templates = [
             (HTML_TEMPLATE, format!("{before}{card}{after}")),
-            (
-                PAGE_TEMPLATE,
-                format!("{before}{{{{ paper.html | safe }}}}{after}"),
-            ),
+            (PAGE_HEAD_TEMPLATE, format!("{before}{CARDS_LOOP_END}")),
+            (PAGE_FOOT_TEMPLATE, format!("{CARDS_LOOP_START}{after}")),
             (CARD_TEMPLATE, card.to_string()),
         ];
         for (name, source) in templates {
@@ -158,132 +183,141 @@ impl DigestRenderer {
         )
         .map_err(|e| RenderError::template(TEXT_TEMPLATE, e))?;
 
-        Ok(DigestRenderer {
+        let mut renderer = DigestRenderer {
             tera,
+            highlight: Highlight::default(),
             cards: Mutex::new(CardCache::default()),
-        })
+        };
+        renderer.highlight = renderer.learn_highlight()?;
+        Ok(renderer)
     }
 
     /// Renders a digest from cached cards (see the type's documentation).
     pub fn render(&self, view: &DigestView) -> Result<RenderedDigest, RenderError> {
-        let mut cards = Vec::with_capacity(view.papers.len());
+        let mut cards_html = String::with_capacity(view.papers.len() * 6 * 1024);
+        let mut text_cards = Vec::with_capacity(view.papers.len());
+        let mut titles = Vec::with_capacity(PREHEADER_TITLES);
         for paper in &view.papers {
-            let more_url = paper.more_url.as_deref().and_then(safe_url);
-            let less_url = paper.less_url.as_deref().and_then(safe_url);
-            let feedback = more_url.is_some() && less_url.is_some();
-            let cached = self.card(paper, feedback)?;
-            let html = match (&cached.html, &more_url, &less_url) {
-                (CardHtml::WithFeedback(pieces), Some(more), Some(less)) => {
-                    let [a, b, c] = pieces;
-                    let (more, less) = (escape_html(more), escape_html(less));
-                    let mut html =
-                        String::with_capacity(a.len() + b.len() + c.len() + more.len() * 2);
-                    for piece in [a, &more, b, &less, c] {
-                        html.push_str(piece);
+            let mine = Subscriber::of(paper);
+            let cached = self.card(paper, &mine)?;
+            match &cached.html {
+                CardHtml::Spliced { html, slots } => {
+                    let mut from = 0;
+                    for &(at, slot) in slots {
+                        cards_html.push_str(&html[from..at]);
+                        mine.push_slot(slot, &self.highlight, &mut cards_html);
+                        from = at;
                     }
-                    html
+                    cards_html.push_str(&html[from..]);
                 }
-                (CardHtml::Whole(html), _, _) => html.clone(),
-                // A card whose text contains the stand-ins: render it whole, uncached.
-                _ => self.render_card(&card_for(paper, more_url.clone(), less_url.clone()))?,
+                CardHtml::Uncacheable => {
+                    let card = PaperCard::new(cached.parts.clone(), mine.clone(), String::new());
+                    cards_html.push_str(&self.render_card(&card)?);
+                }
+            }
+            if titles.len() < PREHEADER_TITLES {
+                titles.push(cached.parts.title.clone());
+            }
+            let computed;
+            let fixed = match (mine.rank as usize)
+                .checked_sub(1)
+                .and_then(|i| cached.text.get(i))
+            {
+                Some(once) => once.get_or_init(|| PaperTextFixed::new(&cached.parts, mine.rank)),
+                None => {
+                    computed = PaperTextFixed::new(&cached.parts, mine.rank);
+                    &computed
+                }
             };
-            cards.push(AssembledCard {
-                html,
-                title: cached.title.clone(),
-                text: cached.text.clone(),
-                more_url,
-                less_url,
+            text_cards.push(TextPaper {
+                text: paper_text(fixed, mine.rank, &mine.snippet, &mine.why),
+                more_url: mine.more_url,
+                less_url: mine.less_url,
             });
         }
-        let page = Page::new(view, cards, |c| &c.title)?;
-        self.render_page(PAGE_TEMPLATE, &page)
-    }
-
-    /// Renders the whole page through tera, card by card, with no cache: what [`Self::render`]
-    /// must match byte for byte, and the baseline of `examples/render_bench.rs`.
-    pub fn render_reference(&self, view: &DigestView) -> Result<RenderedDigest, RenderError> {
-        let cards = view
-            .papers
-            .iter()
-            .map(|p| {
-                card_for(
-                    p,
-                    p.more_url.as_deref().and_then(safe_url),
-                    p.less_url.as_deref().and_then(safe_url),
-                )
-            })
-            .collect();
-        let page = Page::new(view, cards, |c: &PaperCard| &c.title)?;
-        self.render_page(HTML_TEMPLATE, &page)
-    }
-
-    fn render_page<C: Serialize>(
-        &self,
-        html_template: &'static str,
-        page: &Page<C>,
-    ) -> Result<RenderedDigest, RenderError> {
-        let context = tera::Context::from_serialize(page)
-            .map_err(|e| RenderError::template(html_template, e))?;
-        let html = self
-            .tera
-            .render(html_template, &context)
-            .map_err(|e| RenderError::template(html_template, e))?;
-        let text = self
-            .tera
-            .render(TEXT_TEMPLATE, &context)
-            .map_err(|e| RenderError::template(TEXT_TEMPLATE, e))?;
+        let page = Page::new(view, Vec::<()>::new(), view.papers.len(), &titles)?;
+        let mut context = tera::Context::from_serialize(&page)
+            .map_err(|e| RenderError::template(PAGE_HEAD_TEMPLATE, e))?;
+        let head = self.render_template(PAGE_HEAD_TEMPLATE, &context)?;
+        let foot = self.render_template(PAGE_FOOT_TEMPLATE, &context)?;
+        let mut html = String::with_capacity(head.len() + cards_html.len() + foot.len());
+        for piece in [&head, &cards_html, &foot] {
+            html.push_str(piece);
+        }
+        context.insert("papers", &text_cards);
+        let text = self.render_template(TEXT_TEMPLATE, &context)?;
         Ok(RenderedDigest {
-            subject: page.subject.clone(),
+            subject: page.subject,
             text: tidy_text(&text),
             html,
         })
     }
 
-    fn render_card(&self, card: &PaperCard) -> Result<String, RenderError> {
-        let mut context = tera::Context::new();
-        context.insert("paper", card);
-        self.tera
-            .render(CARD_TEMPLATE, &context)
-            .map_err(|e| RenderError::template(CARD_TEMPLATE, e))
+    /// Renders the whole page through tera, card by card, with no cache: what [`Self::render`]
+    /// must match byte for byte, and the baseline of `examples/render_bench.rs`.
+    pub fn render_reference(&self, view: &DigestView) -> Result<RenderedDigest, RenderError> {
+        let cards: Vec<PaperCard> = view
+            .papers
+            .iter()
+            .map(|p| {
+                let (parts, mine) = (PaperParts::of(p), Subscriber::of(p));
+                let fixed = PaperTextFixed::new(&parts, mine.rank);
+                let text = paper_text(&fixed, mine.rank, &mine.snippet, &mine.why);
+                PaperCard::new(parts, mine, text)
+            })
+            .collect();
+        let titles: Vec<String> = cards
+            .iter()
+            .take(PREHEADER_TITLES)
+            .map(|c| c.title.clone())
+            .collect();
+        let page = Page::new(view, cards, view.papers.len(), &titles)?;
+        let context = tera::Context::from_serialize(&page)
+            .map_err(|e| RenderError::template(HTML_TEMPLATE, e))?;
+        Ok(RenderedDigest {
+            html: self.render_template(HTML_TEMPLATE, &context)?,
+            text: tidy_text(&self.render_template(TEXT_TEMPLATE, &context)?),
+            subject: page.subject,
+        })
     }
 
-    /// The card for `paper` from the cache, rendered and stored first if need be.
-    fn card(&self, paper: &DigestPaper, feedback: bool) -> Result<Arc<CachedCard>, RenderError> {
-        let hash = card_hash(paper, feedback);
+    fn render_template(
+        &self,
+        template: &'static str,
+        context: &tera::Context,
+    ) -> Result<String, RenderError> {
+        self.tera
+            .render(template, context)
+            .map_err(|e| RenderError::template(template, e))
+    }
+
+    fn render_card<C: Serialize>(&self, card: &C) -> Result<String, RenderError> {
+        let mut context = tera::Context::new();
+        context.insert("paper", card);
+        self.render_template(CARD_TEMPLATE, &context)
+    }
+
+    /// The card for `paper` from the cache, rendered with stand-ins and stored first if need be.
+    fn card(&self, paper: &DigestPaper, mine: &Subscriber) -> Result<Arc<CachedCard>, RenderError> {
+        let shape = mine.shape();
+        let hash = card_hash(paper, shape);
         {
             let cache = self.cards.lock().expect("card cache lock");
             if let Some(found) = cache
                 .by_hash
                 .get(&hash)
-                .and_then(|v| v.iter().find(|c| c.key.matches(paper, feedback)))
+                .and_then(|v| v.iter().find(|c| c.key.matches(paper, shape)))
             {
                 return Ok(found.clone());
             }
         }
-        let marks = feedback.then(|| (MORE_MARK.to_string(), LESS_MARK.to_string()));
-        let (more, less) = marks.clone().unzip();
-        let card = card_for(paper, more, less);
-        let rendered = self.render_card(&card)?;
-        let html = if feedback {
-            let pieces = rendered
-                .split_once(MORE_MARK)
-                .and_then(|(a, rest)| rest.split_once(LESS_MARK).map(|(b, c)| [a, b, c]))
-                .filter(|p| {
-                    p.iter()
-                        .all(|s| !s.contains(MORE_MARK) && !s.contains(LESS_MARK))
-                });
-            match pieces {
-                Some([a, b, c]) => CardHtml::WithFeedback([a.into(), b.into(), c.into()]),
-                None => CardHtml::Uncacheable,
-            }
-        } else {
-            CardHtml::Whole(rendered)
-        };
+        let parts = PaperParts::of(paper);
+        let html = self.render_with_stand_ins(&parts, shape)?;
         let cached = Arc::new(CachedCard {
-            key: CardKey::of(paper, feedback),
+            key: CardKey::of(paper, shape),
             html,
-            title: card.title,
-            text: card.text,
+            parts,
+            text: Default::default(),
         });
         let mut cache = self.cards.lock().expect("card cache lock");
         if cache.len >= CARD_CACHE_MAX {
@@ -292,6 +326,239 @@ impl DigestRenderer {
         cache.by_hash.entry(hash).or_default().push(cached.clone());
         cache.len += 1;
         Ok(cached)
+    }
+
+    /// Renders a card of `shape` with a stand-in for each per-subscriber part and cuts it there.
+    fn render_with_stand_ins(
+        &self,
+        parts: &PaperParts,
+        shape: Shape,
+    ) -> Result<CardHtml, RenderError> {
+        let stand_ins = Subscriber {
+            rank: 0,
+            snippet: if shape.snippet {
+                vec![SnippetPart {
+                    text: SNIPPET_MARK.to_string(),
+                    highlighted: false,
+                }]
+            } else {
+                Vec::new()
+            },
+            why: if shape.why {
+                WHY_MARK.to_string()
+            } else {
+                String::new()
+            },
+            more_url: shape.feedback.then(|| MORE_MARK.to_string()),
+            less_url: shape.feedback.then(|| LESS_MARK.to_string()),
+        };
+        let mut card = tera::to_value(PaperCard::new(parts.clone(), stand_ins, String::new()))
+            .map_err(|e| RenderError::template(CARD_TEMPLATE, e.into()))?;
+        // The rank is a number in the card; as a stand-in it has to be a string.
+        card["rank"] = tera::Value::from(RANK_MARK);
+        let rendered = self.render_card(&card)?;
+
+        let expected: Vec<Slot> = Slot::ALL
+            .into_iter()
+            .filter(|s| match s {
+                Slot::Rank => true,
+                Slot::Snippet => shape.snippet,
+                Slot::Why => shape.why,
+                Slot::More | Slot::Less => shape.feedback,
+            })
+            .collect();
+        // Any NUL beyond the stand-ins' own came from the paper's text, and might be read as a
+        // stand-in: such a card is not cut at all.
+        if rendered.matches('\u{0}').count() != 2 * expected.len() {
+            return Ok(CardHtml::Uncacheable);
+        }
+        let mut found = Vec::with_capacity(expected.len());
+        for slot in expected {
+            match rendered.match_indices(slot.mark()).next() {
+                Some((at, _)) => found.push((at, slot)),
+                None => return Ok(CardHtml::Uncacheable),
+            }
+        }
+        found.sort_unstable_by_key(|&(at, _)| at);
+        let mut html = String::with_capacity(rendered.len());
+        let mut slots = Vec::with_capacity(found.len());
+        let mut from = 0;
+        for (at, slot) in found {
+            html.push_str(&rendered[from..at]);
+            slots.push((html.len(), slot));
+            from = at + slot.mark().len();
+        }
+        html.push_str(&rendered[from..]);
+        Ok(CardHtml::Spliced { html, slots })
+    }
+
+    /// Learns what the card template puts around a highlighted snippet run, and checks that a
+    /// snippet built from it is what tera renders; a template whose snippet markup is not of the
+    /// assumed shape (plain runs as they are, highlighted ones wrapped, nothing in between) is
+    /// refused here rather than rendering digests that differ from the reference.
+    fn learn_highlight(&self) -> Result<Highlight, RenderError> {
+        let probe = |snippet: &[(&str, bool)]| -> Result<String, RenderError> {
+            let mine = Subscriber {
+                rank: 1,
+                snippet: runs(snippet),
+                why: String::new(),
+                more_url: None,
+                less_url: None,
+            };
+            self.render_card(&PaperCard::new(PaperParts::default(), mine, String::new()))
+        };
+        let unexpected = |what: &str| RenderError::Template {
+            template: CARD_TEMPLATE,
+            detail: format!("the snippet's markup is not what the card cache assumes: {what}"),
+        };
+        let learnt = probe(&[
+            ("\u{0}1\u{0}", false),
+            ("\u{0}2\u{0}", true),
+            ("\u{0}3\u{0}", false),
+        ])?;
+        let between = |a: &str, b: &str| -> Option<String> {
+            let start = learnt.find(a)? + a.len();
+            let end = start + learnt[start..].find(b)?;
+            Some(learnt[start..end].to_string())
+        };
+        let highlight = Highlight {
+            open: between("\u{0}1\u{0}", "\u{0}2\u{0}").ok_or_else(|| unexpected("no runs"))?,
+            close: between("\u{0}2\u{0}", "\u{0}3\u{0}").ok_or_else(|| unexpected("no runs"))?,
+        };
+
+        let check: &[(&str, bool)] = &[
+            ("<a & \"b\">", true),
+            (" plain ", false),
+            (" 'c' ", false),
+            ("d", true),
+            ("e", true),
+        ];
+        let whole = probe(check)?;
+        let mut spliced = probe(&[(SNIPPET_MARK, false)])?;
+        let mut snippet = String::new();
+        push_snippet(&runs(check), &highlight, &mut snippet);
+        spliced = spliced.replacen(SNIPPET_MARK, &snippet, 1);
+        if whole != spliced {
+            return Err(unexpected(&format!(
+                "tera gives {whole:?}, splicing {spliced:?}"
+            )));
+        }
+        Ok(highlight)
+    }
+}
+
+fn runs(parts: &[(&str, bool)]) -> Vec<SnippetPart> {
+    parts
+        .iter()
+        .map(|&(text, highlighted)| SnippetPart {
+            text: text.to_string(),
+            highlighted,
+        })
+        .collect()
+}
+
+/// The markup around one highlighted snippet run.
+#[derive(Default)]
+struct Highlight {
+    open: String,
+    close: String,
+}
+
+/// The snippet's HTML, as the card template renders it.
+fn push_snippet(parts: &[SnippetPart], highlight: &Highlight, out: &mut String) {
+    for part in parts {
+        if part.highlighted {
+            out.push_str(&highlight.open);
+            push_escaped(&part.text, out);
+            out.push_str(&highlight.close);
+        } else {
+            push_escaped(&part.text, out);
+        }
+    }
+}
+
+/// A per-subscriber part of a card, cut out of the cached HTML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Rank,
+    Snippet,
+    Why,
+    More,
+    Less,
+}
+
+impl Slot {
+    const ALL: [Slot; 5] = [Slot::Rank, Slot::Snippet, Slot::Why, Slot::More, Slot::Less];
+
+    fn mark(self) -> &'static str {
+        match self {
+            Slot::Rank => RANK_MARK,
+            Slot::Snippet => SNIPPET_MARK,
+            Slot::Why => WHY_MARK,
+            Slot::More => MORE_MARK,
+            Slot::Less => LESS_MARK,
+        }
+    }
+}
+
+/// Which optional parts a card shows: the template leaves out the markup of an absent one, so a
+/// cached card is one of these layouts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Shape {
+    snippet: bool,
+    why: bool,
+    feedback: bool,
+}
+
+/// What one subscriber's card shows of a paper beyond the paper itself, tidied and vetted.
+#[derive(Clone)]
+struct Subscriber {
+    rank: u32,
+    snippet: Vec<SnippetPart>,
+    /// The reasons, joined.
+    why: String,
+    /// Feedback links, http(s) only like every other link.
+    more_url: Option<String>,
+    less_url: Option<String>,
+}
+
+impl Subscriber {
+    fn of(paper: &DigestPaper) -> Self {
+        let reasons: Vec<String> = paper
+            .reasons
+            .iter()
+            .map(|r| collapse_whitespace(r))
+            .filter(|r| !r.is_empty())
+            .collect();
+        Subscriber {
+            rank: paper.rank,
+            snippet: tidy_snippet(&paper.snippet),
+            why: reasons.join("; "),
+            more_url: paper.more_url.as_deref().and_then(safe_url),
+            less_url: paper.less_url.as_deref().and_then(safe_url),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            snippet: !self.snippet.is_empty(),
+            why: !self.why.is_empty(),
+            feedback: self.more_url.is_some() && self.less_url.is_some(),
+        }
+    }
+
+    /// Appends what `slot` stands for, escaped as tera escapes it.
+    fn push_slot(&self, slot: Slot, highlight: &Highlight, out: &mut String) {
+        match slot {
+            Slot::Rank => {
+                use std::fmt::Write;
+                let _ = write!(out, "{}", self.rank);
+            }
+            Slot::Snippet => push_snippet(&self.snippet, highlight, out),
+            Slot::Why => push_escaped(&self.why, out),
+            Slot::More => push_escaped(self.more_url.as_deref().unwrap_or_default(), out),
+            Slot::Less => push_escaped(self.less_url.as_deref().unwrap_or_default(), out),
+        }
     }
 }
 
@@ -311,91 +578,65 @@ fn split_card(inlined: &str) -> Result<(&str, &str, &str), RenderError> {
     Ok((before, card, after))
 }
 
-/// A rendered card, as the cache keeps it.
+/// A card as the cache keeps it.
 struct CachedCard {
     key: CardKey,
     html: CardHtml,
-    title: String,
-    /// The plain-text part's rendering (it never holds the feedback links).
-    text: String,
+    /// Also what the text part and the inbox preview line show of the paper.
+    parts: PaperParts,
+    /// The text part's fixed blocks at ranks 1, 2, …, made when first needed.
+    text: [OnceLock<PaperTextFixed>; TEXT_RANKS_KEPT],
 }
 
 enum CardHtml {
-    /// No feedback links: the card as it is.
-    Whole(String),
-    /// Before the "more" link, between the two, after the "less" link.
-    WithFeedback([String; 3]),
-    /// The paper's own text contains a stand-in: render this card whole every time.
+    /// The card without its per-subscriber parts; each slot goes in at its byte offset, in order.
+    Spliced {
+        html: String,
+        slots: Vec<(usize, Slot)>,
+    },
+    /// The paper's own text contains a NUL: render this card whole every time.
     Uncacheable,
 }
 
-/// One card of the fast path, as the page and text templates see it.
-#[derive(Serialize)]
-struct AssembledCard {
-    html: String,
-    #[serde(skip)]
-    title: String,
-    text: String,
-    more_url: Option<String>,
-    less_url: Option<String>,
-}
-
-/// Everything a card shows except the feedback links, owned, to compare on a hash match.
+/// What a cached card depends on: the paper as given, and its shape. Owned, to compare on a hash
+/// match.
 #[derive(PartialEq)]
 struct CardKey {
-    rank: u32,
     id: String,
     title: String,
     authors: Vec<String>,
-    snippet: Vec<(String, bool)>,
     upvotes: Option<i64>,
     urls: [Option<String>; 5],
-    reasons: Vec<String>,
     categories: Vec<String>,
     doi: Option<String>,
     journal_ref: Option<String>,
-    feedback: bool,
+    shape: Shape,
 }
 
 impl CardKey {
-    fn of(p: &DigestPaper, feedback: bool) -> Self {
+    fn of(p: &DigestPaper, shape: Shape) -> Self {
         CardKey {
-            rank: p.rank,
             id: p.id.clone(),
             title: p.title.clone(),
             authors: p.authors.clone(),
-            snippet: p
-                .snippet
-                .iter()
-                .map(|s| (s.text.clone(), s.highlighted))
-                .collect(),
             upvotes: p.upvotes,
             urls: urls_of(p).map(|u| u.map(str::to_string)),
-            reasons: p.reasons.clone(),
             categories: p.categories.clone(),
             doi: p.doi.clone(),
             journal_ref: p.journal_ref.clone(),
-            feedback,
+            shape,
         }
     }
 
-    fn matches(&self, p: &DigestPaper, feedback: bool) -> bool {
-        self.rank == p.rank
-            && self.feedback == feedback
+    fn matches(&self, p: &DigestPaper, shape: Shape) -> bool {
+        self.shape == shape
             && self.upvotes == p.upvotes
             && self.id == p.id
             && self.title == p.title
             && self.authors == p.authors
-            && self.reasons == p.reasons
             && self.categories == p.categories
             && self.doi == p.doi
             && self.journal_ref == p.journal_ref
-            && self.snippet.len() == p.snippet.len()
-            && self
-                .snippet
-                .iter()
-                .zip(&p.snippet)
-                .all(|((t, h), s)| *t == s.text && *h == s.highlighted)
             && self
                 .urls
                 .iter()
@@ -414,27 +655,12 @@ fn urls_of(p: &DigestPaper) -> [Option<&str>; 5] {
     ]
 }
 
-fn card_hash(p: &DigestPaper, feedback: bool) -> u64 {
+/// Id and title tell a day's papers apart; the rest of the key is compared on a match, which is
+/// cheaper than hashing it for every card of every digest.
+fn card_hash(p: &DigestPaper, shape: Shape) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        p.rank, feedback, p.upvotes, &p.id, &p.title, &p.authors, &p.reasons,
-    )
-        .hash(&mut h);
-    (&p.categories, &p.doi, &p.journal_ref).hash(&mut h);
-    for s in &p.snippet {
-        (&s.text, s.highlighted).hash(&mut h);
-    }
-    urls_of(p).hash(&mut h);
+    (&p.id, &p.title, shape).hash(&mut h);
     h.finish()
-}
-
-/// The card as the templates see it, with the given (already vetted) feedback links.
-fn card_for(paper: &DigestPaper, more_url: Option<String>, less_url: Option<String>) -> PaperCard {
-    PaperCard {
-        more_url,
-        less_url,
-        ..PaperCard::new(paper)
-    }
 }
 
 /// Subject line: the date and how many papers, never anything the subscriber or a source wrote.
@@ -486,6 +712,7 @@ struct Page<C> {
     text_footer: String,
 }
 
+/// A paper's card as the card template sees it.
 #[derive(Serialize)]
 struct PaperCard {
     rank: u32,
@@ -503,24 +730,32 @@ struct PaperCard {
     why: String,
     /// The plain-text part's rendering of the same paper, wrapped and indented.
     text: String,
-    /// Feedback links, http(s) only like every other link.
     more_url: Option<String>,
     less_url: Option<String>,
 }
 
+/// A paper as the text template sees it in [`DigestRenderer::render`].
 #[derive(Serialize)]
+struct TextPaper {
+    text: String,
+    more_url: Option<String>,
+    less_url: Option<String>,
+}
+
+#[derive(Serialize, Clone)]
 struct Link {
     label: &'static str,
     url: String,
 }
 
 impl<C> Page<C> {
-    /// The page around `papers`, the view's papers as cards of either kind; `title` gives a
-    /// card's tidied title for the inbox preview line.
+    /// The page around `papers`, which may be left empty when the cards are put in by hand:
+    /// `count` papers, the first of them titled `titles` (for the inbox preview line).
     fn new(
         view: &DigestView,
         papers: Vec<C>,
-        title: impl Fn(&C) -> &str,
+        count: usize,
+        titles: &[String],
     ) -> Result<Self, RenderError> {
         let own_link = |field: &'static str, url: &str| {
             safe_url(url).ok_or_else(|| RenderError::BadLink {
@@ -540,7 +775,7 @@ impl<C> Page<C> {
         let interests = collapse_whitespace(&view.interests);
         let recipient = collapse_whitespace(&view.recipient);
         let subject = subject(view);
-        let lede = match papers.len() {
+        let lede = match count {
             0 => "No new papers matched your interests this time.".to_string(),
             n => {
                 let mut phrase = count_phrase(n);
@@ -548,12 +783,7 @@ impl<C> Page<C> {
                 format!("{phrase} matched your interests, best first.")
             }
         };
-        let preheader = papers
-            .iter()
-            .take(PREHEADER_TITLES)
-            .map(title)
-            .collect::<Vec<_>>()
-            .join(" · ");
+        let preheader = titles[..titles.len().min(PREHEADER_TITLES)].join(" · ");
 
         let mut text_footer = wrap(
             &format!("You get this because {recipient} subscribed to papers about: {interests}"),
@@ -588,8 +818,21 @@ impl<C> Page<C> {
     }
 }
 
-impl PaperCard {
-    fn new(paper: &DigestPaper) -> Self {
+/// What a card shows that depends on the paper alone, tidied and with URLs vetted.
+#[derive(Clone, Default)]
+struct PaperParts {
+    id: String,
+    title: String,
+    title_url: Option<String>,
+    authors: String,
+    upvotes: Option<String>,
+    categories: String,
+    journal_ref: String,
+    links: Vec<Link>,
+}
+
+impl PaperParts {
+    fn of(paper: &DigestPaper) -> Self {
         let abstract_url = paper.abstract_url.as_deref().and_then(safe_url);
         let hf_url = paper.hf_url.as_deref().and_then(safe_url);
         let mut links = Vec::new();
@@ -620,49 +863,40 @@ impl PaperCard {
             links.push(Link { label: "DOI", url });
         }
 
-        let title = collapse_whitespace(&paper.title);
-        let authors = shorten_authors(&paper.authors);
-        let upvotes = paper.upvotes.map(|n| format!("▲ {n}"));
-        let categories = shorten_categories(&paper.categories);
-        let journal_ref = paper
-            .journal_ref
-            .as_deref()
-            .map(collapse_whitespace)
-            .unwrap_or_default();
-        let reasons: Vec<String> = paper
-            .reasons
-            .iter()
-            .map(|r| collapse_whitespace(r))
-            .filter(|r| !r.is_empty())
-            .collect();
-        let why = reasons.join("; ");
-        let snippet = tidy_snippet(&paper.snippet);
-        let text = paper_text(&TextCard {
-            rank: paper.rank,
-            title: &title,
-            authors: &authors,
-            categories: &categories,
-            upvotes: &upvotes,
-            journal_ref: &journal_ref,
-            snippet: &snippet,
-            why: &why,
-            links: &links,
-        });
-        PaperCard {
-            rank: paper.rank,
+        PaperParts {
             id: collapse_whitespace(&paper.id),
-            title,
+            title: collapse_whitespace(&paper.title),
             title_url: abstract_url.or(hf_url),
-            authors,
-            upvotes,
-            categories,
-            journal_ref,
-            snippet,
+            authors: shorten_authors(&paper.authors),
+            upvotes: paper.upvotes.map(|n| format!("▲ {n}")),
+            categories: shorten_categories(&paper.categories),
+            journal_ref: paper
+                .journal_ref
+                .as_deref()
+                .map(collapse_whitespace)
+                .unwrap_or_default(),
             links,
-            why,
+        }
+    }
+}
+
+impl PaperCard {
+    fn new(parts: PaperParts, mine: Subscriber, text: String) -> Self {
+        PaperCard {
+            rank: mine.rank,
+            id: parts.id,
+            title: parts.title,
+            title_url: parts.title_url,
+            authors: parts.authors,
+            upvotes: parts.upvotes,
+            categories: parts.categories,
+            journal_ref: parts.journal_ref,
+            snippet: mine.snippet,
+            links: parts.links,
+            why: mine.why,
             text,
-            more_url: paper.more_url.as_deref().and_then(safe_url),
-            less_url: paper.less_url.as_deref().and_then(safe_url),
+            more_url: mine.more_url,
+            less_url: mine.less_url,
         }
     }
 }
@@ -689,19 +923,6 @@ fn shorten_categories(categories: &[String]) -> String {
     out
 }
 
-/// What the plain-text rendering of one paper needs, already tidied.
-struct TextCard<'a> {
-    rank: u32,
-    title: &'a str,
-    authors: &'a str,
-    categories: &'a str,
-    upvotes: &'a Option<String>,
-    journal_ref: &'a str,
-    snippet: &'a [SnippetPart],
-    why: &'a str,
-    links: &'a [Link],
-}
-
 /// One paper in the plain-text part:
 ///
 /// ```text
@@ -715,77 +936,126 @@ struct TextCard<'a> {
 ///    arXiv:        https://arxiv.org/abs/…
 ///    Hugging Face: https://huggingface.co/papers/…
 /// ```
-fn paper_text(card: &TextCard) -> String {
-    let number = format!("{}. ", card.rank);
-    let indent = " ".repeat(number.chars().count());
-    let mut blocks = vec![wrap(card.title, TEXT_WIDTH, &number, &indent)];
-    let byline = [
-        card.authors,
-        card.categories,
-        card.upvotes.as_deref().unwrap_or(""),
-    ]
-    .into_iter()
-    .filter(|part| !part.is_empty())
-    .collect::<Vec<_>>()
-    .join(" · ");
-    if !byline.is_empty() {
-        blocks.push(wrap(&byline, TEXT_WIDTH, &indent, &indent));
-    }
-    if !card.journal_ref.is_empty() {
-        blocks.push(wrap(
-            &format!("Journal: {}", card.journal_ref),
-            TEXT_WIDTH,
-            &indent,
-            &format!("{indent}         "),
-        ));
-    }
-    let mut out = blocks.join("\n");
-    let (snippet, why, links) = (card.snippet, card.why, card.links);
+fn paper_text(fixed: &PaperTextFixed, rank: u32, snippet: &[SnippetPart], why: &str) -> String {
+    let indent = indent(rank);
+    let mut out = String::with_capacity(fixed.head.len() + fixed.links.len() + 512);
+    out.push_str(&fixed.head);
 
     let snippet = snippet_plain(snippet);
     if !snippet.is_empty() {
         out.push_str("\n\n");
-        out.push_str(&wrap(&snippet, TEXT_WIDTH, &indent, &indent));
+        out.push_str(&wrap(&snippet, TEXT_WIDTH, indent, indent));
     }
 
-    let mut tail = Vec::new();
-    if !why.is_empty() {
-        tail.push(wrap(
-            &format!("Why: {why}"),
-            TEXT_WIDTH,
-            &indent,
-            &format!("{indent}     "),
-        ));
-    }
-    // URLs are never wrapped: one per line, labels padded so the URLs line up.
-    let label_width = links.iter().map(|l| l.label.len() + 1).max().unwrap_or(0);
-    tail.extend(links.iter().map(|l| {
-        let label = format!("{}:", l.label);
-        format!("{indent}{label:<label_width$} {}", l.url)
-    }));
-    if !tail.is_empty() {
+    if !why.is_empty() || !fixed.links.is_empty() {
         out.push_str("\n\n");
-        out.push_str(&tail.join("\n"));
     }
+    if !why.is_empty() {
+        let rest = &SPACES[..indent.len() + "Why: ".len()];
+        out.push_str(&wrap(&format!("Why: {why}"), TEXT_WIDTH, indent, rest));
+        if !fixed.links.is_empty() {
+            out.push('\n');
+        }
+    }
+    out.push_str(&fixed.links);
     out
+}
+
+/// The blocks of [`paper_text`] that depend only on the paper and its rank (the rank's width
+/// sets the indent), kept with a cached card: most of a paper's text is the same in every
+/// digest that shows it at the same rank.
+struct PaperTextFixed {
+    /// Title, byline and journal reference.
+    head: String,
+    /// One line per link, or nothing.
+    links: String,
+}
+
+impl PaperTextFixed {
+    fn new(parts: &PaperParts, rank: u32) -> Self {
+        let number = format!("{rank}. ");
+        let indent = indent(rank);
+        let mut head = wrap(&parts.title, TEXT_WIDTH, &number, indent);
+        let byline = [
+            parts.authors.as_str(),
+            parts.categories.as_str(),
+            parts.upvotes.as_deref().unwrap_or(""),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+        if !byline.is_empty() {
+            head.push('\n');
+            head.push_str(&wrap(&byline, TEXT_WIDTH, indent, indent));
+        }
+        if !parts.journal_ref.is_empty() {
+            let rest = &SPACES[..indent.len() + "Journal: ".len()];
+            head.push('\n');
+            head.push_str(&wrap(
+                &format!("Journal: {}", parts.journal_ref),
+                TEXT_WIDTH,
+                indent,
+                rest,
+            ));
+        }
+        // URLs are never wrapped: one per line, labels padded so the URLs line up.
+        let label_width = parts
+            .links
+            .iter()
+            .map(|l| l.label.len() + 1)
+            .max()
+            .unwrap_or(0);
+        let links = parts
+            .links
+            .iter()
+            .map(|l| {
+                let label = format!("{}:", l.label);
+                format!("{indent}{label:<label_width$} {}", l.url)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        PaperTextFixed { head, links }
+    }
+}
+
+/// Enough for the widest indent: a 10-digit rank, ". ", and "Journal: ".
+const SPACES: &str = "                         ";
+
+/// The hanging indent under `1. `: as wide as the rank and its dot and space.
+fn indent(rank: u32) -> &'static str {
+    let digits = rank.checked_ilog10().unwrap_or(0) as usize + 1;
+    &SPACES[..digits + 2]
 }
 
 /// Escapes text for HTML element content and quoted attribute values. Tera's own escaper also
 /// turns every `/` into `&#x2F;`, which is valid but makes every URL in the email unreadable to
 /// a person or a filter looking at the source; `/` needs no escaping in either place.
 fn escape_html(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for c in input.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            other => out.push(other),
-        }
-    }
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    push_escaped(input, &mut out);
     out
+}
+
+/// [`escape_html`] onto the end of `out`. It copies the runs between the five characters in one
+/// go: most text has none of them.
+fn push_escaped(input: &str, out: &mut String) {
+    let mut from = 0;
+    for (i, b) in input.bytes().enumerate() {
+        let escaped = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => continue,
+        };
+        // The five are ASCII, so `i` is always a character boundary.
+        out.push_str(&input[from..i]);
+        out.push_str(escaped);
+        from = i + 1;
+    }
+    out.push_str(&input[from..]);
 }
 
 /// The inlined template with a line break before each `style` attribute (inside the tag, where
@@ -996,17 +1266,125 @@ mod tests {
         assert!(!second.contains('\u{0}'));
     }
 
+    /// Renders `views` in turn through one renderer, so that later ones reuse the cards the
+    /// earlier ones cached, and holds each to the reference's bytes.
+    fn assert_same_as_reference(views: &[DigestView]) {
+        let renderer = DigestRenderer::new().unwrap();
+        for (i, view) in views.iter().enumerate() {
+            let fast = renderer.render(view).unwrap();
+            let reference = renderer.render_reference(view).unwrap();
+            assert_eq!(fast.html, reference.html, "view {i}");
+            assert_eq!(fast.text, reference.text, "view {i}");
+            assert_eq!(fast.subject, reference.subject, "view {i}");
+        }
+    }
+
+    #[test]
+    fn each_subscriber_sees_their_own_rank() {
+        let views: Vec<DigestView> = [1, 7, 10, 123, 1]
+            .into_iter()
+            .map(|rank| {
+                let mut view = with_feedback(hostile_view(), rank);
+                view.papers.reverse();
+                for (i, p) in view.papers.iter_mut().enumerate() {
+                    p.rank = rank + i as u32;
+                }
+                view
+            })
+            .collect();
+        assert_same_as_reference(&views);
+        let html = DigestRenderer::new()
+            .unwrap()
+            .render(&views[3])
+            .unwrap()
+            .html;
+        assert!(html.contains(">#123</span>"), "{html}");
+    }
+
+    #[test]
+    fn highlighted_snippets_are_spliced_escaped() {
+        let first = hostile_view();
+        let mut second = hostile_view();
+        second.papers[0].snippet = vec![
+            part("  a < b ", false),
+            part("x & \"y\"", true),
+            part(" 'z' >", false),
+            part("<mark>", true),
+        ];
+        second.papers[1].snippet = vec![part("all of it & more", true)];
+        second.papers[2].snippet = vec![part("\n", true), part("  plain  ", false)];
+        assert_same_as_reference(&[first, second.clone(), second.clone()]);
+        let html = render(&second).html;
+        assert!(html.contains("x &amp; &quot;y&quot;</mark>"), "{html}");
+        assert!(html.contains("&lt;mark&gt;</mark>"), "{html}");
+    }
+
+    #[test]
+    fn cards_without_a_snippet_match_the_reference() {
+        let mut view = hostile_view();
+        view.papers[0].snippet.clear();
+        // Only white space: tidied away to nothing, so no snippet paragraph either.
+        view.papers[1].snippet = vec![part("  \n ", false), part(" ", true)];
+        let mut again = with_feedback(hostile_view(), 4);
+        again.papers[1].snippet.clear();
+        assert_same_as_reference(&[hostile_view(), view, again, hostile_view()]);
+    }
+
+    #[test]
+    fn cards_without_reasons_match_the_reference() {
+        let mut view = with_feedback(hostile_view(), 5);
+        view.papers[0].reasons.clear();
+        view.papers[1].reasons = vec!["  ".to_string(), "\n".to_string()];
+        view.papers[2].reasons = vec![
+            "matches: a & b".to_string(),
+            " ".to_string(),
+            "<i>x</i>".to_string(),
+        ];
+        assert_same_as_reference(&[with_feedback(hostile_view(), 4), view.clone(), view]);
+    }
+
+    #[test]
+    fn cards_without_feedback_links_match_the_reference() {
+        let mut some = with_feedback(hostile_view(), 6);
+        some.papers[0].more_url = None;
+        some.papers[1].less_url = Some("javascript:alert(1)".to_string());
+        assert_same_as_reference(&[
+            with_feedback(hostile_view(), 1),
+            hostile_view(),
+            some,
+            with_feedback(hostile_view(), 2),
+        ]);
+    }
+
     #[test]
     fn a_paper_whose_text_holds_the_stand_ins_is_rendered_whole() {
         let renderer = DigestRenderer::new().unwrap();
         let mut view = with_feedback(hostile_view(), 3);
         view.papers[0].title = format!("evil {MORE_MARK} {LESS_MARK} title");
-        view.papers[1].reasons = vec![LESS_MARK.to_string()];
+        view.papers[1].authors = vec![RANK_MARK.to_string(), SNIPPET_MARK.to_string()];
+        view.papers[2].journal_ref = Some(format!("{WHY_MARK} and a lone \u{0}"));
         for _ in 0..2 {
             let fast = renderer.render(&view).unwrap();
             assert_eq!(fast.html, renderer.render_reference(&view).unwrap().html);
             assert!(fast.html.contains("/feedback/s3p1&amp;x?vote=more"));
         }
+        let cache = renderer.cards.lock().unwrap();
+        let cached = cache.by_hash.values().flatten();
+        assert_eq!(
+            cached
+                .filter(|c| matches!(c.html, CardHtml::Uncacheable))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn subscriber_text_holding_stand_ins_is_spliced_as_text() {
+        let mut view = with_feedback(hostile_view(), 8);
+        view.papers[0].snippet = vec![part(RANK_MARK, true), part(LESS_MARK, false)];
+        view.papers[1].reasons = vec![SNIPPET_MARK.to_string(), MORE_MARK.to_string()];
+        view.papers[2].more_url = Some(format!("https://papers.example.org/{WHY_MARK}"));
+        assert_same_as_reference(&[with_feedback(hostile_view(), 1), view.clone(), view]);
     }
 
     #[test]
