@@ -27,6 +27,7 @@ use paperboy::links::{Claims, Purpose, Signer};
 use paperboy::mail::{DigestMessage, build_digest_message};
 use paperboy::matching::CandidateIndex;
 use paperboy::model::EmailAddress;
+use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
 /// `count` interests, a few words each from the fixture's abstracts (words that occur in more
@@ -51,14 +52,9 @@ fn interests(papers: &[paperboy::model::Paper], count: usize) -> Vec<String> {
         .filter(|(_, n)| *n >= 2)
         .map(|(w, _)| w)
         .collect();
-    // xorshift64: deterministic and needs no crate.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    // Seeded, so every run draws the same inputs.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15_u64);
+    let mut next = move |n: usize| rng.gen_range(0..n);
     (0..count)
         .map(|_| {
             let mut terms: Vec<String> = (0..3 + next(4))
