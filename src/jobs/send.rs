@@ -258,10 +258,18 @@ async fn send_batches(
                 report.add(joined);
             }
         }
+        // A database error here must not return at once: that would drop the tasks still
+        // sending, and their deliveries, accepted but not marked, would go out again.
         for id in untried {
-            if app.store.release_lease(id, &options.owner).await? {
-                report.released += 1;
+            match app.store.release_lease(id, &options.owner).await {
+                Ok(released) => report.released += usize::from(released),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
+        }
+        if failure.is_some() {
+            break;
         }
     }
     // Dropping the receiver stops the feeder; a batch it claimed and could not hand over is
