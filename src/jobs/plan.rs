@@ -357,26 +357,44 @@ async fn rank_page(
     blend: Blend,
     now: DateTime<Utc>,
 ) -> Result<RankedPage, PlanError> {
+    // One worker per core, each taking the next small slice of the page until none is left.
+    // Why not one fixed share per core: the database writer runs on the same cores, and the
+    // share that had to make room for it finished last while the other core stood idle.
+    const SLICE: usize = 64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = page.subscribers.len().div_ceil(cores).max(1);
-    let mut subscribers = page.subscribers;
-    let mut tasks = Vec::new();
-    while !subscribers.is_empty() {
-        let rest = subscribers.split_off(chunk.min(subscribers.len()));
-        let part = std::mem::replace(&mut subscribers, rest);
-        let candidates = candidates.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            rank_chunk(&candidates, part, &blend, now)
-        }));
+    let subscribers = Arc::new(page.subscribers);
+    let cursor = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..cores.min(subscribers.len().div_ceil(SLICE)).max(1))
+        .map(|_| {
+            let (candidates, subscribers, cursor) =
+                (candidates.clone(), subscribers.clone(), cursor.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut done = Vec::new();
+                loop {
+                    let start = cursor.fetch_add(SLICE, std::sync::atomic::Ordering::Relaxed);
+                    if start >= subscribers.len() {
+                        return Ok(done);
+                    }
+                    let slice = &subscribers[start..(start + SLICE).min(subscribers.len())];
+                    done.push((start, rank_chunk(&candidates, slice, &blend, now)?));
+                }
+            })
+        })
+        .collect();
+    let mut slices = Vec::new();
+    for worker in workers {
+        let ranked: Result<Vec<(usize, RankedPage)>, PlanError> = worker
+            .await
+            .map_err(|e| PlanError::Matching(format!("a ranking thread stopped: {e}")))?;
+        slices.extend(ranked?);
     }
+    // In page order, as one worker alone would have produced them.
+    slices.sort_unstable_by_key(|(start, _)| *start);
     let mut out = RankedPage {
-        plans: Vec::new(),
+        plans: Vec::with_capacity(subscribers.len()),
         bad_rows: 0,
     };
-    for task in tasks {
-        let part = task
-            .await
-            .map_err(|e| PlanError::Matching(format!("a ranking thread stopped: {e}")))??;
+    for (_, part) in slices {
         out.plans.extend(part.plans);
         out.bad_rows += part.bad_rows;
     }
@@ -385,7 +403,7 @@ async fn rank_page(
 
 fn rank_chunk(
     candidates: &Candidates,
-    subscribers: Vec<DueSubscriber>,
+    subscribers: &[DueSubscriber],
     blend: &Blend,
     now: DateTime<Utc>,
 ) -> Result<RankedPage, PlanError> {
