@@ -269,7 +269,7 @@ impl DigestRenderer {
         let titles: Vec<String> = cards
             .iter()
             .take(PREHEADER_TITLES)
-            .map(|c| c.title.clone())
+            .map(|c| c.parts.title.clone())
             .collect();
         let page = Page::new(view, cards, view.papers.len(), &titles)?;
         let context = tera::Context::from_serialize(&page)
@@ -712,21 +712,13 @@ struct Page<C> {
     text_footer: String,
 }
 
-/// A paper's card as the card template sees it.
+/// A paper's card as the card template sees it: the paper's own parts and this subscriber's.
 #[derive(Serialize)]
 struct PaperCard {
     rank: u32,
-    id: String,
-    title: String,
-    title_url: Option<String>,
-    authors: String,
-    upvotes: Option<String>,
-    /// arXiv categories, primary first, joined: `cs.LG, cs.CL`.
-    categories: String,
-    /// Where the paper was published (arXiv's journal reference), tidied; empty when unknown.
-    journal_ref: String,
+    #[serde(flatten)]
+    parts: PaperParts,
     snippet: Vec<SnippetPart>,
-    links: Vec<Link>,
     why: String,
     /// The plain-text part's rendering of the same paper, wrapped and indented.
     text: String,
@@ -819,14 +811,16 @@ impl<C> Page<C> {
 }
 
 /// What a card shows that depends on the paper alone, tidied and with URLs vetted.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Serialize)]
 struct PaperParts {
     id: String,
     title: String,
     title_url: Option<String>,
     authors: String,
     upvotes: Option<String>,
+    /// arXiv categories, primary first, joined: `cs.LG, cs.CL`.
     categories: String,
+    /// Where the paper was published (arXiv's journal reference), tidied; empty when unknown.
     journal_ref: String,
     links: Vec<Link>,
 }
@@ -884,15 +878,8 @@ impl PaperCard {
     fn new(parts: PaperParts, mine: Subscriber, text: String) -> Self {
         PaperCard {
             rank: mine.rank,
-            id: parts.id,
-            title: parts.title,
-            title_url: parts.title_url,
-            authors: parts.authors,
-            upvotes: parts.upvotes,
-            categories: parts.categories,
-            journal_ref: parts.journal_ref,
+            parts,
             snippet: mine.snippet,
-            links: parts.links,
             why: mine.why,
             text,
             more_url: mine.more_url,
