@@ -537,6 +537,9 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
         SubscriberCommand::Export { output } => {
             crate::subscriber_csv::export(settings, output.as_deref()).await
         }
+        SubscriberCommand::RevokeLinks { email, no_mail } => {
+            revoke_links_command(settings, &email, !no_mail).await
+        }
         SubscriberCommand::Remove { email } => {
             let email = EmailAddress::parse(&email)?;
             let app = open_app(settings).await?;
@@ -547,6 +550,63 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
                 eprintln!("error: {email} is not a subscriber");
                 Ok(ExitCode::FAILURE)
             }
+        }
+    }
+}
+
+/// `paperboy subscriber revoke-links`: bump, mail, say what was done. Exit 1 when the address
+/// is unknown or the new link could not be mailed (the links are revoked all the same).
+async fn revoke_links_command(
+    settings: Settings,
+    email: &str,
+    mail: bool,
+) -> anyhow::Result<ExitCode> {
+    use paperboy::jobs::revoke::{NewLink, revoke_links};
+    let email = EmailAddress::parse(email)?;
+    let app = open_app(settings).await?;
+    let Some(row) = app.store.subscriber_by_email(&email).await? else {
+        eprintln!("error: {email} is not a subscriber");
+        return Ok(ExitCode::FAILURE);
+    };
+    let subscriber = row.parse().map_err(anyhow::Error::msg)?;
+    let Some(done) = revoke_links(&app, &subscriber, mail).await? else {
+        eprintln!(
+            "error: the links of {email} were revoked by someone else at this very moment; \
+             run the command again to revoke them once more"
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    println!(
+        "revoked the manage, feedback and digest links of {email} (token version {} -> {}); \
+         unsubscribe links keep working",
+        done.old_version, done.new_version
+    );
+    let ask = format!(
+        "{}/manage",
+        app.settings.web.base_url.as_str().trim_end_matches('/')
+    );
+    match done.new_link {
+        NewLink::Mailed => {
+            println!("mailed the new manage link to {email}");
+            Ok(ExitCode::SUCCESS)
+        }
+        NewLink::NotMailed => {
+            println!(
+                "mailed nothing (--no-mail): their next digest carries the new links, or they \
+                 can ask for one at {ask}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        NewLink::NeverConfirmed => {
+            println!("mailed nothing: {email} never confirmed, so it only gets its confirmation");
+            Ok(ExitCode::SUCCESS)
+        }
+        NewLink::Failed(why) => {
+            eprintln!(
+                "error: {why}; the old links stay revoked. Check the [mail] settings \
+                 (`paperboy check`) and run the command again, or let them ask at {ask}"
+            );
+            Ok(ExitCode::FAILURE)
         }
     }
 }

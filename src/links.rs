@@ -2,10 +2,11 @@
 //!
 //! A token is `base64url(claims) "." base64url(HMAC-SHA256(key, claims))`. The claims name the
 //! purpose (so an unsubscribe token cannot be replayed as a manage token), the subscriber, the
-//! subscriber's token version (bumping it revokes every manage link mailed so far), an optional
-//! expiry and an optional extra value (a paper id, a delivery id). Verification compares MACs
-//! in constant time and tries the current key, then the previous one, so `secret_key` can be
-//! rotated without breaking the links already in people's inboxes.
+//! subscriber's token version (bumping it revokes the links mailed so far, but for unsubscribe:
+//! `Purpose::revocable`), an optional expiry and an optional extra value (a paper id, a delivery
+//! id). Verification compares MACs in constant time and tries the current key, then the
+//! previous one, so `secret_key` can be rotated without breaking the links already in people's
+//! inboxes.
 //! This module knows nothing about routes or the database: `web` decides what a valid token
 //! allows.
 
@@ -50,6 +51,13 @@ impl Purpose {
         })
     }
 
+    /// Whether links of this purpose stop working once the subscriber's token version is bumped
+    /// ("revoke all my links"). Unsubscribe links never do: RFC 8058 and the law expect the link
+    /// in any old email to keep working. A confirmation is ruled by its one-time nonce instead.
+    pub fn revocable(self) -> bool {
+        matches!(self, Purpose::Manage | Purpose::Feedback | Purpose::Digest)
+    }
+
     /// The path segment the link uses.
     pub fn route(self) -> &'static str {
         match self {
@@ -72,6 +80,15 @@ pub struct Claims {
     pub expires_at: Option<i64>,
     /// What the purpose needs beyond the subscriber (paper id, delivery id…).
     pub extra: Option<String>,
+}
+
+impl Claims {
+    /// Whether the link still works for a subscriber whose token version is now
+    /// `current_version`: always for a purpose that cannot be revoked, otherwise only while the
+    /// version it was signed with is the current one.
+    pub fn is_current(&self, current_version: i64) -> bool {
+        !self.purpose.revocable() || self.token_version == current_version
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -298,6 +315,21 @@ mod tests {
                 .verify(&t, Purpose::Unsubscribe, Utc::now())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_bumped_version_revokes_every_link_but_unsubscribe_and_confirm() {
+        for (purpose, survives) in [
+            (Purpose::Manage, false),
+            (Purpose::Feedback, false),
+            (Purpose::Digest, false),
+            (Purpose::Unsubscribe, true),
+            (Purpose::Confirm, true),
+        ] {
+            let c = claims(purpose);
+            assert!(c.is_current(3), "{purpose:?} at its own version");
+            assert_eq!(c.is_current(4), survives, "{purpose:?} after a bump");
+        }
     }
 
     #[test]

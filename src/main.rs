@@ -155,6 +155,14 @@ enum SubscriberCommand {
     },
     /// Delete a subscriber and their history.
     Remove { email: String },
+    /// Switch off every manage, feedback and "view in browser" link mailed to a subscriber so
+    /// far (unsubscribe links keep working), and mail them the new manage link.
+    RevokeLinks {
+        email: String,
+        /// Revoke only; mail nothing (the next digest carries the new links).
+        #[arg(long)]
+        no_mail: bool,
+    },
     /// Add subscribers from a CSV file (columns in README, "Subscribers in bulk"). Every row is
     /// checked first; bad rows are reported with their line numbers and skipped; the good ones
     /// are added in batches. Addresses already subscribed are left unchanged, so running the

@@ -5,6 +5,11 @@
 //! and names an example paper there; bad entries are refused with the field at fault and
 //! nothing is saved; the saved profile shows on the page, is in the data export, and changes
 //! the next digest (the followed author's paper comes first, saying why).
+//!
+//! Revoking links (issue 16): from the manage page and with `paperboy subscriber revoke-links`,
+//! old manage, feedback and digest links answer "this link was replaced", unsubscribe links keep
+//! working, the freshly mailed link works, and the unsubscribe page offers to email the manage
+//! link instead of showing it.
 
 mod common;
 mod web_common;
@@ -176,6 +181,292 @@ async fn the_manage_page_edits_the_profile_and_the_next_digest_follows_it() {
     assert!(
         text.contains("3 new papers"),
         "max_papers 3 was saved:\n{text}"
+    );
+    d.stop();
+}
+
+/// The path of a link without its query (`?vote=…`).
+fn without_query(link: &str) -> String {
+    link.split('?').next().unwrap_or(link).to_string()
+}
+
+/// The friendly page a revoked link gets: 410, the same look as the other link pages, the way to
+/// a fresh link, and nothing about the subscription.
+#[track_caller]
+fn assert_replaced(page: &Page, what: &str, email: &str) {
+    assert_eq!(page.status, 410, "{what}: {}", page.body);
+    assert!(
+        page.body.contains("This link was replaced"),
+        "{what}: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("href=\"&#x2F;manage\"") && page.body.contains("Email me a fresh link"),
+        "{what}: the way to a new link:\n{}",
+        page.body
+    );
+    assert!(page.body.contains("class=\"card message bad\""), "{what}");
+    assert!(!page.body.contains(email), "{what} names no address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_from_the_manage_page_replaces_every_link_but_unsubscribe() {
+    let test = "revoking_from_the_manage_page_replaces_every_link_but_unsubscribe";
+    let Some(sink) = SmtpSink::start_or_skip(test) else {
+        return;
+    };
+    let hf = FixtureServer::start();
+    hf.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&hf).smtp(&sink).build();
+    fetch_fixture_day(&app, DAY1, FETCH1);
+    let d = WebDaemon::start(&app, SEND1, &[]);
+    let c = client();
+    let cam = "cam@example.org";
+    let confirmed_manage = subscribe_and_confirm(
+        &d,
+        &c,
+        &sink,
+        cam,
+        INTERESTS,
+        &[("time", "23:30"), ("timezone", "UTC")],
+        1,
+    )
+    .await;
+    send_now(&app, SEND1);
+    let digest = wait_for_mail_to(&sink, cam, 2);
+    let old_manage = d.local(&link_to(&digest, "manage"));
+    let old_feedback = d.local(&link_to(&digest, "feedback"));
+    let old_view = d.local(&link_to(&digest, "digest"));
+    let old_unsubscribe = d.local(&link_to(&digest, "unsubscribe"));
+    assert_eq!(old_manage, confirmed_manage, "one link until revoked");
+    // The used confirmation link still leads to the manage page, until the revocation.
+    let old_confirm = d.local(&link_to(&wait_for_mail_to(&sink, cam, 1), "confirm"));
+    let used = get(&c, &old_confirm).await;
+    assert_eq!(page_links(&d, &used, "manage"), vec![old_manage.clone()]);
+
+    // GETs change nothing, whatever they carry: not the revocation, not a vote, not the status.
+    let page = get(&c, &old_manage).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("name=\"action\" value=\"revoke\""),
+        "the revoke button:\n{}",
+        page.body
+    );
+    let csrf = page.hidden("csrf");
+    let sneaky = format!("{old_manage}?action=revoke&csrf={}", encode(&csrf));
+    assert_eq!(get(&c, &sneaky).await.status, 200);
+    assert_eq!(get(&c, &old_feedback).await.status, 200);
+    assert_eq!(get(&c, &old_view).await.status, 200);
+    let unsubscribe_page = get(&c, &old_unsubscribe).await;
+    assert_eq!(unsubscribe_page.status, 200);
+    assert_eq!(status_of(&app, SEND1, cam).as_deref(), Some("active"));
+    assert_eq!(
+        get(&c, &old_manage).await.status,
+        200,
+        "not revoked by a GET"
+    );
+    assert_eq!(sink.messages_to(cam).len(), 2, "nothing mailed by a GET");
+    // The unsubscribe page hands out no manage link, only the offer to email it.
+    assert!(
+        page_links(&d, &unsubscribe_page, "manage").is_empty(),
+        "{}",
+        unsubscribe_page.body
+    );
+    assert!(
+        !unsubscribe_page.body.contains("manage&#x2F;"),
+        "{}",
+        unsubscribe_page.body
+    );
+    assert!(
+        unsubscribe_page
+            .body
+            .contains("<form method=\"post\" action=\"/manage\">"),
+        "{}",
+        unsubscribe_page.body
+    );
+
+    // Without the page's CSRF token nothing is revoked.
+    let refused = post_form(&c, &old_manage, &[("action", "revoke")]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(get(&c, &old_manage).await.status, 200);
+
+    // Revoke: the page says so, shows no new link, and the new one arrives by email.
+    let done = post_form(&c, &old_manage, &[("csrf", &csrf), ("action", "revoke")]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("Your old links are switched off"),
+        "{}",
+        done.body
+    );
+    assert!(
+        done.body
+            .contains(&format!("We have emailed a new link to {cam}")),
+        "{}",
+        done.body
+    );
+    assert!(
+        !done.body.contains("manage&#x2F;") && page_links(&d, &done, "manage").is_empty(),
+        "the new link is only mailed:\n{}",
+        done.body
+    );
+    let mailed = wait_for_mail_to(&sink, cam, 3);
+    assert_eq!(
+        mailed.subject().as_deref(),
+        Some("Your new paperboy subscription link")
+    );
+    let new_manage = d.local(&link_to(&mailed, "manage"));
+    assert_ne!(new_manage, old_manage);
+
+    // Old manage, feedback and digest links: the replaced page, for GET and POST alike.
+    assert_replaced(&get(&c, &old_manage).await, "old manage GET", cam);
+    let again = post_form(&c, &old_manage, &[("csrf", &csrf), ("action", "pause")]).await;
+    assert_replaced(&again, "old manage POST", cam);
+    let twice = post_form(&c, &old_manage, &[("csrf", &csrf), ("action", "revoke")]).await;
+    assert_replaced(&twice, "a second revoke from the old page", cam);
+    assert_replaced(&get(&c, &old_feedback).await, "old feedback GET", cam);
+    let vote = post_form(&c, &without_query(&old_feedback), &[("vote", "more")]).await;
+    assert_replaced(&vote, "old feedback POST", cam);
+    assert_replaced(&get(&c, &old_view).await, "old digest view", cam);
+    let used = get(&c, &old_confirm).await;
+    assert_eq!(used.status, 410, "{}", used.body);
+    assert!(
+        page_links(&d, &used, "manage").is_empty(),
+        "an old confirmation email hands out no manage link:\n{}",
+        used.body
+    );
+    assert_eq!(status_of(&app, SEND1, cam).as_deref(), Some("active"));
+
+    // The new link works, and no vote was recorded through the old feedback link.
+    let fresh = get(&c, &new_manage).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert!(fresh.body.contains(cam));
+    let fresh_csrf = fresh.hidden("csrf");
+    assert_ne!(fresh_csrf, csrf);
+    let export = post_form(
+        &c,
+        &new_manage,
+        &[("csrf", &fresh_csrf), ("action", "export")],
+    )
+    .await;
+    assert_eq!(export.status, 200, "{}", export.body);
+    let data: serde_json::Value = serde_json::from_str(&export.body).expect("JSON export");
+    assert_eq!(data["feedback"], serde_json::json!([]), "no vote recorded");
+    // The old page's CSRF token does not work with the new link either.
+    let stale = post_form(&c, &new_manage, &[("csrf", &csrf), ("action", "pause")]).await;
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert_eq!(status_of(&app, SEND1, cam).as_deref(), Some("active"));
+    assert_eq!(sink.messages_to(cam).len(), 3);
+
+    // The old unsubscribe link still unsubscribes (RFC 8058 one-click), and its page offers to
+    // email the manage link: the form posts to "email me my link", which mails the new one.
+    let gone = post_multipart(&c, &old_unsubscribe, &[("List-Unsubscribe", "One-Click")]).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert!(gone.body.contains("You are unsubscribed"), "{}", gone.body);
+    assert_eq!(status_of(&app, SEND1, cam).as_deref(), Some("unsubscribed"));
+    assert!(page_links(&d, &gone, "manage").is_empty(), "{}", gone.body);
+    assert_eq!(gone.hidden("email"), cam);
+    let asked = post_form(&c, &d.url("/manage"), &[("email", &gone.hidden("email"))]).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(asked.body.contains("Check your inbox"), "{}", asked.body);
+    let link_mail = wait_for_mail_to(&sink, cam, 4);
+    assert_eq!(d.local(&link_to(&link_mail, "manage")), new_manage);
+    let back = get(&c, &new_manage).await;
+    let resumed = post_form(
+        &c,
+        &new_manage,
+        &[("csrf", &back.hidden("csrf")), ("action", "resume")],
+    )
+    .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(status_of(&app, SEND1, cam).as_deref(), Some("active"));
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_revokes_links_from_the_command_line() {
+    // The file transport: the new link is read from the outbox.
+    let app = TestApp::builder().build();
+    let dee = "dee@example.org";
+    app.add_confirmed_subscriber(SEND1, dee, INTERESTS);
+    let d = WebDaemon::start(&app, SEND1, &[]);
+    let c = client();
+    let mails_to = |subject: &str| -> Vec<ReceivedMail> {
+        app.outbox_messages()
+            .into_iter()
+            .filter(|m| m.subject().as_deref() == Some(subject))
+            .collect()
+    };
+
+    // A first link, by "email me my link" (mailed in the background).
+    let asked = post_form(&c, &d.url("/manage"), &[("email", dee)]).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(wait_until(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || mails_to("Your paperboy subscription link").len() == 1
+    ));
+    let old_manage = d.local(&link_to(
+        &mails_to("Your paperboy subscription link")[0],
+        "manage",
+    ));
+    let page = get(&c, &old_manage).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    let out = app
+        .paperboy(["subscriber", "revoke-links", dee])
+        .at(SEND1)
+        .run();
+    out.assert_success();
+    assert!(
+        out.stdout.contains(&format!(
+            "revoked the manage, feedback and digest links of {dee} (token version 1 -> 2)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("mailed the new manage link to {dee}")),
+        "{out}"
+    );
+    let replaced = mails_to("Your new paperboy subscription link");
+    assert_eq!(replaced.len(), 1, "one new link mailed");
+    assert!(
+        replaced[0].header("to").is_some_and(|to| to.contains(dee)),
+        "{:?}",
+        replaced[0]
+    );
+    let new_manage = d.local(&link_to(&replaced[0], "manage"));
+    assert_ne!(new_manage, old_manage);
+    assert_replaced(&get(&c, &old_manage).await, "old manage link", dee);
+    let fresh = get(&c, &new_manage).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert!(fresh.body.contains(dee));
+
+    // --no-mail: revoked all the same, nothing mailed.
+    let quiet = app
+        .paperboy(["subscriber", "revoke-links", dee, "--no-mail"])
+        .at(SEND1)
+        .run();
+    quiet.assert_success();
+    assert!(quiet.stdout.contains("(token version 2 -> 3)"), "{quiet}");
+    assert!(
+        quiet.stdout.contains("mailed nothing (--no-mail)"),
+        "{quiet}"
+    );
+    assert_eq!(mails_to("Your new paperboy subscription link").len(), 1);
+    assert_replaced(&get(&c, &new_manage).await, "the link revoked quietly", dee);
+
+    // An unknown address: said so, exit 1.
+    let nobody = app
+        .paperboy(["subscriber", "revoke-links", "nobody@example.org"])
+        .at(SEND1)
+        .run();
+    nobody.assert_failure();
+    assert!(
+        nobody
+            .stderr
+            .contains("nobody@example.org is not a subscriber"),
+        "{nobody}"
     );
     d.stop();
 }

@@ -4,11 +4,13 @@
 //! unique (subscriber, digest date) key, send claims deliveries under a lease and marks them
 //! sent only after the SMTP server accepted the message. The command line and the daemon call
 //! the same functions. Business rules live here; SQL lives in `store`, HTTP in `sources`,
-//! message building in `mail`.
+//! message building in `mail`. `revoke` switches off a subscriber's links and mails the new one
+//! (the manage page and `subscriber revoke-links`).
 
 pub mod daemon;
 pub mod fetch;
 pub mod plan;
+pub mod revoke;
 pub mod send;
 
 use crate::config::Settings;

@@ -1,5 +1,5 @@
-//! The two transactional emails the web pages send: "confirm your subscription" and "here is
-//! your manage link".
+//! The transactional emails: "confirm your subscription", "here is your manage link", and "your
+//! old links were switched off, here is the new one".
 //!
 //! They carry nothing a visitor typed except the address they go to (which was parsed as an
 //! address), so a stranger cannot use the sign-up form to send their words to someone else's
@@ -20,6 +20,8 @@ pub enum NoticeKind {
     Confirm,
     /// The link to the preferences page, on request.
     ManageLink,
+    /// The new link to the preferences page after every older one was revoked.
+    LinksReplaced,
 }
 
 /// One transactional email to build.
@@ -70,6 +72,17 @@ pub fn build_notice_message(from: &Mailbox, notice: &Notice) -> Result<Message, 
                 url = notice.url,
             ),
         ),
+        NoticeKind::LinksReplaced => (
+            "Your new paperboy subscription link",
+            format!(
+                "Every earlier link to your paperboy subscription, in past digests and emails, \
+                 has been switched off, as you or the site's administrator asked. Here is the \
+                 new link to your subscription:\n\n{url}\n\n\
+                 Keep it to yourself: anyone with this link can change your subscription. \
+                 Unsubscribe links in earlier digests still work.\n",
+                url = notice.url,
+            ),
+        ),
     };
     let domain = from.email.domain();
     Ok(Message::builder()
@@ -108,5 +121,32 @@ mod tests {
         assert!(text.contains("Auto-Submitted: auto-generated"));
         assert!(!text.contains("List-Unsubscribe"));
         assert!(text.contains("Message-ID: <confirm.1.x@paperboy.example.org>"));
+    }
+
+    #[test]
+    fn the_new_link_email_says_the_old_ones_are_off_and_unsubscribe_still_works() {
+        let from: Mailbox = "Paperboy <digest@paperboy.example.org>".parse().unwrap();
+        let n = Notice {
+            kind: NoticeKind::LinksReplaced,
+            to: EmailAddress::parse("ada@example.org").unwrap(),
+            url: "https://paperboy.example.org/manage/new.token".into(),
+            valid_for: String::new(),
+            site_url: "https://paperboy.example.org/".into(),
+            date: Utc::now(),
+            message_key: "revoked.1.2".into(),
+        };
+        let text = String::from_utf8(build_notice_message(&from, &n).unwrap().formatted()).unwrap();
+        assert!(
+            text.contains("Subject: Your new paperboy subscription link"),
+            "{text}"
+        );
+        assert!(text.contains("https://paperboy.example.org/manage/new.token"));
+        assert!(text.contains("switched off"), "{text}");
+        let body = text.replace("=\r\n", "");
+        assert!(
+            body.contains("Unsubscribe links in earlier digests still work"),
+            "{text}"
+        );
+        assert!(!text.contains("List-Unsubscribe"));
     }
 }

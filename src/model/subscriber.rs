@@ -226,7 +226,8 @@ pub struct Subscriber {
     pub send_time: SendTime,
     pub timezone: TimeZoneName,
     pub max_papers: u32,
-    /// Bumped to invalidate every link mailed so far (e.g. after "delete me" or a leak).
+    /// Bumped to revoke the manage, feedback and digest links mailed so far (`jobs::revoke`);
+    /// unsubscribe links survive it.
     pub token_version: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub confirmed_at: Option<chrono::DateTime<chrono::Utc>>,

@@ -1,5 +1,6 @@
 //! The statements behind the web pages: sign-up with double opt-in, the per-address resend
-//! cooldowns, preference changes, status changes, feedback votes and the data export.
+//! cooldowns, preference changes, status changes, revoking links, feedback votes and the data
+//! export.
 //!
 //! Each state change is one conditional `UPDATE` whose `WHERE` clause carries the rule (which
 //! statuses may move where, whether the cooldown has passed, whether the confirmation nonce still
@@ -285,6 +286,28 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Bumps the token version of a subscriber from `seen` (the version the caller checked),
+    /// which switches off every revocable link signed so far (`links::Purpose::revocable`).
+    /// Returns the new version, or `None` when the version had already moved on or the
+    /// subscriber is gone: two revocations racing each other bump once.
+    pub async fn bump_token_version(
+        &self,
+        id: SubscriberId,
+        seen: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_scalar(
+            "UPDATE subscribers SET token_version = token_version + 1, updated_at = $1
+              WHERE id = $2 AND token_version = $3
+             RETURNING token_version",
+        )
+        .bind(to_ms(now))
+        .bind(id.0)
+        .bind(seen)
+        .fetch_optional(p)
+        .await)?)
+    }
+
     /// Deletes one subscriber and, through the foreign keys, their deliveries and feedback.
     pub async fn delete_subscriber(&self, id: SubscriberId) -> Result<bool, StoreError> {
         let n = on_pool!(self, p => sqlx::query("DELETE FROM subscribers WHERE id = $1")
@@ -366,5 +389,59 @@ impl Store {
             papers,
             feedback,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewSubscriber;
+
+    #[tokio::test]
+    async fn a_bump_moves_the_version_once_from_the_one_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bump.db").display());
+        let store = Store::open_and_migrate(&url, 2).await.unwrap();
+        let now = Utc::now();
+        let id = store
+            .add_subscriber(
+                &NewSubscriber {
+                    email: EmailAddress::parse("ada@example.org").unwrap(),
+                    status: SubscriberStatus::Active,
+                    interests: Interests::parse("memory").unwrap(),
+                    frequency: Frequency::Daily,
+                    send_time: "07:00".parse::<SendTime>().unwrap(),
+                    timezone: "UTC".parse::<TimeZoneName>().unwrap(),
+                    max_papers: 10,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let version = store
+            .subscriber_by_id(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token_version;
+        assert_eq!(
+            store.bump_token_version(id, version, now).await.unwrap(),
+            Some(version + 1)
+        );
+        // A second request that saw the old version (a double click, a race) bumps nothing.
+        assert_eq!(
+            store.bump_token_version(id, version, now).await.unwrap(),
+            None
+        );
+        let row = store.subscriber_by_id(id).await.unwrap().unwrap();
+        assert_eq!(row.token_version, version + 1);
+        assert_eq!(
+            store
+                .bump_token_version(SubscriberId(id.0 + 1), version, now)
+                .await
+                .unwrap(),
+            None,
+            "no such subscriber"
+        );
     }
 }

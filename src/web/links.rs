@@ -6,10 +6,12 @@
 //! ignored), answers 200 with a page rather than a redirect, and can be repeated. Its tokens do
 //! not expire and ignore the token version, so the link in a years-old email still works; for a
 //! subscriber who was deleted it still answers that nothing more will be sent, which is true.
+//! Feedback and digest links stop working when the subscriber revokes their links
+//! (`security::link_subscriber`).
 
 use super::Web;
 use super::forms::Fields;
-use super::security::{check_token, gone_link, unavailable};
+use super::security::{check_token, gone_link, link_subscriber, unavailable};
 use super::subscribe::{bad_form, load, manage_url};
 use crate::links::{Purpose, TokenError};
 use crate::model::{SubscriberId, SubscriberStatus};
@@ -31,20 +33,23 @@ pub async fn unsubscribe_page(State(web): State<Web>, Path(token): Path<String>)
     match load(&web, claims.subscriber_id).await {
         Ok(Some(s)) => unsubscribe_view(
             &web,
-            s.email.as_str(),
+            Some(s.email.as_str()),
             s.status == SubscriberStatus::Unsubscribed,
-            Some(manage_url(&web, s.id.0, s.token_version)),
         ),
-        Ok(None) => unsubscribe_view(&web, "this address", true, None),
+        Ok(None) => unsubscribe_view(&web, None, true),
         Err(page) => page,
     }
 }
 
-fn unsubscribe_view(web: &Web, email: &str, done: bool, manage: Option<String>) -> Response {
+/// The unsubscribe page for `email` (`None`: the subscription was deleted). It offers the way
+/// to the preferences as a button that has the manage link emailed (the "email me my link"
+/// form), never as the link itself: an unsubscribe link outlives revocation, so whoever holds an
+/// old email must not get a working manage link from it.
+fn unsubscribe_view(web: &Web, email: Option<&str>, done: bool) -> Response {
     let mut ctx = tera::Context::new();
-    ctx.insert("email", email);
+    ctx.insert("email", email.unwrap_or("this address"));
     ctx.insert("done", &done);
-    ctx.insert("manage_url", &manage);
+    ctx.insert("offer_link", &email.is_some());
     web.pages.page(
         &web.root(),
         StatusCode::OK,
@@ -87,13 +92,8 @@ pub async fn unsubscribe(
         Err(e) => return unavailable(&web, &e),
     }
     match load(&web, claims.subscriber_id).await {
-        Ok(Some(s)) => unsubscribe_view(
-            &web,
-            s.email.as_str(),
-            true,
-            Some(manage_url(&web, s.id.0, s.token_version)),
-        ),
-        Ok(None) => unsubscribe_view(&web, "this address", true, None),
+        Ok(Some(s)) => unsubscribe_view(&web, Some(s.email.as_str()), true),
+        Ok(None) => unsubscribe_view(&web, None, true),
         Err(page) => page,
     }
 }
@@ -124,16 +124,7 @@ async fn feedback_target(
             TokenError::Malformed,
         ));
     };
-    let subscriber = match load(web, claims.subscriber_id).await? {
-        Some(s) => s,
-        None => {
-            return Err(gone_link(
-                web,
-                "This link no longer works",
-                "The subscription it belonged to has been deleted.",
-            ));
-        }
-    };
+    let subscriber = link_subscriber(web, &claims).await?;
     let title = match web.app.store.paper(&paper_id).await {
         Ok(Some(p)) => p
             .paper
@@ -271,9 +262,8 @@ pub async fn digest(State(web): State<Web>, Path(token): Path<String>) -> Respon
     let Ok(date) = date.parse::<chrono::NaiveDate>() else {
         return gone();
     };
-    let subscriber = match load(&web, claims.subscriber_id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return gone(),
+    let subscriber = match link_subscriber(&web, &claims).await {
+        Ok(s) => s,
         Err(page) => return page,
     };
     let view = match crate::jobs::send::digest_view(&web.app, &subscriber, delivery_id, date).await

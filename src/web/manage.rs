@@ -5,13 +5,17 @@
 //! Every POST also carries the page's CSRF token. Buttons: save (the preferences and the
 //! profile: followed authors, categories, example papers), preview (saves nothing),
 //! pause, resume (also brings back an unsubscribed address, which confirmed before), export
-//! (a JSON download) and delete (the subscriber and their whole history).
+//! (a JSON download), revoke (every link mailed so far stops working; a new one is mailed) and
+//! delete (the subscriber and their whole history).
 
 use super::Web;
 use super::forms::{self, FieldError, Fields, FormView};
 use super::pages::Message;
-use super::security::{check_token, csrf_ok, csrf_token, gone_link, unavailable};
+use super::security::{
+    check_token, csrf_ok, csrf_token, gone_link, link_subscriber, replaced_link, unavailable,
+};
 use super::subscribe::{attachment, bad_form, load};
+use crate::jobs::revoke::{NewLink, revoke_links};
 use crate::links::{Claims, Purpose};
 use crate::model::{Subscriber, SubscriberStatus};
 use axum::extract::rejection::FormRejection;
@@ -63,19 +67,7 @@ async fn subscriber_for(web: &Web, token: &str) -> Result<Subscriber, Response> 
             crate::links::TokenError::WrongPurpose,
         ));
     }
-    match load(web, claims.subscriber_id).await? {
-        Some(s) if s.token_version == claims.token_version => Ok(s),
-        Some(_) => Err(gone_link(
-            web,
-            "This link has been replaced",
-            "A newer link was issued for this subscription and the old ones were switched off.",
-        )),
-        None => Err(gone_link(
-            web,
-            "This link no longer works",
-            "The subscription it belonged to has been deleted.",
-        )),
-    }
+    link_subscriber(web, &claims).await
 }
 
 fn render(
@@ -244,6 +236,12 @@ pub async fn submit(
             }
             Err(e) => unavailable(&web, &e),
         },
+        "revoke" => match revoke_links(&web.app, &s, true).await {
+            Ok(Some(done)) => revoked(&web, &s, &done.new_link),
+            // Another revocation got there first: this page's link is already replaced.
+            Ok(None) => replaced_link(&web),
+            Err(e) => unavailable(&web, &e),
+        },
         "delete" => {
             if fields.confirm_delete.as_deref() != Some("yes") {
                 return render(
@@ -286,6 +284,26 @@ pub async fn submit(
             None,
         ),
     }
+}
+
+/// The answer to "revoke all my links". The new link is never shown here: whoever pressed the
+/// button may hold a forwarded email, so it only goes to the address.
+fn revoked(web: &Web, s: &Subscriber, new_link: &NewLink) -> Response {
+    let message = Message::new("Your old links are switched off").line(
+        "Every link to your subscription that was emailed so far, this page's included, no longer \
+         works: manage, \"more / less like this\" and \"view in browser\" links. Unsubscribe links \
+         in your emails keep working.",
+    );
+    let message = match new_link {
+        NewLink::Mailed => message.line(format!(
+            "We have emailed a new link to {}. Use that one from now on.",
+            s.email
+        )),
+        _ => message
+            .line("The email with your new link could not be sent just now. Ask for a fresh link in a few minutes.")
+            .action("Email me a fresh link", format!("{}/manage", web.root())),
+    };
+    web.pages.message(&web.root(), StatusCode::OK, message)
 }
 
 /// Everything the data export holds beyond the subscriber row.

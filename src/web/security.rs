@@ -1,5 +1,6 @@
 //! Web safety: response headers, the cross-site POST check, CSRF tokens for the manage forms,
-//! the client address for rate limits, and turning a bad link into a friendly page.
+//! the client address for rate limits, and turning a bad, deleted or revoked link into a
+//! friendly page.
 //!
 //! Headers: a strict Content-Security-Policy (our own stylesheet and script only, no framing),
 //! `Referrer-Policy: no-referrer` so that the token in the address never leaks to a site a page
@@ -12,6 +13,7 @@
 use super::Web;
 use super::pages::Message;
 use crate::links::{Claims, Purpose, TokenError};
+use crate::model::Subscriber;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -185,6 +187,35 @@ pub fn gone_link(web: &Web, heading: &str, line: &str) -> Response {
             .line(line)
             .action("Email me a fresh link", format!("{root}/manage"))
             .action("Sign up", format!("{root}/"))
+            .bad(),
+    )
+}
+
+/// The subscriber a verified link names, or the page to show instead: the subscription was
+/// deleted, or the link was revoked after it was mailed (`Claims::is_current`).
+pub async fn link_subscriber(web: &Web, claims: &Claims) -> Result<Subscriber, Response> {
+    match super::subscribe::load(web, claims.subscriber_id).await? {
+        Some(s) if claims.is_current(s.token_version) => Ok(s),
+        Some(_) => Err(replaced_link(web)),
+        None => Err(gone_link(
+            web,
+            "This link no longer works",
+            "The subscription it belonged to has been deleted.",
+        )),
+    }
+}
+
+/// The page for a link that was revoked ("revoke all my links", or the operator's
+/// `subscriber revoke-links`). It names no address: whoever holds an old link learns nothing.
+pub fn replaced_link(web: &Web) -> Response {
+    let root = web.root();
+    web.pages.message(
+        &root,
+        StatusCode::GONE,
+        Message::new("This link was replaced")
+            .line("The links to this subscription were switched off and a new one was emailed to its address. Use the link in the newest email from paperboy, or ask for a fresh one.")
+            .line("Unsubscribe links in earlier emails still work.")
+            .action("Email me a fresh link", format!("{root}/manage"))
             .bad(),
     )
 }

@@ -19,7 +19,7 @@ use super::limits::Form;
 use super::pages::Message;
 use super::security::{ClientAddr, check_token, gone_link, unavailable};
 use crate::links::{Claims, Purpose};
-use crate::mail::{Notice, NoticeKind, build_notice_message};
+use crate::mail::{Notice, NoticeKind};
 use crate::model::{EmailAddress, Subscriber, SubscriberId, SubscriberStatus};
 use crate::store::Preferences;
 use axum::extract::{Path, State};
@@ -273,16 +273,7 @@ async fn send_manage_link(
 
 /// The signed manage link of a subscriber.
 pub fn manage_url(web: &Web, subscriber_id: i64, token_version: i64) -> String {
-    web.app.signer.url(
-        &web.app.settings.web.base_url,
-        &Claims {
-            purpose: Purpose::Manage,
-            subscriber_id,
-            token_version,
-            expires_at: None,
-            extra: None,
-        },
-    )
+    crate::jobs::revoke::manage_url(&web.app, subscriber_id, token_version)
 }
 
 async fn send_notice(
@@ -299,22 +290,9 @@ async fn send_notice(
         valid_for: format!("{CONFIRM_VALID_HOURS} hours"),
         site_url: web.app.settings.web.base_url.to_string(),
         date: web.app.clock.now(),
-        message_key: key.clone(),
+        message_key: key,
     };
-    // Both errors can quote the address (a refused recipient, the server's answer): the detail
-    // goes to the debug log, where addresses are allowed; the warning says what failed.
-    let message = build_notice_message(&web.app.settings.mail.from, &notice).map_err(|e| {
-        debug!(error = %e, "notice not built");
-        format!("the {kind:?} email could not be built for its recipient")
-    })?;
-    web.app.mailer.send(&message, &key).await.map_err(|e| {
-        debug!(error = %e, "notice not sent");
-        let how = match e {
-            crate::mail::SendError::Temporary(_) => "temporarily",
-            crate::mail::SendError::Permanent(_) => "permanently",
-        };
-        format!("the {kind:?} email was refused {how} by the mail server (details at debug level)")
-    })
+    crate::jobs::revoke::send_notice(&web.app, &notice).await
 }
 
 /// The claims of a confirmation token and the subscriber it names, or the page to answer with
@@ -346,7 +324,7 @@ pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> 
         .await
     {
         Ok(true) => {}
-        Ok(false) => return used_confirmation(&web, &subscriber),
+        Ok(false) => return used_confirmation(&web, &claims, &subscriber),
         Err(e) => return unavailable(&web, &e),
     }
     let mut ctx = tera::Context::new();
@@ -377,7 +355,7 @@ pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Respo
         .await
     {
         Ok(true) => {}
-        Ok(false) => return used_confirmation(&web, &subscriber),
+        Ok(false) => return used_confirmation(&web, &claims, &subscriber),
         Err(e) => return unavailable(&web, &e),
     }
     info!(subscriber = %subscriber.id, "subscription confirmed");
@@ -394,10 +372,13 @@ pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Respo
     )
 }
 
-fn used_confirmation(web: &Web, subscriber: &Subscriber) -> Response {
+fn used_confirmation(web: &Web, claims: &Claims, subscriber: &Subscriber) -> Response {
     // Whoever holds a validly signed link for this subscriber received it at the address, so
-    // saying whether it is active reveals nothing to a stranger.
-    if subscriber.status == SubscriberStatus::Active {
+    // saying whether it is active reveals nothing to a stranger. The manage link, though, only
+    // while no revocation came after this confirmation was mailed.
+    if subscriber.status == SubscriberStatus::Active
+        && claims.token_version == subscriber.token_version
+    {
         let manage = manage_url(web, subscriber.id.0, subscriber.token_version);
         return web.pages.message(
             &web.root(),
