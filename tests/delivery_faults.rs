@@ -258,3 +258,54 @@ fn a_hard_rejection_of_the_message_fails_that_delivery_only() {
         );
     }
 }
+
+#[test]
+fn a_delivery_to_an_address_that_cannot_be_mailed_fails_at_once_and_is_not_retried() {
+    let test = "unmailable_address";
+    // Plan while nothing listens (every delivery stays due), then break two stored addresses
+    // as an older version or a hand edit could have left them, then send.
+    let port = free_port();
+    let (app, _server, db) = app_on(port);
+    send(&app, T, &[]).assert_failure();
+    assert_eq!(count(&db, "sent"), 0);
+    assert_eq!(count(&db, "planned") + count(&db, "retry"), N as i64);
+    let quoted = "\"reader 0\"@example.net";
+    let bidi = "reader\u{202E}1@example.net";
+    db.exec(&format!(
+        "UPDATE subscribers SET email = '{}' WHERE email = '{}'",
+        quoted.replace('\'', "''"),
+        address(0)
+    ));
+    db.exec(&format!(
+        "UPDATE subscribers SET email = '{bidi}' WHERE email = '{}'",
+        address(1)
+    ));
+
+    let Some(sink) = SmtpSink::start_on_or_skip(test, port) else {
+        return;
+    };
+    let later = plus_secs(T, 600);
+    send(&app, &later, &[]);
+    let rows = db.delivery_rows();
+    for (email, _, status, _, error) in &rows {
+        let error = error.clone().unwrap_or_default();
+        if email == quoted || email == bidi {
+            assert_eq!(status, "failed", "{email:?}: not retried: {error}");
+            assert!(error.contains("bad email"), "{email:?}: {error}");
+        } else {
+            assert_eq!(status, "sent", "{email}: {error}");
+        }
+    }
+    let got = received(&sink);
+    assert_eq!(got.len(), N - 2, "everyone else got their digest: {got:?}");
+    // Later runs do not try them again: failed is final.
+    send(&app, &plus_secs(T, 3 * 3600), &[]).assert_success();
+    assert_eq!(count(&db, "retry"), 0, "{:?}", db.status_counts());
+    assert_eq!(count(&db, "failed"), 2, "{:?}", db.status_counts());
+    let listing = app
+        .paperboy(["deliveries", "--status", "failed"])
+        .at(&later)
+        .run();
+    listing.assert_success();
+    assert!(listing.stdout.contains("quoted local part"), "{listing}");
+}

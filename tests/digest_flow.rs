@@ -5,6 +5,7 @@
 //! itself; the rest follow a digest from fetch to inbox, and what happens when a part fails.
 
 mod common;
+mod delivery_support;
 
 use std::collections::HashSet;
 use std::fs;
@@ -996,4 +997,192 @@ fn send_dry_run_writes_eml_files_and_records_nothing() {
     let listed = check_digest_email(&messages[0], ALICE, DAY1, &day1_papers());
     assert_eq!(listed, dry_listed, "the dry run showed what was then sent");
     assert_eq!(messages[0].subject(), dry.subject());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses: one normal form (the domain in ASCII), what cannot be mailed is refused
+// ---------------------------------------------------------------------------------------------
+
+/// `ann@EXÄMPLE.org` in its ASCII form.
+const ANN_IDN: &str = "ann@xn--exmple-cua.org";
+
+#[test]
+fn subscriber_add_with_the_idn_then_the_punycode_form_gives_one_subscriber() {
+    let app = TestApp::builder().build();
+    app.add_confirmed_subscriber(FETCH1, "Ann@EXÄMPLE.org", ALICE_INTERESTS);
+    let again = app
+        .paperboy([
+            "subscriber",
+            "add",
+            ANN_IDN,
+            "--interests",
+            "memory",
+            "--confirmed",
+        ])
+        .at(FETCH1)
+        .run();
+    again.assert_failure();
+    assert!(
+        again.stderr.contains("already subscribed"),
+        "the punycode form is the same subscriber:\n{again}"
+    );
+    let list = app.subscribers_json(FETCH1);
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["email"], ANN_IDN, "stored with the ASCII domain");
+    // Either form finds it.
+    app.paperboy(["subscriber", "remove", "ann@exämple.org"])
+        .at(FETCH1)
+        .run()
+        .assert_success();
+    assert!(app.subscribers_json(FETCH1).is_empty());
+}
+
+#[test]
+fn subscriber_add_refuses_quoted_and_invisible_addresses_with_a_reason() {
+    let app = TestApp::builder().build();
+    for (bad, says) in [
+        ("\"john doe\"@example.org", "quoted local part"),
+        ("\"john\"@example.org", "quoted local part"),
+        ("ann\u{202E}gro@example.org", "ann<U+202E>gro@example.org"),
+        ("ann\u{200B}@example.org", "a zero-width character"),
+    ] {
+        let out = app
+            .paperboy(["subscriber", "add", bad, "--interests", "memory"])
+            .at(FETCH1)
+            .run();
+        out.assert_failure();
+        assert!(out.stderr.contains(says), "{bad:?}: says {says}:\n{out}");
+    }
+    assert!(app.subscribers_json(FETCH1).is_empty(), "nobody was added");
+}
+
+#[test]
+fn a_digest_to_an_idn_address_goes_out_with_the_ascii_domain() {
+    let Some(sink) =
+        SmtpSink::start_or_skip("a_digest_to_an_idn_address_goes_out_with_the_ascii_domain")
+    else {
+        return;
+    };
+    let hf = FixtureServer::start();
+    hf.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&hf).smtp(&sink).build();
+    app.paperboy(["fetch", "--date", DAY1])
+        .at(FETCH1)
+        .run()
+        .assert_success();
+    app.add_confirmed_subscriber(FETCH1, "Ann@EXÄMPLE.org", ALICE_INTERESTS);
+    app.paperboy(["send", "--now"])
+        .at(SEND1)
+        .run()
+        .assert_success();
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].envelope_to, vec![ANN_IDN], "RCPT TO");
+    let to = messages[0].header("To").expect("a To header");
+    assert_eq!(to.trim(), ANN_IDN, "To");
+    check_digest_email(&messages[0], ANN_IDN, DAY1, &day1_papers());
+}
+
+/// A database as the previous version left it: the address migration not applied yet.
+fn forget_the_address_migration(db: &delivery_support::Db) {
+    db.exec("DROP TABLE address_collisions");
+    db.exec("DROP TABLE data_migrations");
+    db.exec("DELETE FROM _sqlx_migrations WHERE description = 'address normal form'");
+}
+
+#[test]
+fn stored_addresses_are_brought_to_their_normal_form_and_collisions_paused_and_recorded() {
+    let app = TestApp::builder().build();
+    app.paperboy(["migrate"]).at(FETCH1).run().assert_success();
+    let db = delivery_support::Db::open(&app);
+    forget_the_address_migration(&db);
+    // What the previous version stored: ASCII lower-cased, the rest as typed. Rows 1-3 are one
+    // mailbox; 3 holds the normal form but is unsubscribed; 2 is active and confirmed last.
+    for (id, email, status, confirmed_at) in [
+        (1, "ann@exÄmple.org", "active", "100"),
+        (2, "ann@exämple.org", "active", "200"),
+        (3, ANN_IDN, "unsubscribed", "300"),
+        (4, "bob@bücher.example", "active", "100"),
+        (5, "carol@example.org", "pending", "NULL"),
+        (6, "\"john doe\"@example.org", "active", "100"),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO subscribers (id, email, status, interests, frequency, send_time, timezone,
+                max_papers, created_at, confirmed_at, updated_at)
+             VALUES ({id}, '{email}', '{status}', 'memory', 'daily', '07:00', 'UTC', 10, 0,
+                {confirmed_at}, 0)"
+        ));
+    }
+
+    // The next start (any command) applies it.
+    let out = app.paperboy(["migrate"]).at(FETCH1).run();
+    out.assert_success();
+    assert!(out.stdout.contains("address normal form"), "{out}");
+    let list = app.subscribers_json(FETCH1);
+    let row = |id: i64| {
+        let r = list
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("subscriber {id} is kept: {list:#?}"));
+        (
+            r["email"].as_str().unwrap().to_string(),
+            r["status"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(list.len(), 6, "no row is lost: {list:#?}");
+    assert_eq!(
+        row(2),
+        (ANN_IDN.into(), "active".into()),
+        "kept: active, confirmed last"
+    );
+    assert_eq!(
+        row(1),
+        ("ann@exÄmple.org".into(), "paused".into()),
+        "the other active row keeps its address and is paused: one mailbox, one digest"
+    );
+    assert_eq!(
+        row(3),
+        (
+            format!("{ANN_IDN} (duplicate of subscriber 2)"),
+            "unsubscribed".into()
+        ),
+        "the row that held the normal form gives it up and keeps its status"
+    );
+    assert_eq!(
+        row(4),
+        ("bob@xn--bcher-kva.example".into(), "active".into())
+    );
+    assert_eq!(row(5), ("carol@example.org".into(), "pending".into()));
+    assert_eq!(
+        row(6),
+        ("\"john doe\"@example.org".into(), "active".into()),
+        "an address that cannot be mailed is left for the operator"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT COUNT(*) FROM address_collisions WHERE kept_id = 2 AND (
+               (subscriber_id = 1 AND stored_email = 'ann@exÄmple.org' AND stored_status = 'active')
+            OR (subscriber_id = 3 AND stored_email = 'ann@xn--exmple-cua.org'
+                AND stored_status = 'unsubscribed'))"
+        ),
+        2,
+        "each collision is recorded with the address and status it had"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM address_collisions"), 2);
+
+    // The owner's address in any form finds the kept row.
+    let preview = app
+        .paperboy(["preview", "ANN@EXÄMPLE.ORG", "--format", "json"])
+        .at(FETCH1)
+        .run();
+    preview.assert_success();
+
+    // Once only: a later start changes nothing, even a row written by hand in an old form.
+    db.exec("UPDATE subscribers SET email = 'dave@exÄmple.org' WHERE id = 5");
+    app.paperboy(["migrate"]).at(FETCH1).run().assert_success();
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM data_migrations"), 1);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM subscribers WHERE email = 'dave@exÄmple.org'"),
+        1
+    );
 }

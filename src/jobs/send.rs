@@ -15,6 +15,8 @@
 //!   backoff and jitter; past `mail.retry_max_hours` after planning it is `failed`.
 //! - A 5xx at RCPT is a hard bounce: `failed`, counted on the subscriber, who is suspended
 //!   after `mail.max_hard_bounces`. Any other 5xx is `failed` for this delivery only.
+//! - A stored address that cannot be mailed (it no longer parses as an `EmailAddress`, or
+//!   lettre refuses it) is `failed` at once: it would fail the same way at every retry.
 //! - When most recent attempts fail temporarily (the server is down or throttling), the
 //!   circuit breaker opens: nobody is tried for `mail.circuit_pause_secs` (doubling while it
 //!   keeps failing), so an outage costs a few deliveries one retry instead of all of them all.
@@ -24,7 +26,9 @@
 use super::App;
 use crate::digest::{DigestPaper, DigestView, SnippetPart};
 use crate::links::{Claims, Purpose};
-use crate::mail::{DigestMessage, Failure, FailureKind, FailureStage, build_digest_message};
+use crate::mail::{
+    DigestMessage, Failure, FailureKind, FailureStage, MessageError, build_digest_message,
+};
 use crate::matching::Explanation;
 use crate::model::{Subscriber, SubscriberStatus};
 use crate::store::{ClaimedDelivery, DeliveryPaper, StoreError, StoredPaper, SubscriberRow};
@@ -593,7 +597,8 @@ fn classify(result: Result<(), Failure>) -> Outcome {
 
 enum Prepared {
     Message(Box<lettre::Message>, String),
-    /// Not to be sent (the subscriber left since it was planned).
+    /// Not to be sent, now or later: the subscriber left since it was planned, or their
+    /// stored address cannot be mailed (it no longer parses, or lettre refuses it).
     Cancelled(String),
 }
 
@@ -709,7 +714,7 @@ async fn prepare(
         return Ok(Prepared::Cancelled("the digest has no papers".into()));
     }
     let rendered = app.renderer.render(&view).map_err(|e| e.to_string())?;
-    let message = build_digest_message(
+    let message = match build_digest_message(
         &app.settings.mail.from,
         &DigestMessage {
             to: subscriber.email.clone(),
@@ -720,8 +725,12 @@ async fn prepare(
             unsubscribe_url: view.unsubscribe_url.clone(),
             date: app.clock.now(),
         },
-    )
-    .map_err(|e| e.to_string())?;
+    ) {
+        Ok(m) => m,
+        // An address lettre refuses is refused at every attempt: retrying cannot help.
+        Err(e @ MessageError::Recipient(..)) => return Ok(Prepared::Cancelled(e.to_string())),
+        Err(e) => return Err(e.to_string()),
+    };
     debug!(to = %subscriber.email, "message built");
     Ok(Prepared::Message(
         Box::new(message),

@@ -26,7 +26,10 @@ pub struct DigestMessage {
 pub enum MessageError {
     #[error("cannot build the message: {0}")]
     Build(#[from] lettre::error::Error),
-    #[error("the address {0} cannot be used as a recipient: {1}")]
+    /// Permanent: the same address fails the same way at every attempt.
+    #[error(
+        "the address {0} cannot be used as a recipient: {1}; correct or remove it with `paperboy subscriber`"
+    )]
     Recipient(String, String),
 }
 
@@ -196,5 +199,22 @@ mod tests {
         let plain = text.find("text/plain").unwrap();
         let html = text.find("text/html").unwrap();
         assert!(plain < html, "plain text comes first");
+    }
+
+    #[test]
+    fn an_internationalised_address_goes_out_with_its_ascii_domain() {
+        let from: Mailbox = "Paperboy <digest@paperboy.example.org>".parse().unwrap();
+        let m = build_digest_message(
+            &from,
+            &DigestMessage {
+                to: EmailAddress::parse("Ann@EXÄMPLE.org").unwrap(),
+                ..digest()
+            },
+        )
+        .unwrap();
+        let rcpt: Vec<String> = m.envelope().to().iter().map(|a| a.to_string()).collect();
+        assert_eq!(rcpt, ["ann@xn--exmple-cua.org"]);
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(text.contains("To: ann@xn--exmple-cua.org\r\n"), "{text}");
     }
 }

@@ -13,7 +13,7 @@ pub mod pool;
 mod transport;
 
 pub use dkim::{DkimSigner, SIGNED_HEADERS};
-pub use message::{DigestMessage, build_digest_message};
+pub use message::{DigestMessage, MessageError, build_digest_message};
 pub use notice::{Notice, NoticeKind, build_notice_message};
 pub use pool::{Failure, Kind as FailureKind, Stage as FailureStage};
 pub use transport::{Mailer, Pacer, SendError};

@@ -37,7 +37,8 @@ use ColumnKind::{Int, Real, Text};
 
 /// Every table that holds data, parents before children. Not copied: `_sqlx_migrations` (each
 /// side is migrated by this binary) and `leader_leases` (who leads is a fact about running
-/// instances, not data: the target's instances take the lease afresh).
+/// instances, not data: the target's instances take the lease afresh), and `data_migrations`
+/// (the target ran those rewrites itself when it was migrated).
 pub const TABLES: &[Table] = &[
     Table {
         name: "papers",
@@ -175,10 +176,22 @@ pub const TABLES: &[Table] = &[
         key: &["source"],
         identity: None,
     },
+    Table {
+        name: "address_collisions",
+        columns: &[
+            ("subscriber_id", Int),
+            ("kept_id", Int),
+            ("stored_email", Text),
+            ("stored_status", Text),
+            ("found_at", Int),
+        ],
+        key: &["subscriber_id"],
+        identity: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied (see [`TABLES`]).
-pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "leader_leases"];
+pub const NOT_COPIED: &[&str] = &["_sqlx_migrations", "leader_leases", "data_migrations"];
 
 /// One value in flight between the two databases.
 #[derive(Debug, Clone, PartialEq)]

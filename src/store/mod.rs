@@ -7,6 +7,7 @@
 //! This module does no HTTP and no SMTP, and holds no business rules beyond what keeps the data
 //! consistent (the unique keys that make planning twice harmless live in the schema).
 
+mod addresses;
 mod bounces;
 mod copy;
 mod deliveries;
@@ -213,11 +214,13 @@ impl Store {
         }
     }
 
+    /// The SQL migrations, then the rewrites of data that need Rust (once each per database).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
             Backend::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
         }
+        self.normalise_addresses(Utc::now()).await?;
         Ok(())
     }
 
