@@ -12,6 +12,7 @@ use paperboy::matching::check_interests;
 use paperboy::model::{
     EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
 };
+use paperboy::shutdown::Shutdown;
 use paperboy::store::{DeliveryStatus, NewSubscriber, Store};
 use std::io::Write;
 use std::process::ExitCode;
@@ -94,8 +95,14 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
             date,
             from,
             to,
-        } => fetch_command(settings, source, date, from.zip(to)).await,
-        Command::Send { now, dry_run } => send(settings, now, dry_run).await,
+        } => {
+            let shutdown = Shutdown::install()?;
+            fetch_command(settings, source, date, from.zip(to), &shutdown).await
+        }
+        Command::Send { now, dry_run } => {
+            let shutdown = Shutdown::install()?;
+            send(settings, now, dry_run, &shutdown).await
+        }
         Command::Preview { email, format } => preview(settings, &email, format).await,
         Command::Subscriber(cmd) => subscriber(settings, cmd).await,
         Command::Papers {
@@ -144,7 +151,8 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
         }
         Command::Check => check(settings).await,
         Command::Db(DbCommand::Copy { from, to, force }) => {
-            db_copy(&settings, &from, &to, force).await
+            let shutdown = Shutdown::install()?;
+            db_copy(&settings, &from, &to, force, &shutdown).await
         }
         Command::Eval {
             docs,
@@ -158,6 +166,7 @@ async fn send(
     settings: Settings,
     now: bool,
     dry_run: Option<std::path::PathBuf>,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let app = open_app(settings).await?;
     let mode = if now {
@@ -166,11 +175,21 @@ async fn send(
         PlanMode::Scheduled
     };
     if let Some(dir) = dry_run {
-        return dry_run_send(&app, mode, &dir).await;
+        return dry_run_send(&app, mode, &dir, shutdown).await;
     }
     let planning = std::time::Instant::now();
+    // Planning is not cut short: it commits a batch of deliveries at a time and is over in
+    // seconds; a stop asked for meanwhile is honoured before the first message.
     let planned = plan(&app, mode).await?;
     let planning = planning.elapsed().as_secs_f64();
+    if shutdown.requested() {
+        println!(
+            "planned {} digests; stopped on request before sending any. They stay due: run \
+             `paperboy send` again to send them",
+            planned.planned + planned.empty
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     // An operator asking to send now means now: retries waiting for their backoff go too.
     app.store.make_retries_due(app.clock.now()).await?;
     let due = app.store.count_due(app.clock.now()).await?;
@@ -180,13 +199,14 @@ async fn send(
         on_progress: Some(Arc::new(move || tick.inc(1))),
         ..SendOptions::new(app.mailer.clone(), daemon::worker_id())
     };
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = std::time::Instant::now();
+    // On SIGTERM or Ctrl-C no new message starts; the ones in flight finish and are recorded,
+    // the rest of the claimed deliveries are handed back.
     let report = send_due(
         &app,
         &options,
         app.settings.mail.max_connections as usize,
-        stop_rx,
+        shutdown.receiver(),
     )
     .await?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -226,6 +246,14 @@ async fn send(
             report.suspended
         );
     }
+    if shutdown.requested() {
+        let left = app.store.count_due(app.clock.now()).await?;
+        println!(
+            "stopped on request: {} sent in this run, {left} digests not sent yet stay due; \
+             run `paperboy send` again to send them",
+            report.sent
+        );
+    }
     if report.circuit_open {
         eprintln!(
             "the SMTP server refused most messages, so sending stopped for everyone \
@@ -253,12 +281,17 @@ async fn dry_run_send(
     app: &App,
     mode: PlanMode,
     dir: &std::path::Path,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let now = app.clock.now();
     let mailer = Mailer::to_dir(dir);
     let candidates = Candidates::load(app, now).await?;
     let mut written = 0;
     for row in app.store.active_subscribers().await? {
+        if shutdown.requested() {
+            println!("stopped on request; nothing was recorded, so run the same command again");
+            break;
+        }
         let Ok(subscriber) = row.parse() else {
             continue;
         };
@@ -533,7 +566,10 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
             file,
             confirmed,
             check,
-        } => crate::subscriber_csv::import(settings, &file, confirmed, check).await,
+        } => {
+            let shutdown = Shutdown::install()?;
+            crate::subscriber_csv::import(settings, &file, confirmed, check, &shutdown).await
+        }
         SubscriberCommand::Export { output } => {
             crate::subscriber_csv::export(settings, output.as_deref()).await
         }
@@ -703,9 +739,12 @@ async fn fetch_command(
     source: Option<String>,
     date: Option<chrono::NaiveDate>,
     range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let app = open_app(settings).await?;
     let sources = fetch::sources(&app, source.as_deref())?;
+    // Set when a stop was asked for: what to tell the operator about resuming.
+    let mut stopped: Option<String> = None;
     let reports = match (date, range) {
         (_, Some((from, to))) => {
             if from > to {
@@ -722,8 +761,20 @@ async fn fetch_command(
             }
             let bar = progress((days.len() * past.len()) as u64, "backfilling days");
             let mut reports = Vec::new();
-            for day in &days {
+            // A day of one source is the unit: a stop lets the one under way finish (it is
+            // stored and its checkpoint moved) and starts no other.
+            'days: for day in &days {
                 for s in &past {
+                    if shutdown.requested() {
+                        stopped = Some(format!(
+                            "stopped on request before {day} ({} of {} days done); what was \
+                             fetched is stored. Run the same command again, or with --from {day} \
+                             to skip the days done",
+                            day.signed_duration_since(from).num_days(),
+                            days.len()
+                        ));
+                        break 'days;
+                    }
                     tracing::debug!(source = s.name(), day = %day, "backfilling");
                     reports.extend(fetch::fetch_day(&app, std::slice::from_ref(s), *day).await);
                     bar.inc(1);
@@ -732,10 +783,26 @@ async fn fetch_command(
             bar.finish();
             reports
         }
-        (Some(date), None) => fetch::fetch_day(&app, &sources, date).await,
+        // One day or one scheduled run: short, so a stop cuts it off rather than waiting
+        // between units. Each source's papers are written in one transaction, so what is
+        // stored is whole; a fetch run again is harmless (papers are upserted).
+        (Some(date), None) => tokio::select! {
+            r = fetch::fetch_day(&app, &sources, date) => r,
+            _ = shutdown.wait() => {
+                stopped = Some("stopped on request; run the same command again".into());
+                Vec::new()
+            }
+        },
         (None, None) => {
             let today = app.clock.now().date_naive();
-            fetch::fetch_scheduled(&app, &sources, today).await
+            tokio::select! {
+                r = fetch::fetch_scheduled(&app, &sources, today) => r,
+                _ = shutdown.wait() => {
+                    stopped = Some("stopped on request; what was fetched before the stop is \
+                                    stored. Run the same command again".into());
+                    Vec::new()
+                }
+            }
         }
     };
     let mut failed = 0;
@@ -776,6 +843,9 @@ async fn fetch_command(
         if let Some(stale) = &r.stale {
             eprintln!("error: {stale}");
         }
+    }
+    if let Some(stopped) = stopped {
+        println!("{stopped}");
     }
     Ok(if failed > 0 {
         ExitCode::FAILURE
@@ -950,6 +1020,7 @@ async fn db_copy(
     from: &str,
     to: &str,
     force: bool,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let check_url = |flag: &str, url: &str| {
         if url.starts_with("sqlite:")
@@ -1000,10 +1071,23 @@ async fn db_copy(
     }
     let total: u64 = source.table_counts().await?.iter().map(|(_, n)| n).sum();
     let bar = progress(total, "rows copied");
-    let report = source.copy_into(&target, &|n| bar.inc(n)).await?;
+    let report = source
+        .copy_into(&target, &|n| bar.inc(n), &shutdown.receiver())
+        .await?;
     bar.finish();
     for (table, n) in &report.tables {
         println!("{table:<20} {n:>10}");
+    }
+    if report.stopped {
+        println!(
+            "stopped on request after {} rows: the target holds a partial copy (whole batches, \
+             parents before children); the source is unchanged. Run the same command again \
+             with --force to empty the target and copy everything",
+            report.tables.iter().map(|(_, n)| n).sum::<u64>()
+        );
+        source.close().await;
+        target.close().await;
+        return Ok(ExitCode::SUCCESS);
     }
     println!(
         "copied {} rows from {} to {}",

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod reload;
+pub mod shutdown;
 pub mod sources;
 pub mod store;
 pub mod web;

@@ -17,6 +17,7 @@ use paperboy::matching::{CandidateIndex, CategoryMode, TRENDING_ONLY};
 use paperboy::model::{
     EmailAddress, Frequency, Interests, PaperId, SendTime, SubscriberStatus, TimeZoneName,
 };
+use paperboy::shutdown::Shutdown;
 use paperboy::store::{NewSubscriber, ProfileRow, SubscriberRow};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -87,6 +88,7 @@ pub async fn import(
     file: &Path,
     confirmed: bool,
     check_only: bool,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let empty: [&paperboy::model::Paper; 0] = [];
     let defaults = Defaults {
@@ -150,6 +152,13 @@ pub async fn import(
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut record = csv::StringRecord::new();
     loop {
+        if shutdown.requested() {
+            println!(
+                "stopped on request while checking the file; nothing was written. Run the same \
+                 command again"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let line = match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => record.position().map_or(0, |p| p.line()),
@@ -230,6 +239,16 @@ pub async fn import(
             }
         }
         if batch.len() == BATCH || (!more && !batch.is_empty()) {
+            // A batch is the unit: the one being written commits whole, no other starts.
+            if shutdown.requested() {
+                bar.finish();
+                println!(
+                    "stopped on request: {added} subscribers imported, {existing} already \
+                     subscribed; the rest of the file was not written. Run the same command \
+                     again: addresses already imported are left unchanged, the rest are added"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let counts = app
                 .store
                 .import_subscribers(&batch, app.clock.now())

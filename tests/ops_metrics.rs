@@ -49,6 +49,8 @@ fn metrics_parse_and_the_counters_move_as_mail_is_sent() {
         &[
             ("PAPERBOY__WEB__BIND", bind.as_str()),
             ("PAPERBOY__MAIL__MAX_CONNECTIONS", "1"),
+            // No tick since FETCH1, so no fetch at start moves the gauge checked below.
+            ("PAPERBOY__SCHEDULE__FETCH", "0 0 0 1 1 *"),
         ],
     );
     wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
@@ -223,7 +225,14 @@ fn readyz_turns_503_when_a_source_stays_down_for_three_scheduled_fetches() {
         ],
     );
     wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
-    let first = http_get(port, "/readyz").expect("GET /readyz");
+    // The port answers before the scheduler's first turn, when /readyz is still 503 ("has
+    // not completed a first turn yet"): wait for that turn, not for a lucky race.
+    let mut first = http_get(port, "/readyz").expect("GET /readyz");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.body.contains("has not completed a first turn") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        first = http_get(port, "/readyz").expect("GET /readyz");
+    }
     assert_eq!(
         first.status, 200,
         "ready until three scheduled fetches have failed: {}",

@@ -3,7 +3,7 @@
 //! Fetch runs on the `schedule.fetch` cron; every minute the planner looks for subscribers whose
 //! local send time has passed and the sender drains what is due. SIGTERM or Ctrl-C stops taking
 //! new work, lets the SMTP transactions in flight finish (at most `daemon.shutdown_timeout_secs`),
-//! hands back unsent leases and exits 0. SIGHUP re-reads the configuration (see `reload`).
+//! hands back unsent leases and exits 0 (`shutdown`, shared with the long commands). SIGHUP re-reads the configuration (see `reload`).
 //!
 //! Several instances may share one database. Every instance sends (deliveries are claimed row
 //! by row under their own leases); fetch and plan run only on the holder of the leader lease
@@ -22,6 +22,7 @@ use super::plan::{PlanMode, plan_as_leader};
 use super::send::{SendOptions, send_due};
 use crate::metrics::SCHEDULER_STALE_AFTER;
 use crate::notify::{self, Notifier};
+use crate::shutdown::Shutdown;
 use crate::store::LeaderFence;
 use chrono::Utc;
 use std::time::Duration;
@@ -87,34 +88,34 @@ pub fn instance_id(settings: &crate::config::Settings) -> String {
     }
 }
 
-/// SIGTERM, SIGINT and SIGHUP, caught from the moment [`Signals::install`] runs. Install them
+/// What the daemon listens to: the stop signals every long command shares
+/// ([`Shutdown`](crate::shutdown::Shutdown): SIGTERM and SIGINT) and SIGHUP. Install them
 /// before opening the database: a stop that arrives while migrations run is then honoured as
 /// soon as the daemon starts (exit 0) instead of killing the process mid-migration.
 pub struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
+    shutdown: Shutdown,
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     pub fn install() -> anyhow::Result<Signals> {
+        let shutdown = Shutdown::install()?;
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let term = signal(SignalKind::terminate())
-                .map_err(|e| anyhow::anyhow!("cannot install a SIGTERM handler: {e}"))?;
             let hup = signal(SignalKind::hangup())
                 .map_err(|e| anyhow::anyhow!("cannot install a SIGHUP handler: {e}"))?;
-            Ok(Signals { term, hup })
+            Ok(Signals { shutdown, hup })
         }
         #[cfg(not(unix))]
-        Ok(Signals {})
+        Ok(Signals { shutdown })
     }
 }
 
 pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every task watches the shared stop flag; the first SIGTERM or Ctrl-C sets it.
+    let stop_rx = signals.shutdown.receiver();
     let notifier = Notifier::from_env();
     // One lease owner for the whole process, so that a stop that times out can hand back
     // exactly what this process still holds.
@@ -162,11 +163,20 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
         lead_loop(app.clone(), holder.clone(), lease_tx, stop_rx.clone())
             .instrument(info_span!("leader", holder = %holder)),
     );
-    let fetcher = tokio::spawn(fetch_loop(app.clone(), leadership.clone(), stop_rx.clone()));
+    // Planning waits for the fetch at start (if there is one): planned before the papers
+    // arrive, a fresh deployment's first digests would all be empty.
+    let (fetched_tx, fetched_rx) = watch::channel(false);
+    let fetcher = tokio::spawn(fetch_loop(
+        app.clone(),
+        leadership.clone(),
+        fetched_tx,
+        stop_rx.clone(),
+    ));
     let sender = tokio::spawn(plan_send_loop(
         app.clone(),
         owner.clone(),
         leadership,
+        fetched_rx,
         stop_rx.clone(),
     ));
     // READY before the first watchdog ping: systemd expects them in that order.
@@ -195,7 +205,6 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
         shutdown_timeout_secs = timeout.as_secs(),
         "stopping: no new work is taken; messages in flight are finished"
     );
-    let _ = stop_tx.send(true);
     let mut tasks = vec![
         ("sender", sender),
         ("fetcher", fetcher),
@@ -235,15 +244,15 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or Ctrl-C; meanwhile each SIGHUP reloads what can be reloaded.
+/// Waits for SIGTERM or Ctrl-C (the shared stop flag); meanwhile each SIGHUP reloads what can
+/// be reloaded.
 async fn wait_for_stop(app: &App, notifier: &Notifier, signals: Signals) {
     #[cfg(unix)]
     {
-        let Signals { mut term, mut hup } = signals;
+        let Signals { shutdown, mut hup } = signals;
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM received"); return; }
-                _ = tokio::signal::ctrl_c() => { info!("interrupt received"); return; }
+                _ = shutdown.wait() => return,
                 _ = hup.recv() => {
                     notifier.reloading();
                     match crate::reload::reload(&app.settings, &app.live) {
@@ -266,8 +275,8 @@ async fn wait_for_stop(app: &App, notifier: &Notifier, signals: Signals) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (app, notifier, signals);
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = (app, notifier);
+        signals.shutdown.wait().await;
     }
 }
 
@@ -357,7 +366,33 @@ async fn take_lease(app: &App, holder: &str) -> Option<LeaderFence> {
     }
 }
 
-async fn fetch_loop(app: App, leadership: Leadership, mut stop: watch::Receiver<bool>) {
+/// The scheduled fetches, after a fetch at start when one is due; `started` is set once that
+/// first fetch is over (or was not needed).
+async fn fetch_loop(
+    app: App,
+    leadership: Leadership,
+    started: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // On a fresh database, or after downtime across a tick, fetch now: waiting for the next
+    // tick (up to a whole period) would leave a new deployment's preview empty meanwhile.
+    if let Some(reason) = fetch_due_at_start(&app).await {
+        match leadership.confirm(&app).await {
+            Some(fence) => {
+                info!(
+                    reason,
+                    generation = fence.generation,
+                    "fetch at start: leading, fetching"
+                );
+                run_fetch(&app, &fence).await;
+            }
+            None => info!(
+                reason,
+                "fetch at start: not the leader, another instance fetches"
+            ),
+        }
+    }
+    started.send_replace(true);
     loop {
         // Read at every turn: a SIGHUP may have changed the schedule (see `reload`).
         let schedule = app.live.get().fetch_schedule.clone();
@@ -370,25 +405,75 @@ async fn fetch_loop(app: App, leadership: Leadership, mut stop: watch::Receiver<
         if !sleep_or_stop(wait, &mut stop).await {
             return;
         }
-        let today = app.clock.now().date_naive();
         // One fetch per tick across all instances: only the leader's.
         let Some(fence) = leadership.confirm(&app).await else {
             info!(tick = %next.to_rfc3339(), "scheduled fetch: not the leader, another instance fetches");
             continue;
         };
         info!(tick = %next.to_rfc3339(), generation = fence.generation, "scheduled fetch: leading, fetching");
-        let sources = match fetch::sources(&app, None) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot set up the sources");
-                continue;
-            }
-        };
-        // Catch-up from each source's checkpoint (the day before, after downtime the days
-        // missed), then the current listings.
-        fetch::fetch_scheduled(&app, &sources, today)
-            .instrument(info_span!("fetch_run", date = %today, generation = fence.generation))
-            .await;
+        run_fetch(&app, &fence).await;
+    }
+}
+
+/// One fetch run as the leader: catch-up from each source's checkpoint (the day before, after
+/// downtime the days missed), then the current listings.
+async fn run_fetch(app: &App, fence: &LeaderFence) {
+    let today = app.clock.now().date_naive();
+    let sources = match fetch::sources(app, None) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot set up the sources");
+            return;
+        }
+    };
+    fetch::fetch_scheduled(app, &sources, today)
+        .instrument(info_span!("fetch_run", date = %today, generation = fence.generation))
+        .await;
+}
+
+/// Why the daemon should fetch as it starts, if it should: an enabled source that has never
+/// fetched successfully, or whose last success is older than the `schedule.fetch` tick that
+/// followed it (see [`missed_tick`]).
+async fn fetch_due_at_start(app: &App) -> Option<String> {
+    let schedule = app.live.get().fetch_schedule.clone();
+    let sources = fetch::sources(app, None).ok()?;
+    let statuses = match app.store.source_statuses().await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot read the sources' state; fetching at the next tick");
+            return None;
+        }
+    };
+    let now = app.clock.now();
+    sources.iter().find_map(|source| {
+        let last = statuses
+            .iter()
+            .find(|s| s.source == source.name())
+            .and_then(|s| s.last_success_at);
+        missed_tick(&schedule, last, now).then(|| match last {
+            None => format!("source {} has never been fetched", source.name()),
+            Some(at) => format!(
+                "source {} last fetched at {}, before a scheduled fetch that did not run",
+                source.name(),
+                at.to_rfc3339()
+            ),
+        })
+    })
+}
+
+/// True when `schedule` fired between `last_success` and `now`, or there never was a success:
+/// that fetch was missed (no instance ran, or it failed). For an hourly schedule that is a
+/// last fetch older than an hour, or one from before the hour turned. Comparing with the
+/// tick rather than with the period also catches a daily schedule whose tick passed an hour
+/// after a manual fetch.
+pub fn missed_tick(
+    schedule: &cron::Schedule,
+    last_success: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    match last_success {
+        None => true,
+        Some(at) => schedule.after(&at).next().is_some_and(|tick| tick <= now),
     }
 }
 
@@ -396,19 +481,25 @@ async fn plan_send_loop(
     app: App,
     owner: String,
     leadership: Leadership,
+    mut start_fetched: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     // One circuit breaker for the life of the process: an outage seen in one round pauses the next.
     let options = SendOptions::new(app.mailer.clone(), owner);
+    let mut fetched = false;
     loop {
         // The watchdog and /readyz trust this beat: it proves the loop came round again.
         app.metrics.scheduler.beat();
+        // A fetcher that is gone (it never is, short of a panic) is waited for no longer.
+        fetched = fetched || *start_fetched.borrow() || start_fetched.has_changed().is_err();
         let span = info_span!("plan_send", at = %Utc::now());
         let (failed, leading) = async {
             let mut failed = false;
             let fence = leadership.confirm(&app).await;
             let leading = fence.is_some();
-            if let Some(fence) = fence {
+            if !fetched && leading {
+                info!("planning waits for the fetch at start to finish; sending goes on");
+            } else if let Some(fence) = fence {
                 match plan_as_leader(&app, PlanMode::Scheduled, fence).await {
                     Ok(r) if r.due > 0 => {
                         app.metrics.digests_planned(r.planned);
@@ -457,7 +548,12 @@ async fn plan_send_loop(
         } else {
             FOLLOWER_POLL
         };
-        if !sleep_or_stop(pause, &mut stop).await {
+        let go_on = tokio::select! {
+            go_on = sleep_or_stop(pause, &mut stop) => go_on,
+            // Plan as soon as the fetch at start is over rather than a whole pause later.
+            _ = start_fetched.wait_for(|done| *done), if leading && !fetched => true,
+        };
+        if !go_on {
             return;
         }
     }
@@ -479,4 +575,44 @@ pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::str::FromStr;
+
+    fn at(h: u32, m: u32) -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 10, 25, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_fetch_is_due_at_start_only_when_a_tick_passed_since_the_last_success() {
+        let hourly = cron::Schedule::from_str("0 0 * * * *").unwrap();
+        assert!(missed_tick(&hourly, None, at(9, 0)), "never fetched");
+        assert!(
+            !missed_tick(&hourly, Some(at(9, 1)), at(9, 2)),
+            "a restart right after a fetch"
+        );
+        assert!(
+            !missed_tick(&hourly, Some(at(9, 0)), at(9, 59)),
+            "the 09:00 fetch ran; the next is at 10:00"
+        );
+        assert!(
+            missed_tick(&hourly, Some(at(9, 30)), at(10, 5)),
+            "the 10:00 tick passed without a fetch"
+        );
+        let daily = cron::Schedule::from_str("0 0 6 * * *").unwrap();
+        assert!(
+            missed_tick(&daily, Some(at(5, 0)), at(7, 0)),
+            "a manual fetch at 05:00 does not stand in for the 06:00 one"
+        );
+        assert!(!missed_tick(&daily, Some(at(6, 0)), at(23, 0)));
+        let never = cron::Schedule::from_str("0 0 0 1 1 * 2020").unwrap();
+        assert!(
+            !missed_tick(&never, Some(at(6, 0)), at(7, 0)),
+            "a schedule that never fires again asks for nothing"
+        );
+    }
 }

@@ -238,6 +238,8 @@ const BATCH_ROWS: usize = 500;
 #[derive(Debug, Default)]
 pub struct CopyReport {
     pub tables: Vec<(&'static str, u64)>,
+    /// A stop was asked for: the copy ended after a whole batch, before the tables after it.
+    pub stopped: bool,
 }
 
 impl Store {
@@ -270,21 +272,29 @@ impl Store {
     }
 
     /// Copies every table of `self` into `target`, which must be migrated and empty (the
-    /// caller checks). `progress` is told how many rows each written batch held.
+    /// caller checks). `progress` is told how many rows each written batch held. When `stop`
+    /// is set the copy ends after the batch under way: every batch is its own transaction on
+    /// the target and parents come before children, so what is there is consistent.
     pub async fn copy_into(
         &self,
         target: &Store,
         progress: &(dyn Fn(u64) + Sync),
+        stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<CopyReport, StoreError> {
         let mut report = CopyReport::default();
         // Every table in keyset batches, inside the read transaction `$tx`. A macro because
         // the rows are a different type per database; the loop is the same.
         macro_rules! copy_tables {
             ($tx:ident) => {
-                for table in TABLES {
+                'tables: for table in TABLES {
                     let mut after: Option<Vec<Value>> = None;
                     let mut copied = 0u64;
                     loop {
+                        if *stop.borrow() {
+                            report.tables.push((table.name, copied));
+                            report.stopped = true;
+                            break 'tables;
+                        }
                         let sql = select_batch(table, after.is_some());
                         let mut q = sqlx::query(&sql);
                         for v in after.iter().flatten() {
