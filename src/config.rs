@@ -1418,7 +1418,7 @@ mod tests {
         let s = Settings::load_with_env(None, env(&[])).unwrap();
         assert_eq!(
             s.web.confirmation_emails_per_hour.map(|n| n.get()),
-            Some(100)
+            Some(50)
         );
         let s = Settings::load_with_env(
             None,
