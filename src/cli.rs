@@ -13,7 +13,7 @@ use paperboy::model::{
     EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
 };
 use paperboy::shutdown::Shutdown;
-use paperboy::store::{DeliveryStatus, NewSubscriber, Store};
+use paperboy::store::{DeliveryStatus, NewSubscriber, Store, without_password};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -1001,17 +1001,6 @@ struct ProgressInner {
 const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A progress report for `len` items of `what` ("sending digests", "importing subscribers").
-/// A database URL fit for an error message: any password replaced by `***`.
-fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// `paperboy db copy`: both databases are opened and migrated to this binary's schema; a
 /// target holding any row is refused unless `force`, which empties it; then every table is
 /// copied (`Store::copy_into`) under one progress bar.

@@ -30,6 +30,16 @@ pub enum ConfigError {
     },
     #[error("config key `{key}` is required: {why}")]
     Missing { key: String, why: String },
+    /// A key given a value of the wrong kind: a section that is not a table, a list that is not a
+    /// list, a single value that is a table or a list.
+    #[error("config key `{key}` {origin} must be {expected}, not {found}")]
+    Shape {
+        key: String,
+        /// "in FILE" or "set by PAPERBOY__…".
+        origin: String,
+        expected: String,
+        found: String,
+    },
     #[error("cannot read the config file {}: {detail}", path.display())]
     File { path: PathBuf, detail: String },
     #[error("the configuration cannot be read: {0}")]
@@ -101,6 +111,8 @@ pub struct WebSettings {
     pub base_url: url::Url,
     /// Sign-ups and "email me my link" requests one client address may make per hour.
     pub form_posts_per_hour: u32,
+    /// Confirmation emails the process sends per hour; `None` = no cap.
+    pub confirmation_emails_per_hour: Option<std::num::NonZeroU32>,
     /// The least time between two confirmation (or two manage-link) emails to one address.
     pub resend_cooldown: Duration,
     /// Behind a reverse proxy: take the client address for rate limits from the last
@@ -280,6 +292,7 @@ struct RawWeb {
     bind: String,
     base_url: String,
     form_posts_per_hour: String,
+    confirmation_emails_per_hour: String,
     resend_cooldown_secs: String,
     trust_forwarded_for: String,
 }
@@ -406,12 +419,16 @@ impl Settings {
                 detail: e.to_string(),
             })?;
             // Parse here first: the `config` crate's TOML errors do not name the file.
-            if let Err(e) = text.parse::<toml::Table>() {
-                return Err(ConfigError::File {
-                    path: path.to_path_buf(),
-                    detail: format!("it is not valid TOML: {e}"),
-                });
-            }
+            let table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                detail: format!("it is not valid TOML: {e}"),
+            })?;
+            check_file_shape(
+                &defaults_table(),
+                &table,
+                "",
+                &format!("in {}", path.display()),
+            )?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         let prefix = format!("{ENV_PREFIX}__");
@@ -419,6 +436,9 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .collect();
+        for var in env_map.keys() {
+            check_env_shape(&defaults_table(), var)?;
+        }
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
@@ -555,6 +575,12 @@ impl Settings {
                 1,
                 100_000,
             )?,
+            confirmation_emails_per_hour: std::num::NonZeroU32::new(parse_range(
+                "web.confirmation_emails_per_hour",
+                &raw.web.confirmation_emails_per_hour,
+                0,
+                1_000_000,
+            )?),
             resend_cooldown: Duration::from_secs(u64::from(parse_range(
                 "web.resend_cooldown_secs",
                 &raw.web.resend_cooldown_secs,
@@ -768,6 +794,120 @@ impl Settings {
     /// The domain of the From address: Message-IDs and the List-Id live under it.
     pub fn mail_domain(&self) -> &str {
         self.mail.from.email.domain()
+    }
+}
+
+/// `config/default.toml` as a table: it has every key, so its shape is the shape of the settings.
+fn defaults_table() -> toml::Table {
+    DEFAULT_TOML
+        .parse()
+        .expect("the embedded config/default.toml is valid TOML")
+}
+
+/// Checks that each key the file sets has the kind of value its default has (a section is a
+/// table, a list a list, anything else a single value), naming the key as written. Done before
+/// the environment merges in: with `web = 3` in the file and `PAPERBOY__WEB__BIND` set, the
+/// merged result would blame a key the user never wrote. Unknown keys are left to serde, whose
+/// message lists the known ones.
+fn check_file_shape(
+    defaults: &toml::Table,
+    file: &toml::Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (name, value) in file {
+        let key = format!("{prefix}{name}");
+        let Some(default) = defaults.get(name) else {
+            continue;
+        };
+        let expected = match (default, value) {
+            (toml::Value::Table(d), toml::Value::Table(v)) => {
+                check_file_shape(d, v, &format!("{key}."), origin)?;
+                continue;
+            }
+            (toml::Value::Array(_), toml::Value::Array(_)) => continue,
+            (toml::Value::Table(d), _) => table_wanted(&key, d),
+            (toml::Value::Array(d), _) if d.is_empty() => format!("a list of `[[{key}]]` tables"),
+            (toml::Value::Array(_), _) => format!("a list such as `{}`", toml_example(default)),
+            (_, toml::Value::Table(_) | toml::Value::Array(_)) => {
+                format!("a single value such as `{}`", toml_example(default))
+            }
+            _ => continue,
+        };
+        return Err(ConfigError::Shape {
+            key,
+            origin: origin.to_string(),
+            expected,
+            found: value_kind(value),
+        });
+    }
+    Ok(())
+}
+
+/// An environment variable can only set a single value: one that names a section is refused
+/// with the section's keys, rather than with serde's name for the section's type.
+fn check_env_shape(defaults: &toml::Table, var: &str) -> Result<(), ConfigError> {
+    let path = var
+        .trim_start_matches(ENV_PREFIX)
+        .trim_start_matches("__")
+        .to_ascii_lowercase();
+    let mut table = defaults;
+    for (i, part) in path.split("__").enumerate() {
+        match table.get(part) {
+            Some(toml::Value::Table(t)) => table = t,
+            _ => return Ok(()),
+        }
+        let key = path.split("__").take(i + 1).collect::<Vec<_>>().join(".");
+        if path.split("__").nth(i + 1).is_none() {
+            let first = table.keys().next().map(String::as_str).unwrap_or("key");
+            return Err(ConfigError::Shape {
+                expected: format!(
+                    "{}; set one of its keys instead, such as {var}__{}",
+                    table_wanted(&key, table),
+                    first.to_ascii_uppercase()
+                ),
+                key,
+                origin: format!("set by {var}"),
+                found: "a single value".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// "a table (`[web]` with keys such as `base_url`, `bind`)"
+fn table_wanted(key: &str, default: &toml::Table) -> String {
+    let keys: Vec<String> = default.keys().take(3).map(|k| format!("`{k}`")).collect();
+    format!("a table (`[{key}]` with keys such as {})", keys.join(", "))
+}
+
+/// A default value as it is written in TOML.
+fn toml_example(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_example).collect();
+            format!("[{}]", items.join(", "))
+        }
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(x) => x.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Table(_) => "{ … }".into(),
+    }
+}
+
+/// What a TOML value is, in words. Text is not quoted: it could be a password put in the wrong
+/// place.
+fn value_kind(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(_) => "a text value".into(),
+        toml::Value::Integer(n) => format!("the number {n}"),
+        toml::Value::Float(x) => format!("the number {x}"),
+        toml::Value::Boolean(b) => format!("the value {b}"),
+        toml::Value::Datetime(_) => "a date".into(),
+        toml::Value::Array(_) => "a list".into(),
+        toml::Value::Table(_) => "a table".into(),
     }
 }
 
@@ -1205,6 +1345,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("smtp_ur"), "{err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_names_the_key_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let load = |toml: &str, vars: &[(&str, &str)]| {
+            std::fs::write(&path, toml).unwrap();
+            Settings::load_with_env(Some(&path), env(vars))
+                .unwrap_err()
+                .to_string()
+        };
+        let file = path.display().to_string();
+        for vars in [
+            &[][..],
+            &[("PAPERBOY__MAIL__TRANSPORT", "file")],
+            &[("PAPERBOY__WEB__BIND", "127.0.0.1:9")],
+        ] {
+            let err = load("web = 3\n", vars);
+            assert_eq!(
+                err,
+                format!(
+                    "config key `web` in {file} must be a table (`[web]` with keys such as \
+                     `base_url`, `bind`, `confirmation_emails_per_hour`), not the number 3"
+                ),
+                "{vars:?}"
+            );
+        }
+        let err = load("[web]\nbind = [1]\n", &[]);
+        assert!(
+            err.starts_with(&format!(
+                "config key `web.bind` in {file} must be a single value such as `\"127.0.0.1:8080\"`, not a list"
+            )),
+            "{err}"
+        );
+        let err = load("[sources.hf]\nenabled = { a = 1 }\n", &[]);
+        assert!(
+            err.contains("`sources.hf.enabled`") && err.contains("not a table"),
+            "{err}"
+        );
+        let err = load("[sources]\nfeeds = 3\n", &[]);
+        assert!(
+            err.contains("`sources.feeds`") && err.contains("a list of `[[sources.feeds]]` tables"),
+            "{err}"
+        );
+        let err = load("[sources.arxiv]\ncategories = \"cs.LG\"\n", &[]);
+        assert!(
+            err.contains("`sources.arxiv.categories`") && err.contains("not a text value"),
+            "{err}"
+        );
+        let err = load("database = \"postgres://u:hunter2@db/x\"\n", &[]);
+        assert!(err.contains("`database`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        let err = Settings::load_with_env(None, env(&[("PAPERBOY__WEB", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config key `web` set by PAPERBOY__WEB must be a table")
+                && err.contains("such as PAPERBOY__WEB__BASE_URL"),
+            "{err}"
+        );
+        let err = Settings::load_with_env(None, env(&[("PAPERBOY__SOURCES__HF", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`sources.hf`"), "{err}");
+    }
+
+    #[test]
+    fn the_confirmation_cap_is_off_at_zero() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(
+            s.web.confirmation_emails_per_hour.map(|n| n.get()),
+            Some(50)
+        );
+        let s = Settings::load_with_env(
+            None,
+            env(&[("PAPERBOY__WEB__CONFIRMATION_EMAILS_PER_HOUR", "0")]),
+        )
+        .unwrap();
+        assert_eq!(s.web.confirmation_emails_per_hour, None);
     }
 
     #[test]

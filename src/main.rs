@@ -248,8 +248,37 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(settings, args.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_text(&e));
+            exit_code(&e)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a layer whose text its outer layer
+/// already quotes (thiserror's `{0}` beside `#[from]`, sqlx quoting the SQLite error) is left
+/// out, where `{:#}` would print the same words two or three times.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for layer in error.chain() {
+        let layer = layer.to_string();
+        if text.contains(&layer) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&layer);
+    }
+    text
+}
+
+/// 2 when a setting or the filesystem must be fixed (as for a bad config file), 1 otherwise:
+/// systemd and scripts retry 1, and a person fixes 2.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let configuration = error.chain().any(|layer| {
+        layer
+            .downcast_ref::<paperboy::store::StoreError>()
+            .is_some_and(paperboy::store::StoreError::is_configuration)
+    });
+    ExitCode::from(if configuration { 2 } else { 1 })
 }

@@ -111,6 +111,7 @@ pub struct Metrics {
     digests_failed: Counter,
     send_seconds: Histogram,
     smtp_errors: Family<Labels, Counter>,
+    confirmations_withheld: Counter,
     /// The plan/send loop's liveness (the watchdog and `/readyz` read it).
     pub scheduler: Heartbeat,
     /// When this process started, on the app's clock: the reference for "no fetch yet".
@@ -178,6 +179,12 @@ impl Metrics {
             "SMTP failures by class: transient (4xx), permanent (5xx), connection, timeout, tls, other",
             smtp_errors.clone(),
         );
+        let confirmations_withheld = Counter::default();
+        registry.register(
+            "paperboy_confirmations_withheld",
+            "Sign-ups recorded without their confirmation email: web.confirmation_emails_per_hour was reached",
+            confirmations_withheld.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         build_info
             .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
@@ -197,6 +204,7 @@ impl Metrics {
             digests_failed,
             send_seconds,
             smtp_errors,
+            confirmations_withheld,
             scheduler: Heartbeat::new(),
             started_at,
         }
@@ -256,6 +264,11 @@ impl Metrics {
         }
     }
 
+    /// The confirmation cap held back one confirmation email.
+    pub fn confirmation_withheld(&self) {
+        self.confirmations_withheld.inc();
+    }
+
     /// The current values of this process's counters, without the database-derived ones.
     pub fn counter(&self, name: &str) -> Option<u64> {
         match name {
@@ -263,6 +276,7 @@ impl Metrics {
             "digests_sent" => Some(self.digests_sent.get()),
             "digests_retried" => Some(self.digests_retried.get()),
             "digests_failed" => Some(self.digests_failed.get()),
+            "confirmations_withheld" => Some(self.confirmations_withheld.get()),
             _ => None,
         }
     }

@@ -190,3 +190,155 @@ fn the_smtp_password_comes_from_a_credential_file_and_is_never_printed() {
     assert_eq!(out.status.code(), Some(2), "{out}");
     assert!(out.stderr.contains("mail.smtp_password_file"), "{out}");
 }
+
+/// The lines of stderr that carry the error (not the log lines before it).
+fn error_lines(out: &CmdOutput) -> Vec<&str> {
+    out.stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect()
+}
+
+/// A SQLite file in a directory that does not exist: one line naming the file and its
+/// directory and what to do, SQLite's own text at most once, and exit status 2 (a setting to
+/// fix).
+#[test]
+fn a_database_in_a_missing_directory_is_named_once_with_exit_2() {
+    let app = TestApp::builder()
+        .file_transport()
+        .sqlite_only("the path of a SQLite file is what is tested")
+        .build();
+    let missing = app.dir().join("no-such-dir");
+    let file = missing.join("paperboy.db");
+    let out = app
+        .paperboy(["send", "--now"])
+        .at(NOW)
+        .env(
+            "PAPERBOY__DATABASE__URL",
+            &format!("sqlite://{}", file.display()),
+        )
+        .run();
+    println!("{out}");
+    assert_eq!(out.status.code(), Some(2), "{out}");
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{out}");
+    let line = errors[0];
+    assert!(
+        line.contains(&file.display().to_string())
+            && line.contains(&format!(
+                "its directory {} does not exist",
+                missing.display()
+            ))
+            && line.contains("writable by the user paperboy runs as")
+            && line.contains("`database.url`"),
+        "{line}"
+    );
+    assert!(
+        out.stderr.matches("unable to open database file").count() <= 1,
+        "{out}"
+    );
+    assert!(!missing.exists(), "nothing is created");
+}
+
+/// A PostgreSQL server that does not answer: the URL is shown without its password, the
+/// reason is the refused connection (not "pool timed out" after the acquire timeout), and the
+/// exit status is 1 (worth retrying).
+#[test]
+fn an_unanswering_postgres_is_named_without_its_password_with_exit_1() {
+    let app = TestApp::builder().file_transport().build();
+    let port = free_port();
+    let password = "pw-7f3a9c-never-print";
+    let out = app
+        .paperboy(["send", "--now"])
+        .at(NOW)
+        .env(
+            "PAPERBOY__DATABASE__URL",
+            &format!("postgres://paperboy:{password}@127.0.0.1:{port}/paperboy"),
+        )
+        .run();
+    println!("{out}");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(!out.stderr.contains(password), "{out}");
+    assert!(!out.stdout.contains(password), "{out}");
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].contains(&format!(
+            "postgres://paperboy:***@127.0.0.1:{port}/paperboy"
+        )) && errors[0].contains("does not answer")
+            && errors[0].contains("Connection refused")
+            && errors[0].contains("PostgreSQL is running"),
+        "{out}"
+    );
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(20),
+        "a refused connection is reported at once, not after the pool's timeout: {out}"
+    );
+}
+
+/// A database the PostgreSQL server does not have is a setting to fix: exit status 2.
+#[test]
+fn an_unknown_postgres_database_is_a_setting_to_fix_with_exit_2() {
+    const T: &str = "an_unknown_postgres_database_is_a_setting_to_fix_with_exit_2";
+    if std::env::var(TEST_DATABASE_ENV).is_ok() && !test_on_postgres() {
+        eprintln!("{T}: PostgreSQL only; it runs in the PostgreSQL pass");
+        return;
+    }
+    // A database made and dropped again: the server answers, the database is gone.
+    let Some(gone) = PgDatabase::create_or_skip(T) else {
+        return;
+    };
+    let url = gone.url.clone();
+    drop(gone);
+    let app = TestApp::builder()
+        .file_transport()
+        .sqlite_only("the database URL under test is set per run")
+        .build();
+    let out = app
+        .paperboy(["send", "--now"])
+        .at(NOW)
+        .env("PAPERBOY__DATABASE__URL", &url)
+        .run();
+    println!("{out}");
+    assert_eq!(out.status.code(), Some(2), "{out}");
+    let errors = error_lines(&out);
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].contains(&url)
+            && errors[0].contains("does not exist")
+            && errors[0].contains("database name in `database.url`"),
+        "{out}"
+    );
+}
+
+/// `web = 3` in the file: the message names `web` and what it must be, with or without
+/// environment overrides (one of which used to get the blame).
+#[test]
+fn a_section_given_a_number_is_named_as_written_with_or_without_env_overrides() {
+    let app = TestApp::builder().file_transport().build();
+    let config = app.dir().join("wrong.toml");
+    std::fs::write(&config, "web = 3\n").expect("write config");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_paperboy"));
+    let expected = format!(
+        "error: config key `web` in {} must be a table (`[web]` with keys such as `base_url`, \
+         `bind`, `confirmation_emails_per_hour`), not the number 3",
+        config.display()
+    );
+    for env in [
+        &[][..],
+        &[("PAPERBOY__MAIL__TRANSPORT", "file")],
+        &[("PAPERBOY__WEB__BIND", "127.0.0.1:9")],
+    ] {
+        let mut run = app.program(
+            binary,
+            ["--config", &config.display().to_string(), "send", "--now"],
+        );
+        for (k, v) in env {
+            run = run.env(k, v);
+        }
+        let out = run.run();
+        println!("{out}");
+        assert_eq!(out.status.code(), Some(2), "{out}");
+        assert_eq!(out.stderr.trim_end(), expected, "with {env:?}");
+    }
+}

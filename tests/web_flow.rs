@@ -11,6 +11,7 @@ mod common;
 mod web_common;
 
 use common::*;
+use std::time::Duration;
 use web_common::*;
 
 const DAY1: &str = "2024-10-25";
@@ -470,4 +471,197 @@ async fn invariant_6_typed_text_is_escaped_and_kept_out_of_headers() {
         }
     }
     assert!(sink.messages_to("victim@example.org").is_empty());
+}
+
+/// POSTs a form as if through our proxy, which put `forwarded` last in `X-Forwarded-For`.
+async fn post_via_proxy(
+    c: &reqwest::Client,
+    url: &str,
+    forwarded: &str,
+    fields: &[(&str, &str)],
+) -> Page {
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    read(
+        c.post(url)
+            .header("x-forwarded-for", forwarded)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
+}
+
+/// The value of a counter on `/metrics` (0 when the series is absent).
+async fn metric(c: &reqwest::Client, d: &WebDaemon, name: &str) -> f64 {
+    let text = get(c, &d.url("/metrics")).await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `web.confirmation_emails_per_hour = 5`: eight sign-ups from eight client addresses all get
+/// the same answer and all are recorded as pending, but only five confirmation emails leave;
+/// the cap is logged once and counted on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_confirmation_cap_sends_only_its_allowance_and_answers_every_sign_up_the_same() {
+    let Some(sink) = SmtpSink::start_or_skip("the_confirmation_cap") else {
+        return;
+    };
+    let app = TestApp::builder().smtp(&sink).build();
+    let d = WebDaemon::start(
+        &app,
+        SEND1,
+        &[
+            ("PAPERBOY__WEB__CONFIRMATION_EMAILS_PER_HOUR", "5"),
+            ("PAPERBOY__WEB__TRUST_FORWARDED_FOR", "true"),
+        ],
+    );
+    let c = client();
+    let mut answers = Vec::new();
+    for i in 1..=8 {
+        let email = format!("capped{i}@example.org");
+        let page = post_via_proxy(
+            &c,
+            &d.url("/subscribe"),
+            &format!("203.0.113.{i}"),
+            &[("email", &email), ("interests", INTERESTS)],
+        )
+        .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        answers.push(page.body);
+    }
+    assert!(answers[0].contains("Check your inbox"), "{}", answers[0]);
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "every sign-up gets the same page"
+    );
+
+    // The sign-ups are processed after the answer: wait until all eight are settled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(&c, &d, "paperboy_confirmations_withheld_total").await < 3.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three confirmations withheld expected:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = sink.wait_for_messages(5, Duration::from_secs(20));
+    // Give a sixth message every chance to arrive before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sent.len(), 5);
+    assert_eq!(
+        sink.messages().len(),
+        5,
+        "exactly the cap's allowance is sent"
+    );
+    assert_eq!(
+        metric(&c, &d, "paperboy_confirmations_withheld_total").await,
+        3.0
+    );
+    for i in 1..=8 {
+        let email = format!("capped{i}@example.org");
+        assert_eq!(
+            status_of(&app, SEND1, &email).as_deref(),
+            Some("pending"),
+            "{email} is recorded whether or not its email went"
+        );
+    }
+    let log = d.log();
+    assert_eq!(
+        log.matches("web.confirmation_emails_per_hour reached")
+            .count(),
+        1,
+        "one warning, not one per sign-up:\n{log}"
+    );
+}
+
+/// Per-client limits count an IPv6 client by its /64, and an IPv4-mapped address as the IPv4
+/// address it maps (the addresses come through `X-Forwarded-For` from a trusted proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_share_one_allowance_per_slash_64() {
+    let app = TestApp::builder().build();
+    let d = WebDaemon::start(
+        &app,
+        SEND1,
+        &[
+            ("PAPERBOY__WEB__FORM_POSTS_PER_HOUR", "1"),
+            ("PAPERBOY__WEB__TRUST_FORWARDED_FOR", "true"),
+        ],
+    );
+    let c = client();
+    let ask = |client: &'static str| {
+        let (c, url) = (c.clone(), d.url("/manage"));
+        async move {
+            post_via_proxy(&c, &url, client, &[("email", "someone@example.org")])
+                .await
+                .status
+        }
+    };
+    assert_eq!(ask("2001:db8:aa:1::1").await, 200);
+    assert_eq!(
+        ask("2001:db8:aa:1:ffff:ffff:ffff:fffe").await,
+        429,
+        "same /64, same allowance"
+    );
+    assert_eq!(ask("2001:db8:aa:2::1").await, 200, "another /64");
+    assert_eq!(ask("::ffff:198.51.100.4").await, 200);
+    assert_eq!(ask("198.51.100.4").await, 429, "the mapped IPv4 address");
+    assert_eq!(
+        ask("198.51.100.5").await,
+        200,
+        "IPv4 addresses are not grouped"
+    );
+}
+
+/// A link whose token is not UTF-8 once decoded (`%ff`) gets the same friendly page as any
+/// other bad link, on every link route, for GET and POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_token_that_is_not_utf8_gets_the_friendly_bad_link_page() {
+    let app = TestApp::builder().build();
+    let d = WebDaemon::start(&app, SEND1, &[]);
+    let c = client();
+    let routes = [
+        ("manage", true),
+        ("confirm", true),
+        ("unsubscribe", true),
+        ("digest", false),
+        ("feedback", true),
+    ];
+    for (route, has_post) in routes {
+        let garbage = get(&c, &d.url(&format!("/{route}/garbage"))).await;
+        let mut answers = vec![("GET", get(&c, &d.url(&format!("/{route}/%ff"))).await)];
+        if has_post {
+            answers.push((
+                "POST",
+                post_form(&c, &d.url(&format!("/{route}/%ff")), &[]).await,
+            ));
+        }
+        for (method, page) in answers {
+            assert_eq!(page.status, 400, "{method} /{route}/%ff: {}", page.body);
+            assert_eq!(page.status, garbage.status, "{method} /{route}/%ff");
+            assert!(
+                page.header("content-type")
+                    .is_some_and(|t| t.starts_with("text/html")),
+                "{method} /{route}/%ff: {:?}",
+                page.headers
+            );
+            assert!(
+                page.body.contains("This link does not work"),
+                "{method} /{route}/%ff: {}",
+                page.body
+            );
+            assert_eq!(
+                page.body, garbage.body,
+                "{method} /{route}/%ff gets the page any bad {route} link gets"
+            );
+        }
+    }
 }

@@ -40,6 +40,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -50,11 +51,16 @@ pub(crate) const IN_LIST_MAX: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database ({backend}): {source}; check `database.url`")]
+    /// The database could not be opened. The text names it (the SQLite file, or the PostgreSQL
+    /// URL without its password), says why and what to check, once.
+    #[error("cannot open the database {target}: {problem}; {hint}")]
     Connect {
-        backend: &'static str,
-        #[source]
-        source: sqlx::Error,
+        target: String,
+        problem: String,
+        hint: &'static str,
+        /// A setting or the filesystem is wrong (exit status 2), rather than a server that may
+        /// come back (exit status 1).
+        configuration: bool,
     },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -70,6 +76,105 @@ pub enum StoreError {
          stopping without writing"
     )]
     Fenced { name: String, generation: i64 },
+}
+
+impl StoreError {
+    /// Whether fixing a setting or the filesystem is needed, rather than waiting for a server.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect {
+                configuration: true,
+                ..
+            }
+        )
+    }
+}
+
+/// A database URL fit for a message: any password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Why a SQLite file did not open, judged from the filesystem: a missing or unwritable
+/// directory is a setting to fix; other SQLite errors are passed on as they are.
+fn sqlite_open_error(file: &std::path::Path, error: &sqlx::Error) -> StoreError {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let (problem, hint, configuration) = if !dir.is_dir() {
+        (
+            format!("its directory {} does not exist", dir.display()),
+            "create it, writable by the user paperboy runs as, or change `database.url`",
+            true,
+        )
+    } else if !file.exists() {
+        (
+            format!("the file cannot be created in {} ({error})", dir.display()),
+            "make that directory writable by the user paperboy runs as, or change `database.url`",
+            true,
+        )
+    } else {
+        // SQLITE_CANTOPEN (14), SQLITE_READONLY (8), SQLITE_PERM (3): permissions or a
+        // read-only filesystem; anything else (a lock, a full disk) may pass.
+        let code = match error {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        (
+            error.to_string(),
+            "check that the file and its directory are readable and writable by the user \
+             paperboy runs as (SQLite writes -wal and -shm files beside it)",
+            matches!(code.as_deref(), Some("14" | "8" | "3")),
+        )
+    };
+    StoreError::Connect {
+        target: file.display().to_string(),
+        problem,
+        hint,
+        configuration,
+    }
+}
+
+/// Why a PostgreSQL server refused or did not answer: a refused login or an unknown database is
+/// a setting to fix; a server that does not answer may come back.
+fn postgres_open_error(url: &str, error: &sqlx::Error) -> StoreError {
+    let code = match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let (problem, hint, configuration) = match (error, code.as_deref()) {
+        // Class 28: invalid authorization; 3D000: no such database.
+        (_, Some(c)) if c.starts_with("28") || c == "3D000" => (
+            format!("the server refused ({error})"),
+            "check the user, password and database name in `database.url`",
+            true,
+        ),
+        (sqlx::Error::Configuration(_), _) => (
+            format!("the URL cannot be used ({error})"),
+            "write it as postgres://USER@HOST:PORT/DATABASE",
+            true,
+        ),
+        _ => (
+            format!("the server does not answer ({error})"),
+            "check that PostgreSQL is running and reachable, and that `database.url` names the \
+             right host and port",
+            false,
+        ),
+    };
+    StoreError::Connect {
+        target: without_password(url),
+        problem,
+        hint,
+        configuration,
+    }
 }
 
 /// How the connection pool behaves (`[database]` in the configuration).
@@ -148,45 +253,50 @@ impl Store {
         let max_connections = pool.max_connections;
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|source| StoreError::Connect {
-                    backend: "sqlite",
-                    source,
+                .map_err(|e| StoreError::Connect {
+                    target: url.to_string(),
+                    problem: format!("the URL cannot be read ({e})"),
+                    hint: "write it as sqlite://PATH",
+                    configuration: true,
                 })?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
+            let file = opts.get_filename().to_path_buf();
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(pool.acquire_timeout)
                 .connect_with(opts)
                 .await
-                .map_err(|source| StoreError::Connect {
-                    backend: "sqlite",
-                    source,
-                })?;
+                .map_err(|e| sqlite_open_error(&file, &e))?;
             Backend::Sqlite(pool)
         } else {
-            let mut opts =
-                PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
-                    backend: "postgres",
-                    source,
-                })?;
+            let mut opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Connect {
+                target: without_password(url),
+                problem: format!("the URL cannot be read ({e})"),
+                hint: "write it as postgres://USER@HOST:PORT/DATABASE",
+                configuration: true,
+            })?;
             if let Some(limit) = pool.statement_timeout {
                 // A session setting sent at connect: every statement of every connection.
                 opts = opts.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
             }
+            // One connection first, alone: the pool retries a refused connection until its
+            // acquire timeout and then reports only "pool timed out", without the reason.
+            let probe = tokio::time::timeout(pool.acquire_timeout, opts.connect())
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+                .map_err(|e| postgres_open_error(url, &e))?;
+            let _ = probe.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(pool.acquire_timeout)
                 .test_before_acquire(true)
                 .connect_with(opts)
                 .await
-                .map_err(|source| StoreError::Connect {
-                    backend: "postgres",
-                    source,
-                })?;
+                .map_err(|e| postgres_open_error(url, &e))?;
             Backend::Postgres(pool)
         };
         Ok(Store { backend })

@@ -11,21 +11,21 @@
 
 use super::Web;
 use super::forms::Fields;
-use super::security::{check_token, gone_link, link_subscriber, unavailable};
+use super::security::{LinkToken, check_token, gone_link, link_subscriber, unavailable};
 use super::subscribe::{bad_form, load, manage_url};
 use crate::links::{Purpose, TokenError};
 use crate::model::{SubscriberId, SubscriberStatus};
 use crate::store::Vote;
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use tracing::info;
 
 /// `GET /unsubscribe/{token}`: the page with the button (or "already unsubscribed").
-pub async fn unsubscribe_page(State(web): State<Web>, Path(token): Path<String>) -> Response {
+pub async fn unsubscribe_page(State(web): State<Web>, LinkToken(token): LinkToken) -> Response {
     let claims = match check_token(&web, &token, Purpose::Unsubscribe, web.app.clock.now()) {
         Ok(c) => c,
         Err(page) => return page,
@@ -63,7 +63,7 @@ fn unsubscribe_view(web: &Web, email: Option<&str>, done: bool) -> Response {
 /// applies) and ignored: RFC 8058 senders post `List-Unsubscribe=One-Click` in either encoding.
 pub async fn unsubscribe(
     State(web): State<Web>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     _body: Bytes,
 ) -> Response {
     let now = web.app.clock.now();
@@ -182,7 +182,7 @@ fn feedback_view(
 /// `GET /feedback/{token}?vote=more|less`: the page with the button; records nothing.
 pub async fn feedback_page(
     State(web): State<Web>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     Query(q): Query<VoteQuery>,
 ) -> Response {
     match feedback_target(&web, &token).await {
@@ -202,7 +202,7 @@ pub async fn feedback_page(
 /// old one).
 pub async fn feedback(
     State(web): State<Web>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = match form {
@@ -237,7 +237,7 @@ pub async fn feedback(
 }
 
 /// `GET /digest/{token}`: one delivered digest, as the email showed it.
-pub async fn digest(State(web): State<Web>, Path(token): Path<String>) -> Response {
+pub async fn digest(State(web): State<Web>, LinkToken(token): LinkToken) -> Response {
     let claims = match check_token(&web, &token, Purpose::Digest, web.app.clock.now()) {
         Ok(c) => c,
         Err(page) => return page,

@@ -12,20 +12,21 @@ use super::Web;
 use super::forms::{self, FieldError, Fields, FormView};
 use super::pages::Message;
 use super::security::{
-    check_token, csrf_ok, csrf_token, gone_link, link_subscriber, replaced_link, unavailable,
+    LinkToken, check_token, csrf_ok, csrf_token, gone_link, link_subscriber, replaced_link,
+    unavailable,
 };
 use super::subscribe::{attachment, bad_form, load};
 use crate::jobs::revoke::{NewLink, revoke_links};
 use crate::links::{Claims, Purpose};
 use crate::model::{Subscriber, SubscriberStatus};
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use tracing::info;
 
 /// `GET /manage/{token}`.
-pub async fn page(State(web): State<Web>, Path(token): Path<String>) -> Response {
+pub async fn page(State(web): State<Web>, LinkToken(token): LinkToken) -> Response {
     match subscriber_for(&web, &token).await {
         Ok(s) => {
             // Show what the current interests pick, so a change can be compared against it.
@@ -124,7 +125,7 @@ fn status_text(s: SubscriberStatus) -> &'static str {
 /// `POST /manage/{token}`.
 pub async fn submit(
     State(web): State<Web>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = match form {

@@ -7,7 +7,7 @@
 //!
 //! Layout: `pages` renders the tera templates in `templates/web/`; `security` adds the response
 //! headers, the cross-site POST check and the manage forms' CSRF token; `limits` counts form
-//! posts per client address; `forms` turns form fields into domain types with messages that say
+//! posts per client (IPv4 address or IPv6 /64) and caps confirmation emails; `forms` turns form fields into domain types with messages that say
 //! what to fix; `subscribe`, `manage` and `links` hold the handlers; `preview` ranks the last
 //! days' papers for the live preview. Handlers hold no SQL (they call `store`) and build no MIME
 //! (they call `mail`).
@@ -73,11 +73,14 @@ pub fn router(app: App) -> Router {
         );
     }
     let pages = pages::Pages::new().expect("the embedded web templates parse");
-    let per_hour = app.settings.web.form_posts_per_hour;
+    let limits = limits::Limits::new(
+        app.settings.web.form_posts_per_hour,
+        app.settings.web.confirmation_emails_per_hour,
+    );
     let web = Web {
         app,
         pages: Arc::new(pages),
-        limits: Arc::new(limits::Limits::new(per_hour)),
+        limits: Arc::new(limits),
         preview: Arc::new(preview::PreviewCache::default()),
     };
     Router::new()

@@ -14,7 +14,7 @@ use super::Web;
 use super::pages::Message;
 use crate::links::{Claims, Purpose, TokenError};
 use crate::model::Subscriber;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -230,6 +230,27 @@ pub fn unavailable(web: &Web, error: &dyn std::fmt::Display) -> Response {
             .line("Nothing was changed. Please try again in a minute.")
             .bad(),
     )
+}
+
+/// The token of a link (`/manage/{token}` and the like). A segment that is not UTF-8 once
+/// percent-decoded (`/manage/%ff`) cannot be a token; it is kept as sent, still encoded, so that
+/// `check_token` refuses it with the friendly page every bad link gets rather than axum's
+/// plain-text rejection.
+#[derive(Debug, Clone)]
+pub struct LinkToken(pub String);
+
+impl FromRequestParts<Web> for LinkToken {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, web).await {
+            Ok(Path(token)) => Ok(LinkToken(token)),
+            Err(_) => {
+                let sent = parts.uri.path().rsplit('/').next().unwrap_or_default();
+                Ok(LinkToken(sent.to_string()))
+            }
+        }
+    }
 }
 
 /// The client's address for rate limits: the TCP peer, or, with `web.trust_forwarded_for`,

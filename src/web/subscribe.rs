@@ -4,7 +4,8 @@
 //! unknown, and they mail in the background so that the answer takes the same time too: the
 //! pages never reveal who is subscribed. What happens behind the answer:
 //!
-//! - a new address gets a `pending` row and a confirmation email;
+//! - a new address gets a `pending` row and a confirmation email (unless
+//!   `web.confirmation_emails_per_hour` is reached: then the row only, see `limits`);
 //! - a pending, unsubscribed or suspended address gets its preferences replaced and a new
 //!   confirmation (the old link stops working), at most once per `web.resend_cooldown_secs`;
 //! - an active or paused address is left as it is (a stranger must not change it) and its owner
@@ -17,12 +18,12 @@ use super::Web;
 use super::forms::{self, FieldError, Fields, FormView};
 use super::limits::Form;
 use super::pages::Message;
-use super::security::{ClientAddr, check_token, gone_link, unavailable};
+use super::security::{ClientAddr, LinkToken, check_token, gone_link, unavailable};
 use crate::links::{Claims, Purpose};
 use crate::mail::{Notice, NoticeKind};
 use crate::model::{EmailAddress, Subscriber, SubscriberId, SubscriberStatus};
 use crate::store::Preferences;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Form as AxumForm, extract::rejection::FormRejection};
@@ -185,7 +186,7 @@ async fn sign_up(web: &Web, email: &EmailAddress, prefs: &Preferences) -> Result
                 .map_err(|e| e.to_string())?
             {
                 Some(id) => {
-                    info!(subscriber = %id, "new sign-up; confirmation mailed");
+                    info!(subscriber = %id, "new sign-up");
                     return send_confirmation(web, id, 1, email, &nonce).await;
                 }
                 // Someone signed up with this address a moment ago: treat it as existing.
@@ -239,6 +240,20 @@ async fn send_confirmation(
     email: &EmailAddress,
     nonce: &str,
 ) -> Result<(), String> {
+    if let Err(withheld) = web.limits.confirmation() {
+        web.app.metrics.confirmation_withheld();
+        if withheld.report {
+            warn!(
+                cap = ?web.app.settings.web.confirmation_emails_per_hour,
+                "web.confirmation_emails_per_hour reached: sign-ups are recorded as pending but \
+                 get no confirmation email until the cap has room (signing up again then sends \
+                 it); raise the setting if these are real sign-ups. Next report in an hour"
+            );
+        }
+        // The address did not get its email, so the cooldown must not hold back the next try.
+        let _ = web.app.store.forget_send(id, true).await;
+        return Ok(());
+    }
     let now = web.app.clock.now();
     let claims = Claims {
         purpose: Purpose::Confirm,
@@ -310,7 +325,7 @@ async fn confirmation_target(
 }
 
 /// `GET /confirm/{token}`: what will be confirmed, and the button.
-pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> Response {
+pub async fn confirm_page(State(web): State<Web>, LinkToken(token): LinkToken) -> Response {
     let now = web.app.clock.now();
     let (claims, subscriber) = match confirmation_target(&web, &token, now).await {
         Ok(found) => found,
@@ -341,7 +356,7 @@ pub async fn confirm_page(State(web): State<Web>, Path(token): Path<String>) -> 
 }
 
 /// `POST /confirm/{token}`: activates the subscription; the link is then used up.
-pub async fn confirm(State(web): State<Web>, Path(token): Path<String>) -> Response {
+pub async fn confirm(State(web): State<Web>, LinkToken(token): LinkToken) -> Response {
     let now = web.app.clock.now();
     let (claims, subscriber) = match confirmation_target(&web, &token, now).await {
         Ok(found) => found,
