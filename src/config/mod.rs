@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The documented defaults, embedded so the binary stands alone.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Environment variables that start with this (then `SECTION__KEY`) override the file.
 pub const ENV_PREFIX: &str = "PAPERBOY";
