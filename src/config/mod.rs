@@ -17,7 +17,8 @@ mod sources;
 mod values;
 
 pub use mail::{DkimSettings, MailSettings, MailTransportKind};
-pub use secrets::{Secret, credential_path};
+pub use mail::{SmtpLogin, SmtpTls, SmtpUrl};
+pub use secrets::{Secret, credential_path, without_password};
 pub use sections::{
     DaemonSettings, DatabaseSettings, DigestSettings, LogFormat, LogSettings, MatchingSettings,
     ScheduleSettings, WebSettings,
@@ -210,7 +211,10 @@ mod tests {
             env(&[("PAPERBOY__MAIL__SMTP_URL", "smtp://env.example:2525")]),
         )
         .unwrap();
-        assert_eq!(s.mail.smtp_url.expose(), "smtp://env.example:2525");
+        assert_eq!(
+            (s.mail.smtp_url.host.as_str(), s.mail.smtp_url.port),
+            ("env.example", 2525)
+        );
         assert_eq!(s.mail.max_connections, 3);
     }
 

@@ -129,3 +129,15 @@ fn random_secret() -> Secret {
     let bytes: [u8; 32] = rand::thread_rng().r#gen();
     Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
+
+/// A URL fit for a message or a log line (`database.url`, `mail.smtp_url`): any password
+/// replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
