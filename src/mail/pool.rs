@@ -3,7 +3,12 @@
 //! What for: sending many messages fast and knowing exactly how each one ended. Up to
 //! `mail.max_connections` sessions are open at once and each is reused for message after
 //! message (`RSET` after a refused transaction, a fresh connection after a broken one).
-//! Not for: building messages, deciding retries (the caller classifies with [`Failure`]).
+//! `paperboy check` probes the server through the same opening code
+//! ([`SmtpPool::test_connection`]: connect, TLS, EHLO, STARTTLS, AUTH, then QUIT), so check
+//! passes only where sending can connect. Where and how to connect is `config::SmtpUrl`, read
+//! once with the configuration.
+//! Not for: building messages, deciding retries (the caller classifies with [`Failure`]),
+//! reading `mail.smtp_url`.
 //!
 //! Why not lettre's `AsyncSmtpTransport` pool: lettre 0.11.23 never sets `TCP_NODELAY`, and its
 //! DATA phase writes the body and then the five-byte `\r\n.\r\n` terminator as two writes. With
