@@ -1,9 +1,7 @@
 //! The `paperboy` command line. Parses arguments, loads the configuration, sets up logging and
 //! hands each command to `cli`; business logic lives in the library.
 
-mod check;
 mod cli;
-mod subscriber_csv;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

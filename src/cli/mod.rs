@@ -1,5 +1,8 @@
 //! What each command does: open what it needs, call the library, print the result.
 
+mod check;
+mod subscriber_csv;
+
 use crate::{Command, DbCommand, ListFormat, PreviewFormat, SubscriberCommand, TableFormat};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -569,10 +572,10 @@ async fn subscriber(settings: Settings, cmd: SubscriberCommand) -> anyhow::Resul
             check,
         } => {
             let shutdown = Shutdown::install()?;
-            crate::subscriber_csv::import(settings, &file, confirmed, check, &shutdown).await
+            subscriber_csv::import(settings, &file, confirmed, check, &shutdown).await
         }
         SubscriberCommand::Export { output } => {
-            crate::subscriber_csv::export(settings, output.as_deref()).await
+            subscriber_csv::export(settings, output.as_deref()).await
         }
         SubscriberCommand::RevokeLinks { email, no_mail } => {
             revoke_links_command(settings, &email, !no_mail).await
@@ -730,7 +733,7 @@ fn profile_from_flags(
 }
 
 async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
-    crate::check::run(settings).await
+    check::run(settings).await
 }
 
 /// `paperboy fetch`: the scheduled fetch (catch-up + current listings), one `--date`, or a
