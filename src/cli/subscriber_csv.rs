@@ -10,7 +10,6 @@
 //! `email, status, interests, frequency, send_time, timezone, max_papers, authors, categories,
 //! category_mode, examples`. Lists (`authors`, `categories`, `examples`) are separated by `;`.
 
-use crate::cli::progress;
 use anyhow::{Context, bail};
 use paperboy::config::Settings;
 use paperboy::matching::{CandidateIndex, CategoryMode, TRENDING_ONLY};
@@ -23,6 +22,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+
+use super::progress::progress;
+use super::shared::open_app;
 
 /// The columns, in the order `export` writes them.
 pub const COLUMNS: [&str; 11] = [
@@ -212,7 +214,7 @@ pub async fn import(
 
     drop(seen);
     let bad_lines: std::collections::HashSet<u64> = bad.iter().map(|b| b.line).collect();
-    let app = crate::cli::open_app(settings).await?;
+    let app = open_app(settings).await?;
     let bar = progress(good, "importing subscribers");
     let mut added = 0;
     let mut existing = 0;
@@ -379,7 +381,7 @@ fn split_list(cell: &str) -> Vec<String> {
 
 /// Writes every subscriber, a page at a time, with their profile.
 pub async fn export(settings: Settings, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let app = crate::cli::open_app(settings).await?;
+    let app = open_app(settings).await?;
     let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
