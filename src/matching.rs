@@ -15,7 +15,7 @@
 //! What it is not for: I/O. It gets papers (and the texts of liked papers) and returns picks;
 //! loading profiles and votes is `store`'s job, choosing who is due is `jobs::plan`'s.
 
-use crate::model::Paper;
+use crate::model::{CategoryMode, Paper};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -190,34 +190,6 @@ pub struct Pick {
     pub index: usize,
     pub score: f32,
     pub explanation: Explanation,
-}
-
-/// Whether a subscriber's categories narrow the day to those categories or lift their papers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CategoryMode {
-    /// Papers in the categories rank higher; others can still be picked.
-    #[default]
-    Boost,
-    /// Only papers in the categories (or by a followed author) are picked.
-    Filter,
-}
-
-impl CategoryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CategoryMode::Boost => "boost",
-            CategoryMode::Filter => "filter",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "boost" => Some(CategoryMode::Boost),
-            "filter" => Some(CategoryMode::Filter),
-            _ => None,
-        }
-    }
 }
 
 /// A subscriber's profile beyond the interests query, as the store holds it.

@@ -6,9 +6,9 @@
 //! so. Everything else (titles, abstracts, authors, upvotes) is the fixture's.
 
 use paperboy::matching::{
-    Blend, CandidateIndex, CategoryMode, Pick, ProfileInput, TRENDING_ONLY, check_interests,
+    Blend, CandidateIndex, Pick, ProfileInput, TRENDING_ONLY, check_interests,
 };
-use paperboy::model::Paper;
+use paperboy::model::{CategoryMode, Paper};
 
 fn day() -> Vec<Paper> {
     let body = std::fs::read_to_string(concat!(

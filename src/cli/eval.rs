@@ -20,7 +20,7 @@ pub fn run(
         &documents,
         &judgements,
         settings.matching.min_score,
-        settings.digest.max_papers as usize,
+        settings.digest.max_papers.get() as usize,
     )?;
     match format {
         TableFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

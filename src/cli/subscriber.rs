@@ -1,12 +1,11 @@
 //! `paperboy subscriber …`: add, list, remove, revoke links; import and export as CSV live in
 //! `subscriber_csv`.
 
-use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
 use paperboy::config::Settings;
 use paperboy::matching::check_interests;
 use paperboy::model::{
-    EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
+    EmailAddress, Frequency, Interests, MaxPapers, SendTime, SubscriberStatus, TimeZoneName,
 };
 use paperboy::shutdown::Shutdown;
 use paperboy::store::NewSubscriber;
@@ -40,9 +39,9 @@ pub enum SubscriberCommand {
         /// daily, weekdays or weekly:<day>.
         #[arg(long, default_value = "daily")]
         frequency: String,
-        /// Most papers per digest. Default: digest.max_papers.
+        /// Most papers per digest, 1 to 100. Default: digest.max_papers.
         #[arg(long)]
-        max_papers: Option<u32>,
+        max_papers: Option<MaxPapers>,
         /// Followed authors, comma-separated: a new paper by one is always included.
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         authors: Vec<String>,
@@ -131,9 +130,6 @@ pub async fn run(settings: Settings, cmd: SubscriberCommand) -> anyhow::Result<E
             };
             let frequency: Frequency = frequency.parse()?;
             let max_papers = max_papers.unwrap_or(settings.digest.max_papers);
-            if !(1..=100).contains(&max_papers) {
-                bail!("--max-papers {max_papers} is out of range; use 1 to 100");
-            }
             let app = open_app(settings).await?;
             let status = if confirmed {
                 SubscriberStatus::Active

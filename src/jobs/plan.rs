@@ -14,7 +14,7 @@
 //! a second planning of the same date harmless.
 
 use super::App;
-use crate::matching::{Blend, CandidateIndex, CategoryMode, Pick, ProfileInput};
+use crate::matching::{Blend, CandidateIndex, Pick, ProfileInput};
 use crate::model::{DigestDate, Subscriber};
 use crate::store::{LeaderFence, PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
 use chrono::{DateTime, Duration, Utc};
@@ -134,7 +134,7 @@ impl Candidates {
                 &parsed,
                 blend,
                 |i| !known[i] && self.papers[i].first_seen_at >= window_start,
-                subscriber.max_papers as usize,
+                subscriber.max_papers.get() as usize,
             )
             .map_err(|e| PlanError::Matching(e.to_string()))
     }
@@ -154,7 +154,7 @@ pub async fn load_profile(
     let input = ProfileInput {
         authors: row.authors,
         categories: row.categories,
-        category_mode: CategoryMode::parse(&row.category_mode).unwrap_or_default(),
+        category_mode: row.category_mode,
         liked: texts.liked,
         disliked: texts.disliked,
     };
@@ -345,7 +345,7 @@ async fn read_page(
                 profile: ProfileInput {
                     authors: row.authors,
                     categories: row.categories,
-                    category_mode: CategoryMode::parse(&row.category_mode).unwrap_or_default(),
+                    category_mode: row.category_mode,
                     liked,
                     disliked,
                 },

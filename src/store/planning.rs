@@ -129,7 +129,7 @@ impl Store {
                 super::ProfileRow {
                     authors: list(&authors),
                     categories: list(&categories),
-                    category_mode: mode,
+                    category_mode: crate::model::CategoryMode::from_stored(&mode),
                     examples: list(&examples),
                 },
             );

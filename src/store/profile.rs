@@ -6,7 +6,7 @@
 //! what a profile means for ranking — that is `matching`.
 
 use super::{Store, StoreError, on_pool, to_ms};
-use crate::model::SubscriberId;
+use crate::model::{CategoryMode, SubscriberId};
 use chrono::{DateTime, Utc};
 
 /// A profile as stored: the domain type, parsed at the edge (`model::Profile`).
@@ -39,10 +39,10 @@ impl Store {
             Some((authors, categories, mode, examples)) => ProfileRow {
                 authors: list(&authors),
                 categories: list(&categories),
-                category_mode: mode,
+                category_mode: CategoryMode::from_stored(&mode),
                 examples: list(&examples),
             },
-            None => ProfileRow::empty(),
+            None => ProfileRow::default(),
         })
     }
 
@@ -66,7 +66,7 @@ impl Store {
         .bind(id.0)
         .bind(json(&profile.authors))
         .bind(json(&profile.categories))
-        .bind(&profile.category_mode)
+        .bind(profile.category_mode.as_str())
         .bind(json(&profile.examples))
         .bind(to_ms(now))
         .execute(p)
