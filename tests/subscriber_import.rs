@@ -411,7 +411,7 @@ fn import_checks_profiles_as_subscriber_add_does() {
         let reported = out
             .stderr
             .lines()
-            .find(|l| l.starts_with(&prefix))
+            .find(|l| l.contains(&prefix))
             .unwrap_or_else(|| panic!("line {line} not reported:\n{out}"));
         for needle in needles {
             assert!(reported.contains(needle), "{needle:?} not in {reported:?}");
