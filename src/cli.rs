@@ -4,9 +4,10 @@ use crate::{Command, DbCommand, ListFormat, PreviewFormat, SubscriberCommand, Ta
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use paperboy::config::{LogFormat, Settings};
+use paperboy::daemon;
+use paperboy::delivery::{SendOptions, build_view, digest_paper, send_due};
 use paperboy::jobs::plan::{Candidates, PlanMode, due_date, plan, window_start};
-use paperboy::jobs::send::{SendOptions, build_view, digest_paper, send_due};
-use paperboy::jobs::{App, Clock, daemon, fetch};
+use paperboy::jobs::{App, Clock, fetch};
 use paperboy::mail::Mailer;
 use paperboy::matching::check_interests;
 use paperboy::model::{

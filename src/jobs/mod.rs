@@ -7,11 +7,9 @@
 //! message building in `mail`. `revoke` switches off a subscriber's links and mails the new one
 //! (the manage page and `subscriber revoke-links`).
 
-pub mod daemon;
 pub mod fetch;
 pub mod plan;
 pub mod revoke;
-pub mod send;
 
 use crate::config::Settings;
 use crate::digest::DigestRenderer;

@@ -266,8 +266,7 @@ pub async fn digest(State(web): State<Web>, LinkToken(token): LinkToken) -> Resp
         Ok(s) => s,
         Err(page) => return page,
     };
-    let view = match crate::jobs::send::digest_view(&web.app, &subscriber, delivery_id, date).await
-    {
+    let view = match crate::delivery::digest_view(&web.app, &subscriber, delivery_id, date).await {
         Ok(v) => v,
         Err(e) => return unavailable(&web, &e),
     };

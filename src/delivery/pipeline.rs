@@ -23,8 +23,8 @@
 //! - On shutdown no new message is started; the ones in flight finish and are recorded; the
 //!   rest of the claimed rows are handed back at once.
 
-use super::App;
 use crate::digest::{DigestPaper, DigestView, SnippetPart};
+use crate::jobs::App;
 use crate::links::{Claims, Purpose};
 use crate::mail::{
     DigestMessage, Failure, FailureKind, FailureStage, MessageError, build_digest_message,
@@ -431,7 +431,7 @@ async fn renew_leases(app: App, owner: String, mut done: watch::Receiver<bool>) 
 /// (killed, crashed), instead of waiting up to [`LEASE`] for them. Owners on other hosts,
 /// and live processes, are left alone: their leases expire or are renewed as usual.
 pub async fn reclaim_dead_local_leases(app: &App) -> Result<u64, StoreError> {
-    let host = super::daemon::hostname();
+    let host = crate::daemon::hostname();
     let mut reclaimed = 0;
     for owner in app.store.lease_owners().await? {
         let mut parts = owner.rsplitn(3, ':');

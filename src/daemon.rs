@@ -16,10 +16,10 @@
 //! did that) and the web server is bound, `STOPPING=1` when asked to stop, and pings the
 //! watchdog only while the plan/send loop's heartbeat is fresh (see `notify`).
 
-use super::App;
-use super::fetch;
-use super::plan::{PlanMode, plan_as_leader};
-use super::send::{SendOptions, send_due};
+use crate::delivery::{SendOptions, send_due};
+use crate::jobs::App;
+use crate::jobs::fetch;
+use crate::jobs::plan::{PlanMode, plan_as_leader};
 use crate::metrics::SCHEDULER_STALE_AFTER;
 use crate::notify::{self, Notifier};
 use crate::shutdown::Shutdown;

@@ -1,0 +1,3 @@
+mod pipeline;
+
+pub use pipeline::*;
