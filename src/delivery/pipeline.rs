@@ -1,194 +1,41 @@
-//! The send job: claim due deliveries under a lease, render, send, record the outcome.
+//! One send run: claim due deliveries a batch at a time, read what they need, send each under
+//! a bounded number of workers, and record each outcome as it comes.
 //!
-//! What for: getting every planned digest out exactly once as far as paperboy can tell, and
-//! never losing one. Not for: planning (`plan`) or SMTP details (`mail`).
-//!
-//! The rules, and why:
-//! - A delivery is marked `sent` only after the SMTP server answered 2xx to the end of DATA.
-//!   A crash between that answer and the `UPDATE` leaves the row `sending`; its lease runs out
-//!   and it is sent again, with the same Message-ID so receivers can drop the duplicate. Only
-//!   messages in flight at a crash can be duplicated; none is ever lost.
-//! - Leases are short ([`LEASE`]) and renewed while we work ([`LEASE`] / 4), so a dead worker's
-//!   rows come back within minutes, and a live worker never loses a row to a slow server. On
-//!   start, leases of workers on this host whose process is gone are ended at once.
-//! - A temporary failure (4xx, timeout, dropped connection) goes to `retry` with exponential
-//!   backoff and jitter; past `mail.retry_max_hours` after planning it is `failed`.
-//! - A 5xx at RCPT is a hard bounce: `failed`, counted on the subscriber, who is suspended
-//!   after `mail.max_hard_bounces`. Any other 5xx is `failed` for this delivery only.
-//! - A stored address that cannot be mailed (it no longer parses as an `EmailAddress`, or
-//!   lettre refuses it) is `failed` at once: it would fail the same way at every retry.
-//! - When most recent attempts fail temporarily (the server is down or throttling), the
-//!   circuit breaker opens: nobody is tried for `mail.circuit_pause_secs` (doubling while it
-//!   keeps failing), so an outage costs a few deliveries one retry instead of all of them all.
-//! - On shutdown no new message is started; the ones in flight finish and are recorded; the
-//!   rest of the claimed rows are handed back at once.
+//! Not for: what a failure means (`retry`), when to stop for an outage (`breaker`), lease
+//! upkeep (`leases`), or what a digest shows (`digest::DigestView`).
 
-use crate::digest::{DigestPaper, DigestView, SnippetPart};
+use super::leases::LEASE;
+use super::retry::{AttemptError, Outcome, classify, next_attempt};
+use super::{SendOptions, SendReport};
+use crate::digest::DigestView;
 use crate::jobs::App;
-use crate::links::{Claims, Purpose};
-use crate::mail::{
-    DigestMessage, Failure, FailureKind, FailureStage, MessageError, build_digest_message,
-};
-use crate::matching::Explanation;
-use crate::model::{Subscriber, SubscriberStatus};
+use crate::mail::{DigestMessage, FailureKind, MessageError, build_digest_message};
+use crate::metrics::Settlement;
+use crate::model::SubscriberStatus;
 use crate::store::{ClaimedDelivery, DeliveryPaper, StoreError, StoredPaper, SubscriberRow};
-use chrono::{DateTime, Duration, Utc};
-use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use chrono::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-/// How long a claimed delivery stays ours without renewal. Renewed every quarter of it while
-/// this worker runs; a crashed worker's deliveries are claimable again after at most this.
-pub const LEASE: Duration = Duration::minutes(2);
-/// The first retry waits this long; each further one doubles it.
-pub const RETRY_BASE: Duration = Duration::minutes(2);
-const RETRY_MAX: Duration = Duration::hours(6);
-
-/// The circuit breaker looks at this many recent attempts...
-const BREAKER_WINDOW: usize = 20;
-/// ...needs at least this many before judging...
-const BREAKER_MIN_SAMPLES: usize = 10;
-/// ...and opens when at least this share of them failed temporarily.
-const BREAKER_RATIO: f64 = 0.8;
-/// The longest pause, however long the outage.
-const BREAKER_MAX_PAUSE: Duration = Duration::hours(1);
-
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct SendReport {
-    pub sent: usize,
-    /// Temporarily failed; will be tried again.
-    pub retrying: usize,
-    pub failed: usize,
-    /// Addresses suspended for hard bounces in this run.
-    pub suspended: usize,
-    /// Claimed, not tried, handed back (shutdown or an open circuit).
-    pub released: usize,
-    /// True when the circuit breaker stopped this run early.
-    pub circuit_open: bool,
-    /// Temporary errors seen, newest last (a few, for the operator).
-    pub errors: Vec<String>,
-}
-
-/// Where sent messages go and whether anything is recorded.
-#[derive(Clone)]
-pub struct SendOptions {
-    pub mailer: crate::mail::Mailer,
-    /// Identifies this worker's leases.
-    pub owner: String,
-    /// Called after each delivery is settled, for progress bars.
-    pub on_progress: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Shared across runs, so an outage seen by one run pauses the next.
-    pub breaker: Arc<Breaker>,
-}
-
-impl SendOptions {
-    pub fn new(mailer: crate::mail::Mailer, owner: String) -> Self {
-        SendOptions {
-            mailer,
-            owner,
-            on_progress: None,
-            breaker: Arc::new(Breaker::default()),
-        }
-    }
-}
-
-/// The circuit breaker: a window of recent outcomes and, when open, until when.
-#[derive(Default)]
-pub struct Breaker {
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Default)]
-struct BreakerState {
-    /// true = failed temporarily.
-    recent: VecDeque<bool>,
-    open_until: Option<DateTime<Utc>>,
-    /// Consecutive trips without a success in between: each doubles the pause.
-    trips: u32,
-}
-
-impl Breaker {
-    /// Until when sending is paused, if it is at `now`.
-    pub fn open_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let state = self.state.lock().expect("breaker lock");
-        state.open_until.filter(|until| *until > now)
-    }
-
-    /// Records one attempt; returns the pause end when this one opened the circuit.
-    fn record(
-        &self,
-        failed_temporarily: bool,
-        now: DateTime<Utc>,
-        pause: Duration,
-    ) -> Option<DateTime<Utc>> {
-        let mut state = self.state.lock().expect("breaker lock");
-        if !failed_temporarily {
-            state.trips = 0;
-        }
-        state.recent.push_back(failed_temporarily);
-        if state.recent.len() > BREAKER_WINDOW {
-            state.recent.pop_front();
-        }
-        if state.open_until.is_some_and(|u| u > now) || state.recent.len() < BREAKER_MIN_SAMPLES {
-            return None;
-        }
-        let failures = state.recent.iter().filter(|f| **f).count();
-        if (failures as f64) < BREAKER_RATIO * state.recent.len() as f64 {
-            return None;
-        }
-        let factor = 2i32.saturating_pow(state.trips.min(10));
-        let until = now + (pause * factor).min(BREAKER_MAX_PAUSE);
-        state.trips += 1;
-        // Judge the next period afresh.
-        state.recent.clear();
-        state.open_until = Some(until);
-        Some(until)
-    }
-}
-
-/// The outcome of one delivery attempt.
-enum Outcome {
-    Sent,
-    Retry(String),
-    /// A 5xx at RCPT: the address does not take mail.
-    Bounced(String),
-    Failed(String),
-    /// Not tried after all (the circuit opened while it waited): hand it back.
-    NotTried,
-}
-
-/// Sends every due delivery, `concurrency` at a time, until none is due, `stop` is set or the
-/// circuit breaker opens.
-pub async fn send_due(
+/// Runs the pipeline until none is due, `stop` is set or the circuit breaker opens; returns
+/// once every started delivery is recorded.
+pub(super) async fn send_batches(
     app: &App,
     options: &SendOptions,
     concurrency: usize,
     stop: watch::Receiver<bool>,
 ) -> Result<SendReport, StoreError> {
-    reclaim_dead_local_leases(app).await?;
-    // Renew our leases while this run lasts, however long one batch takes.
-    let (done_tx, done_rx) = watch::channel(false);
-    let renewer = tokio::spawn(renew_leases(app.clone(), options.owner.clone(), done_rx));
     let (marker, marker_task) = SentMarker::start(app.clone(), options.owner.clone());
-    let result = send_batches(app, options, &marker, concurrency, stop).await;
+    let result = run(app, options, &marker, concurrency, stop).await;
     // Every task has ended, so every sent delivery is recorded; let the marker finish.
     drop(marker);
     let _ = marker_task.await;
-    let _ = done_tx.send(true);
-    let _ = renewer.await;
-    // Whatever happened, nothing stays leased to us once we stop.
-    let released = app.store.release_leases(&options.owner).await?;
-    let mut report = result?;
-    if released > 0 {
-        info!(released, "handed unsent deliveries back");
-        report.released += released as usize;
-    }
-    Ok(report)
+    result
 }
 
-async fn send_batches(
+async fn run(
     app: &App,
     options: &SendOptions,
     marker: &SentMarker,
@@ -335,18 +182,24 @@ impl SendReport {
             Ok(Ok(Settled::Sent)) => self.sent += 1,
             Ok(Ok(Settled::Retry(e))) => {
                 self.retrying += 1;
-                push_error(&mut self.errors, e);
+                push_error(&mut self.errors, e.text);
             }
             Ok(Ok(Settled::Failed(e, suspended))) => {
                 self.failed += 1;
                 self.suspended += usize::from(suspended);
-                push_error(&mut self.errors, e);
+                push_error(&mut self.errors, e.text);
             }
             Ok(Ok(Settled::Released)) => self.released += 1,
             Ok(Ok(Settled::LeaseLost)) => {}
             Ok(Err(e)) => warn!(error = %e, "could not record a delivery's outcome"),
             Err(e) => warn!(error = %e, "a send task panicked"),
         }
+    }
+}
+
+fn push_error(errors: &mut Vec<String>, e: String) {
+    if errors.len() < 5 && !errors.contains(&e) {
+        errors.push(e);
     }
 }
 
@@ -407,66 +260,11 @@ impl SentMarker {
     }
 }
 
-/// Keeps this worker's leases alive until `done`.
-async fn renew_leases(app: App, owner: String, mut done: watch::Receiver<bool>) {
-    let every = (LEASE / 4)
-        .to_std()
-        .unwrap_or(std::time::Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = done.wait_for(|d| *d) => return,
-        }
-        if let Err(e) = app
-            .store
-            .renew_leases(&owner, app.clock.now() + LEASE)
-            .await
-        {
-            warn!(error = %e, "could not renew leases; they may be taken over");
-        }
-    }
-}
-
-/// Ends, at once, the leases held by paperboy processes on this host that no longer run
-/// (killed, crashed), instead of waiting up to [`LEASE`] for them. Owners on other hosts,
-/// and live processes, are left alone: their leases expire or are renewed as usual.
-pub async fn reclaim_dead_local_leases(app: &App) -> Result<u64, StoreError> {
-    let host = crate::daemon::hostname();
-    let mut reclaimed = 0;
-    for owner in app.store.lease_owners().await? {
-        let mut parts = owner.rsplitn(3, ':');
-        let (_nonce, pid, owner_host) = (parts.next(), parts.next(), parts.next());
-        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if owner_host != Some(host.as_str()) {
-            continue;
-        }
-        // Our own pid under another owner name is an earlier life of this pid: dead too.
-        let dead =
-            pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if dead {
-            let n = app.store.expire_leases_of(&owner).await?;
-            if n > 0 {
-                info!(owner = %owner, deliveries = n, "took back the leases of a dead worker");
-            }
-            reclaimed += n;
-        }
-    }
-    Ok(reclaimed)
-}
-
-fn push_error(errors: &mut Vec<String>, e: String) {
-    if errors.len() < 5 && !errors.contains(&e) {
-        errors.push(e);
-    }
-}
-
 enum Settled {
     Sent,
-    Retry(String),
+    Retry(AttemptError),
     /// The error, and whether it suspended the address.
-    Failed(String, bool),
+    Failed(AttemptError, bool),
     Released,
     LeaseLost,
 }
@@ -491,67 +289,59 @@ async fn settle(
             Settled::Released,
         ),
         Outcome::Retry(e) => {
-            let next = now + retry_delay(delivery.attempts);
-            if next <= delivery.planned_at + max_age {
-                warn!(error = %e, attempts = delivery.attempts, next_attempt = %next, "send failed; will retry");
-                (
-                    app.store.mark_retry(delivery.id, owner, next, &e).await?,
-                    Settled::Retry(e),
-                )
-            } else {
-                let e = format!(
-                    "gave up after {} attempts over {} hours (mail.retry_max_hours): {e}",
-                    delivery.attempts,
-                    max_age.num_hours()
-                );
-                warn!(error = %e, "send failed for good");
-                (
-                    app.store.mark_failed(delivery.id, owner, &e).await?,
-                    Settled::Failed(e, false),
-                )
+            match next_attempt(delivery.attempts, delivery.planned_at, now, max_age, &e) {
+                Ok(next) => {
+                    warn!(error = %e.text, attempts = delivery.attempts, next_attempt = %next, "send failed; will retry");
+                    (
+                        app.store
+                            .mark_retry(delivery.id, owner, next, &e.text)
+                            .await?,
+                        Settled::Retry(e),
+                    )
+                }
+                Err(given_up) => {
+                    warn!(error = %given_up.text, "send failed for good");
+                    (
+                        app.store
+                            .mark_failed(delivery.id, owner, &given_up.text)
+                            .await?,
+                        Settled::Failed(given_up, false),
+                    )
+                }
             }
         }
         Outcome::Bounced(e) => {
-            let kept = app.store.mark_failed(delivery.id, owner, &e).await?;
+            let kept = app.store.mark_failed(delivery.id, owner, &e.text).await?;
             let bounce = app
                 .store
-                .record_hard_bounce(delivery.subscriber_id, &e, mail.max_hard_bounces, now)
+                .record_hard_bounce(delivery.subscriber_id, &e.text, mail.max_hard_bounces, now)
                 .await?;
             if bounce.suspended {
-                warn!(hard_bounces = bounce.hard_bounces, error = %e, "address suspended after hard bounces");
+                warn!(hard_bounces = bounce.hard_bounces, error = %e.text, "address suspended after hard bounces");
             } else {
-                warn!(hard_bounces = bounce.hard_bounces, error = %e, "hard bounce recorded");
+                warn!(hard_bounces = bounce.hard_bounces, error = %e.text, "hard bounce recorded");
             }
             (kept, Settled::Failed(e, bounce.suspended))
         }
         Outcome::Failed(e) => {
-            warn!(error = %e, "send failed permanently");
+            warn!(error = %e.text, "send failed permanently");
             (
-                app.store.mark_failed(delivery.id, owner, &e).await?,
+                app.store.mark_failed(delivery.id, owner, &e.text).await?,
                 Settled::Failed(e, false),
             )
         }
     };
     app.metrics.delivery_settled(match &settled {
-        Settled::Sent => crate::metrics::Settlement::Sent,
-        Settled::Retry(e) => crate::metrics::Settlement::Retried(e),
-        Settled::Failed(e, _) => crate::metrics::Settlement::Failed(e),
-        _ => crate::metrics::Settlement::NotTried,
+        Settled::Sent => Settlement::Sent,
+        Settled::Retry(e) => Settlement::Retried(e.smtp),
+        Settled::Failed(e, _) => Settlement::Failed(e.smtp),
+        Settled::Released | Settled::LeaseLost => Settlement::NotTried,
     });
     if !kept {
         warn!("the lease on this delivery expired before it was settled; another worker owns it");
         return Ok(Settled::LeaseLost);
     }
     Ok(settled)
-}
-
-/// Exponential backoff with up to 25% random jitter, so retries of many deliveries spread out.
-fn retry_delay(attempts: i64) -> Duration {
-    use rand::Rng;
-    let exp = attempts.clamp(1, 20) as i32 - 1;
-    let base = (RETRY_BASE * 2i32.saturating_pow(exp as u32)).min(RETRY_MAX);
-    let jitter_ms = rand::thread_rng().gen_range(0..=base.num_milliseconds() / 4);
-    base + Duration::milliseconds(jitter_ms)
 }
 
 async fn deliver(
@@ -562,11 +352,11 @@ async fn deliver(
 ) -> Outcome {
     let prepared = match prepare(app, delivery, data).await {
         Ok(p) => p,
-        Err(e) => return Outcome::Retry(e),
+        Err(e) => return Outcome::Retry(AttemptError::other(e)),
     };
     let (message, file_name) = match prepared {
         Prepared::Message(m, name) => (m, name),
-        Prepared::Cancelled(why) => return Outcome::Failed(why),
+        Prepared::Cancelled(why) => return Outcome::Failed(AttemptError::other(why)),
     };
     let result = options.mailer.deliver(*message, &file_name).await;
     // The breaker judges the server, not the recipient: only temporary trouble counts
@@ -580,19 +370,6 @@ async fn deliver(
         warn!(until = %until, "most recent messages failed temporarily; pausing all sending");
     }
     classify(result)
-}
-
-fn classify(result: Result<(), Failure>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Sent,
-        Err(f) if f.is_bad_recipient() => Outcome::Bounced(f.to_string()),
-        Err(f) if f.kind == FailureKind::Permanent && f.stage != FailureStage::Connect => {
-            Outcome::Failed(f.to_string())
-        }
-        // A 5xx while connecting (e.g. AUTH refused) is the operator's to fix, not the
-        // subscriber's: keep the digest and try again later.
-        Err(f) => Outcome::Retry(f.to_string()),
-    }
 }
 
 enum Prepared {
@@ -702,11 +479,11 @@ async fn prepare(
         .get(&delivery.id)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let view = view_from_picks(
-        app,
+    let view = DigestView::of_picks(
+        &app.signer,
+        &app.settings.web.base_url,
         &subscriber,
-        delivery.id,
-        delivery.digest_date,
+        (delivery.id, delivery.digest_date),
         picks,
         &data.papers,
     );
@@ -736,206 +513,4 @@ async fn prepare(
         Box::new(message),
         delivery.message_id.clone(),
     ))
-}
-
-/// The digest as the email (and the browser view) shows it, from what was planned.
-pub async fn digest_view(
-    app: &App,
-    subscriber: &Subscriber,
-    delivery_id: i64,
-    date: chrono::NaiveDate,
-) -> Result<DigestView, String> {
-    let picks = app
-        .store
-        .delivery_papers(delivery_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ids: Vec<String> = picks.iter().map(|p| p.paper_id.clone()).collect();
-    let papers: HashMap<String, _> = app
-        .store
-        .papers_by_ids(&ids)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|p| (p.paper.id.to_string(), p))
-        .collect();
-    Ok(view_from_picks(
-        app,
-        subscriber,
-        delivery_id,
-        date,
-        &picks,
-        &papers,
-    ))
-}
-
-/// The view of one planned delivery, from its picks and the papers they name.
-fn view_from_picks(
-    app: &App,
-    subscriber: &Subscriber,
-    delivery_id: i64,
-    date: chrono::NaiveDate,
-    picks: &[DeliveryPaper],
-    papers: &HashMap<String, impl Borrow<StoredPaper>>,
-) -> DigestView {
-    let mut out = Vec::with_capacity(picks.len());
-    for pick in picks {
-        let Some(stored) = papers.get(&pick.paper_id).map(|p| p.borrow()) else {
-            continue;
-        };
-        let explanation = Explanation::from_stored_json(&pick.reason, &stored.paper.abstract_text);
-        out.push(digest_paper(
-            &stored.paper,
-            pick.rank as u32,
-            pick.score as f32,
-            explanation,
-        ));
-    }
-    build_view(app, subscriber, date, out, Some(delivery_id))
-}
-
-pub fn digest_paper(
-    paper: &crate::model::Paper,
-    rank: u32,
-    score: f32,
-    explanation: Explanation,
-) -> DigestPaper {
-    DigestPaper {
-        rank,
-        id: paper.id.to_string(),
-        title: paper.title.clone(),
-        authors: paper.authors.clone(),
-        snippet: explanation
-            .snippet
-            .into_iter()
-            .map(|f| SnippetPart {
-                text: f.text,
-                highlighted: f.highlighted,
-            })
-            .collect(),
-        upvotes: paper.upvotes,
-        categories: paper.categories.clone(),
-        doi: paper.arxiv.doi.clone(),
-        journal_ref: paper.arxiv.journal_ref.clone(),
-        abstract_url: paper.links.abstract_url.clone(),
-        pdf_url: paper.links.pdf_url.clone(),
-        hf_url: paper.links.hf_url.clone(),
-        code_url: paper.links.code_url.clone(),
-        project_url: paper.links.project_url.clone(),
-        more_url: None,
-        less_url: None,
-        reasons: explanation.reasons,
-        score,
-    }
-}
-
-pub fn build_view(
-    app: &App,
-    subscriber: &Subscriber,
-    date: chrono::NaiveDate,
-    papers: Vec<DigestPaper>,
-    delivery_id: Option<i64>,
-) -> DigestView {
-    let base = &app.settings.web.base_url;
-    let claims = |purpose, extra: Option<String>| Claims {
-        purpose,
-        subscriber_id: subscriber.id.0,
-        token_version: subscriber.token_version,
-        expires_at: None,
-        extra,
-    };
-    // One feedback token per paper (it names the subscriber and the paper); the vote is the
-    // button pressed on the page the link opens, pre-selected by `?vote=`.
-    let papers = papers
-        .into_iter()
-        .map(|mut p| {
-            let url = app
-                .signer
-                .url(base, &claims(Purpose::Feedback, Some(p.id.clone())));
-            p.more_url = Some(format!("{url}?vote=more"));
-            p.less_url = Some(format!("{url}?vote=less"));
-            p
-        })
-        .collect();
-    DigestView {
-        date,
-        recipient: subscriber.email.to_string(),
-        interests: subscriber.interests.as_str().to_string(),
-        papers,
-        manage_url: app.signer.url(base, &claims(Purpose::Manage, None)),
-        unsubscribe_url: app.signer.url(base, &claims(Purpose::Unsubscribe, None)),
-        view_url: delivery_id.map(|id| {
-            app.signer
-                .url(base, &claims(Purpose::Digest, Some(id.to_string())))
-        }),
-        site_url: base.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delay_grows_and_is_capped() {
-        let first = retry_delay(1);
-        assert!(
-            first >= RETRY_BASE && first <= RETRY_BASE + RETRY_BASE / 4,
-            "{first}"
-        );
-        let third = retry_delay(3);
-        assert!(third >= RETRY_BASE * 4, "{third}");
-        let late = retry_delay(30);
-        assert!(late <= RETRY_MAX + RETRY_MAX / 4, "{late}");
-    }
-
-    #[test]
-    fn breaker_opens_on_mostly_temporary_failures_and_backs_off() {
-        let b = Breaker::default();
-        let t0 = Utc::now();
-        let pause = Duration::seconds(60);
-        // Healthy traffic with the odd failure never opens it.
-        for i in 0..50 {
-            assert_eq!(b.record(i % 5 == 0, t0, pause), None);
-        }
-        // A run of failures opens it once they are most of the window...
-        let mut opened = None;
-        for _ in 0..BREAKER_WINDOW {
-            opened = opened.or(b.record(true, t0, pause));
-        }
-        let until = opened.expect("the breaker opened");
-        assert_eq!(until, t0 + pause);
-        assert_eq!(b.open_until(t0), Some(until));
-        assert_eq!(b.open_until(until), None, "closed again after the pause");
-        // Failing again right after: twice the pause.
-        let t1 = until;
-        let mut again = None;
-        for _ in 0..BREAKER_MIN_SAMPLES {
-            again = again.or(b.record(true, t1, pause));
-        }
-        assert_eq!(again, Some(t1 + pause * 2));
-    }
-
-    #[test]
-    fn failures_are_classified_by_stage() {
-        use crate::mail::{FailureKind as K, FailureStage as S};
-        let f = |stage, kind| Err(Failure::new(stage, kind, "x"));
-        assert!(matches!(
-            classify(f(S::Rcpt, K::Permanent)),
-            Outcome::Bounced(_)
-        ));
-        assert!(matches!(
-            classify(f(S::EndOfData, K::Permanent)),
-            Outcome::Failed(_)
-        ));
-        assert!(matches!(
-            classify(f(S::Rcpt, K::Temporary)),
-            Outcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(f(S::Connect, K::Permanent)),
-            Outcome::Retry(_)
-        ));
-        assert!(matches!(classify(Ok(())), Outcome::Sent));
-    }
 }

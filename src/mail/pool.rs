@@ -119,7 +119,7 @@ impl Target {
 
     fn tls_parameters(&self) -> Result<TlsParameters, Failure> {
         TlsParameters::new(self.host.clone())
-            .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, e.to_string()))
+            .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, Class::Tls, e.to_string()))
     }
 }
 
@@ -144,25 +144,44 @@ pub enum Kind {
     Permanent,
 }
 
+/// What went wrong, as the operator counts it (`paperboy_smtp_errors_total{class=…}`). Set where
+/// the failure happens, from lettre's error kind or from what the pool itself saw, so nothing
+/// downstream reads it back out of the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A 4xx answer.
+    Transient,
+    /// A 5xx answer.
+    Permanent,
+    /// The connection could not be opened, or broke.
+    Connection,
+    /// No answer in time. The session is then out of step (a late answer may still come), so
+    /// it is never reused.
+    Timeout,
+    /// The TLS handshake or its setup failed.
+    Tls,
+    /// Anything else: an answer lettre could not parse, a feature the server lacks, a `.eml`
+    /// file that could not be written.
+    Other,
+}
+
 /// Why one message was not accepted.
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub stage: Stage,
     pub kind: Kind,
+    pub class: Class,
     /// The server's answer or the I/O error, for the operator.
     pub detail: String,
-    /// No answer in time. The session is then out of step (a late answer may still come), so
-    /// it is never reused.
-    pub timed_out: bool,
 }
 
 impl Failure {
-    pub fn new(stage: Stage, kind: Kind, detail: impl Into<String>) -> Self {
+    pub fn new(stage: Stage, kind: Kind, class: Class, detail: impl Into<String>) -> Self {
         Failure {
             stage,
             kind,
+            class,
             detail: detail.into(),
-            timed_out: false,
         }
     }
 
@@ -172,7 +191,12 @@ impl Failure {
         } else {
             Kind::Temporary
         };
-        Failure::new(stage, kind, e.to_string())
+        Failure::new(stage, kind, Class::of_lettre(e), e.to_string())
+    }
+
+    /// No answer in time: the session is out of step and must not be reused.
+    pub fn timed_out(&self) -> bool {
+        self.class == Class::Timeout
     }
 
     /// A 5xx at RCPT: this address does not take mail (a hard bounce).
@@ -191,6 +215,26 @@ impl fmt::Display for Failure {
             Stage::EndOfData => "end of DATA",
         };
         write!(f, "{stage}: {}", self.detail)
+    }
+}
+
+impl Class {
+    /// lettre's error kinds, of which it exposes these tests; what none of them claims is its
+    /// network and connection errors.
+    fn of_lettre(e: &lettre::transport::smtp::Error) -> Class {
+        if e.is_transient() {
+            Class::Transient
+        } else if e.is_permanent() {
+            Class::Permanent
+        } else if e.is_timeout() {
+            Class::Timeout
+        } else if e.is_tls() {
+            Class::Tls
+        } else if e.is_response() || e.is_client() {
+            Class::Other
+        } else {
+            Class::Connection
+        }
     }
 }
 
@@ -247,7 +291,7 @@ impl SmtpPool {
             // transaction exists: nothing was delivered, so a fresh connection may try now.
             Err(f)
                 if was_reused
-                    && !f.timed_out
+                    && !f.timed_out()
                     && f.stage == Stage::Mail
                     && (conn.has_broken() || f.kind == Kind::Temporary) =>
             {
@@ -270,7 +314,7 @@ impl SmtpPool {
             self.put_back(conn);
             return;
         }
-        if result.as_ref().is_err_and(|f| f.timed_out) {
+        if result.as_ref().is_err_and(Failure::timed_out) {
             // Out of step with the server: no QUIT (it could wait forever), just close.
             drop(conn);
             return;
@@ -308,6 +352,7 @@ impl SmtpPool {
                 return Err(Failure::new(
                     Stage::Mail,
                     Kind::Permanent,
+                    Class::Other,
                     "the address is not ASCII and the server does not support SMTPUTF8",
                 ));
             }
@@ -350,17 +395,15 @@ impl SmtpPool {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Failure::from_lettre(stage, &e)),
-            Err(_) => Err(Failure {
-                timed_out: true,
-                ..Failure::new(
-                    stage,
-                    Kind::Temporary,
-                    format!(
-                        "no answer within {:?} (config key `mail.timeout_secs`)",
-                        self.timeout
-                    ),
-                )
-            }),
+            Err(_) => Err(Failure::new(
+                stage,
+                Kind::Temporary,
+                Class::Timeout,
+                format!(
+                    "no answer within {:?} (config key `mail.timeout_secs`)",
+                    self.timeout
+                ),
+            )),
         }
     }
 
@@ -392,6 +435,7 @@ impl SmtpPool {
             Failure::new(
                 Stage::Connect,
                 Kind::Temporary,
+                Class::Timeout,
                 format!(
                     "{}:{} did not answer within {:?}",
                     self.target.host, self.target.port, self.timeout
@@ -408,6 +452,7 @@ impl SmtpPool {
             Failure::new(
                 Stage::Connect,
                 Kind::Temporary,
+                Class::Connection,
                 format!(
                     "cannot connect to {}:{}: {e}",
                     self.target.host, self.target.port
@@ -416,18 +461,32 @@ impl SmtpPool {
         })?;
         // The point of this module: see the module docs.
         tcp.set_nodelay(self.nodelay).map_err(|e| {
-            Failure::new(Stage::Connect, Kind::Temporary, format!("TCP_NODELAY: {e}"))
+            Failure::new(
+                Stage::Connect,
+                Kind::Temporary,
+                Class::Connection,
+                format!("TCP_NODELAY: {e}"),
+            )
         })?;
         let stream: Box<dyn AsyncTokioStream> = if self.target.security == Security::Implicit {
             // lettre's public API cannot put TLS under a stream it did not open before the
             // greeting, so implicit TLS is done here with tokio-rustls (the same rustls and
             // webpki roots lettre uses) and the TLS stream is handed over as the transport.
-            let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
-                .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, e.to_string()))?;
+            let name =
+                rustls::pki_types::ServerName::try_from(self.target.host.clone()).map_err(|e| {
+                    Failure::new(Stage::Connect, Kind::Temporary, Class::Tls, e.to_string())
+                })?;
             let tls = tokio::time::timeout(self.timeout, tls_connector().connect(name, tcp))
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, format!("TLS: {e}")))?;
+                .map_err(|e| {
+                    Failure::new(
+                        Stage::Connect,
+                        Kind::Temporary,
+                        Class::Tls,
+                        format!("TLS: {e}"),
+                    )
+                })?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
