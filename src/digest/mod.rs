@@ -9,8 +9,11 @@
 //! Text in a view that came from outside (titles, authors, abstracts, the subscriber's interests)
 //! is untrusted: the renderer escapes it for HTML and drops any link that is not http(s).
 
+mod cards;
 mod format;
+mod page;
 pub mod render;
+mod templates;
 mod view;
 
 pub use render::{DigestRenderer, RenderError, RenderedDigest};
