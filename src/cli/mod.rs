@@ -18,7 +18,7 @@ mod subscriber_csv;
 
 use clap::Subcommand;
 use paperboy::config::{LogFormat, Settings};
-use paperboy::jobs::daemon;
+use paperboy::daemon;
 use paperboy::shutdown::Shutdown;
 use std::path::PathBuf;
 use std::process::ExitCode;

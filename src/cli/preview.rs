@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use paperboy::config::Settings;
+use paperboy::digest::{DigestPaper, DigestView};
 use paperboy::jobs::plan::{Candidates, window_start};
-use paperboy::jobs::send::{build_view, digest_paper};
 use paperboy::model::EmailAddress;
 use std::process::ExitCode;
 
@@ -44,7 +44,7 @@ pub async fn run(
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            digest_paper(
+            DigestPaper::new(
                 &candidates.papers[p.index].paper,
                 i as u32 + 1,
                 p.score,
@@ -73,7 +73,14 @@ pub async fn run(
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         PreviewFormat::Text | PreviewFormat::Html => {
-            let view = build_view(&app, &subscriber, date, papers, None);
+            let view = DigestView::new(
+                &app.signer,
+                &app.settings.web.base_url,
+                &subscriber,
+                date,
+                papers,
+                None,
+            );
             let rendered = app.renderer.render(&view)?;
             if matches!(format, PreviewFormat::Html) {
                 println!("{}", rendered.html);

@@ -1,9 +1,10 @@
 //! `paperboy send`: plan and send what is due, or with `--dry-run` write it as .eml files.
 
 use paperboy::config::Settings;
+use paperboy::delivery::{SendOptions, send_due, worker_id};
+use paperboy::digest::{DigestPaper, DigestView};
+use paperboy::jobs::App;
 use paperboy::jobs::plan::{Candidates, PlanMode, due_date, plan, window_start};
-use paperboy::jobs::send::{SendOptions, build_view, digest_paper, send_due};
-use paperboy::jobs::{App, daemon};
 use paperboy::mail::Mailer;
 use paperboy::shutdown::Shutdown;
 use std::process::ExitCode;
@@ -47,7 +48,7 @@ pub async fn run(
     let tick = bar.clone();
     let options = SendOptions {
         on_progress: Some(Arc::new(move || tick.inc(1))),
-        ..SendOptions::new(app.mailer.clone(), daemon::worker_id())
+        ..SendOptions::new(app.mailer.clone(), worker_id())
     };
     let started = std::time::Instant::now();
     // On SIGTERM or Ctrl-C no new message starts; the ones in flight finish and are recorded,
@@ -170,7 +171,7 @@ async fn dry_run_send(
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
-                digest_paper(
+                DigestPaper::new(
                     &candidates.papers[p.index].paper,
                     i as u32 + 1,
                     p.score,
@@ -178,7 +179,14 @@ async fn dry_run_send(
                 )
             })
             .collect();
-        let view = build_view(app, &subscriber, date, papers, None);
+        let view = DigestView::new(
+            &app.signer,
+            &app.settings.web.base_url,
+            &subscriber,
+            date,
+            papers,
+            None,
+        );
         let rendered = app.renderer.render(&view)?;
         let key = format!("dry-run.{date}.{}", subscriber.id);
         let message = paperboy::mail::build_digest_message(

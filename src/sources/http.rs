@@ -6,7 +6,7 @@
 //! turns what is left into a [`SourceError`] that names the URL and says what to check.
 //!
 //! It also sends conditional GETs (`If-None-Match` / `If-Modified-Since`) for sources that keep
-//! the validators of their last answer, and spaces requests through a [`Pacer`] for services
+//! the validators of their last answer, and spaces requests through a [`RequestSpacing`] for services
 //! that ask for it (the arXiv API: one request at a time, 3 s apart).
 //!
 //! It is not for parsing bodies (each source does that), for storing validators (the fetch job
@@ -64,26 +64,26 @@ pub enum Fetched {
 }
 
 /// Spaces requests: one at a time, each starting at least `interval` after the one before.
-/// Clones share the turn, so one pacer held process-wide paces the whole process.
+/// Clones share the turn, so one held process-wide spaces the whole process's requests.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub struct RequestSpacing {
     interval: Duration,
-    last_start: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    last_end: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
-impl Pacer {
+impl RequestSpacing {
     pub fn new(interval: Duration) -> Self {
-        Pacer {
+        RequestSpacing {
             interval,
-            last_start: Arc::default(),
+            last_end: Arc::default(),
         }
     }
 
     /// The same turn as `self`, with another interval (the configured one may change on reload).
     pub fn with_interval(&self, interval: Duration) -> Self {
-        Pacer {
+        RequestSpacing {
             interval,
-            last_start: self.last_start.clone(),
+            last_end: self.last_end.clone(),
         }
     }
 
@@ -91,10 +91,11 @@ impl Pacer {
         self.interval
     }
 
-    /// Waits for this caller's turn and holds it until the guard drops: no other request through
-    /// this pacer starts meanwhile.
+    /// Waits for this caller's turn (the interval after the previous request ended) and holds
+    /// it until the guard drops: no other request through this spacing starts meanwhile. The
+    /// caller writes the time its request ended into the guard.
     async fn turn(&self) -> tokio::sync::MutexGuard<'_, Option<Instant>> {
-        let mut last = self.last_start.lock().await;
+        let mut last = self.last_end.lock().await;
         if let Some(at) = *last {
             let ready = at + self.interval;
             let now = Instant::now();
@@ -339,9 +340,13 @@ impl HttpClient {
         }
     }
 
-    /// As [`HttpClient::get_text`], each attempt (retries too) waiting for its turn at `pacer`.
-    pub async fn get_text_paced(&self, url: &Url, pacer: &Pacer) -> Result<String, SourceError> {
-        match self.get(url, None, Some(pacer)).await? {
+    /// As [`HttpClient::get_text`], each attempt (retries too) waiting for its turn at `spacing`.
+    pub async fn get_text_paced(
+        &self,
+        url: &Url,
+        spacing: &RequestSpacing,
+    ) -> Result<String, SourceError> {
+        match self.get(url, None, Some(spacing)).await? {
             Fetched::Body { text, .. } => Ok(text),
             Fetched::NotModified => Err(SourceError::Malformed {
                 url: url.to_string(),
@@ -363,7 +368,7 @@ impl HttpClient {
         &self,
         url: &Url,
         validators: Option<&Validators>,
-        pacer: Option<&Pacer>,
+        spacing: Option<&RequestSpacing>,
     ) -> Result<Fetched, SourceError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SourceError::Config(format!(
@@ -376,10 +381,15 @@ impl HttpClient {
         loop {
             attempt += 1;
             tracing::debug!(url = %url, attempt, "GET");
-            let attempted = match pacer {
+            let attempted = match spacing {
                 Some(p) => {
-                    let _turn = p.turn().await;
-                    self.attempt(url, validators).await
+                    let mut turn = p.turn().await;
+                    let attempted = self.attempt(url, validators).await;
+                    // The interval counts from the end of this request: counted from its start,
+                    // a request that reached the server late (a busy network or machine) left
+                    // less than the interval before the next one arrived.
+                    *turn = Some(Instant::now());
+                    attempted
                 }
                 None => self.attempt(url, validators).await,
             };
