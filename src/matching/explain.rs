@@ -7,7 +7,7 @@
 use super::MatchError;
 use super::analysis::{Remembered, Token, author_key, category_keys, is_stop_word};
 use super::index::{CandidateIndex, PaperFacts};
-use super::profile::Profile;
+use super::profile::RankingProfile;
 use super::stored::SnippetSpan;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,13 +56,16 @@ pub(super) struct Signals {
 /// only when there are picks to explain.
 pub(super) struct Explainer<'a> {
     pub(super) index: &'a CandidateIndex,
-    pub(super) profile: &'a Profile,
+    pub(super) profile: &'a RankingProfile,
     pub(super) snippets: Option<SnippetGenerator>,
     pub(super) analyzer: TextAnalyzer,
 }
 
 impl<'a> Explainer<'a> {
-    pub(super) fn new(index: &'a CandidateIndex, profile: &'a Profile) -> Result<Self, MatchError> {
+    pub(super) fn new(
+        index: &'a CandidateIndex,
+        profile: &'a RankingProfile,
+    ) -> Result<Self, MatchError> {
         let snippets = match &profile.interests {
             Some(q) if !profile.terms.text.is_empty() => {
                 let (field, weights, ids) = index.snippet_terms(q.as_ref())?;

@@ -32,7 +32,7 @@ mod tests;
 
 pub use explain::{Explanation, Fragment, SNIPPET_CHARS};
 pub use index::CandidateIndex;
-pub use profile::{Profile, ProfileInput};
+pub use profile::{ProfileSignals, RankingProfile};
 pub use query::{InterestsSyntaxError, TRENDING_ONLY, check_interests};
 pub use rank::{Blend, Pick};
 pub use stored::SnippetSpan;

@@ -1,23 +1,28 @@
-//! A subscriber's profile for ranking: their followed authors, categories, and the papers they
-//! liked or disliked, parsed against one day's candidate index together with their interests.
+//! A subscriber's profile as ranking reads it: [`ProfileSignals`] (what they stated and how they
+//! voted, assembled in one place) and the [`RankingProfile`] built from those and their
+//! interests against one day's candidate index.
 //!
-//! What it is for: parse once, rank once ([`CandidateIndex::profile`], then `rank`). What it is
-//! not for: reading or storing profiles (`store`), or checking what a subscriber typed
-//! (`model::Profile`).
+//! What it is for: the rule of what counts as liked, and parse once, rank once
+//! ([`CandidateIndex::profile`], then `rank_profile`). What it is not for: reading or storing
+//! profiles (`store`), or checking what a subscriber typed (`model::Profile`, the stated
+//! profile).
 
 use super::CategoryMode;
 use super::analysis::{STOP_WORDS, author_key};
 use super::index::CandidateIndex;
 use super::query::{InterestsSyntaxError, QueryTerms, TRENDING_ONLY};
+use crate::model::{Paper, Profile};
 use tantivy::query::{MoreLikeThisQuery, Query};
 use tantivy::schema::OwnedValue;
 
 /// More-like-this takes at most this many distinctive words from the liked papers.
 const LIKE_TERMS: usize = 25;
 
-/// A subscriber's profile beyond the interests query, as the store holds it.
+/// What ranking reads of a subscriber beyond their interests: the signals of their stated
+/// profile (followed authors, categories and how they count) and the papers they liked or
+/// disliked, as text. Built from what the store holds by [`ProfileSignals::new`] on every path.
 #[derive(Debug, Clone, Default)]
-pub struct ProfileInput {
+pub struct ProfileSignals {
     /// Followed authors' names as typed ("Yoshua Bengio"); a new paper by one is always picked.
     pub authors: Vec<String>,
     /// arXiv categories (`cs.LG`) or whole archives (`cs`).
@@ -29,8 +34,50 @@ pub struct ProfileInput {
     pub disliked: Vec<String>,
 }
 
-/// One subscriber's profile, parsed against one candidate index: parse once, rank once.
-pub struct Profile {
+impl ProfileSignals {
+    /// The one assembly from what a subscriber stated (`stated`) and did (`votes`: each paper
+    /// they voted on, with the vote as stored, +1 for "more like this" and -1 for "less") to
+    /// what ranking reads. Papers voted above 0 and the example papers count as liked, the rest
+    /// of the votes as disliked. `examples` are the stated example papers the store has (one
+    /// it has not fetched yet counts from the day it is).
+    pub fn new<'a>(
+        stated: Profile,
+        votes: impl IntoIterator<Item = (i64, &'a str, &'a str)>,
+        examples: impl IntoIterator<Item = &'a Paper>,
+    ) -> ProfileSignals {
+        let mut liked = Vec::new();
+        let mut disliked = Vec::new();
+        for (vote, title, abstract_text) in votes {
+            let text = paper_text(title, abstract_text);
+            if vote > 0 {
+                liked.push(text);
+            } else {
+                disliked.push(text);
+            }
+        }
+        liked.extend(
+            examples
+                .into_iter()
+                .map(|p| paper_text(&p.title, &p.abstract_text)),
+        );
+        ProfileSignals {
+            category_mode: CategoryMode::parse(&stated.category_mode).unwrap_or_default(),
+            authors: stated.authors,
+            categories: stated.categories,
+            liked,
+            disliked,
+        }
+    }
+}
+
+/// A liked or disliked paper as more-like-this reads it.
+fn paper_text(title: &str, abstract_text: &str) -> String {
+    format!("{title}\n{abstract_text}")
+}
+
+/// One subscriber's interests and preferences, parsed against one candidate index: parse once,
+/// rank once.
+pub struct RankingProfile {
     pub(super) interests: Option<Box<dyn Query>>,
     pub(super) terms: QueryTerms,
     /// Interests were [`TRENDING_ONLY`], or absent: rank by upvotes, not by words.
@@ -42,7 +89,7 @@ pub struct Profile {
     pub(super) disliked: Option<Box<dyn Query>>,
 }
 
-impl Profile {
+impl RankingProfile {
     /// Whether anything in this profile can pick a paper.
     pub fn is_empty(&self) -> bool {
         self.interests.is_none()
@@ -54,14 +101,14 @@ impl Profile {
 }
 
 impl CandidateIndex {
-    /// Parses a subscriber's interests and profile once, for [`CandidateIndex::rank_profile`].
-    /// `interests` of `None` (or empty) means the profile alone decides; [`TRENDING_ONLY`] means
-    /// the day's most-upvoted papers.
+    /// Parses a subscriber's interests and profile signals once, for
+    /// [`CandidateIndex::rank_profile`]. `interests` of `None` (or empty) means the signals alone
+    /// decide; [`TRENDING_ONLY`] means the day's most-upvoted papers.
     pub fn profile(
         &self,
         interests: Option<&str>,
-        input: &ProfileInput,
-    ) -> Result<Profile, InterestsSyntaxError> {
+        input: &ProfileSignals,
+    ) -> Result<RankingProfile, InterestsSyntaxError> {
         let interests = interests.map(str::trim).filter(|s| !s.is_empty());
         let browse_asked = interests == Some(TRENDING_ONLY);
         let query = match interests {
@@ -78,7 +125,7 @@ impl CandidateIndex {
         let disliked = self.more_like(&input.disliked);
         let browse =
             browse_asked || (query.is_none() && liked.is_none() && !input.categories.is_empty());
-        Ok(Profile {
+        Ok(RankingProfile {
             interests: query,
             terms,
             browse,

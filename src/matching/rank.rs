@@ -7,9 +7,8 @@
 
 use super::explain::{Explainer, Explanation, Signals};
 use super::index::CandidateIndex;
-use super::profile::Profile;
+use super::profile::RankingProfile;
 use super::{CategoryMode, MatchError};
-use tantivy::query::Query;
 
 /// A paper in one of the subscriber's categories (boost mode) scores this much more.
 const CATEGORY_BOOST: f32 = 0.5;
@@ -50,35 +49,12 @@ impl Blend {
 }
 
 impl CandidateIndex {
-    /// Ranks the candidates that `allowed` accepts against `query` alone: best first, at most
-    /// `max`, none scoring below `min_score`. (The web preview uses this; planning uses
-    /// [`CandidateIndex::rank_profile`].)
-    pub fn rank(
-        &self,
-        query: &dyn Query,
-        allowed: impl Fn(usize) -> bool,
-        max: usize,
-        min_score: f32,
-    ) -> Result<Vec<Pick>, MatchError> {
-        let profile = Profile {
-            terms: self.query_terms(query),
-            interests: Some(query.box_clone()),
-            browse: false,
-            followed: Vec::new(),
-            categories: Vec::new(),
-            category_mode: CategoryMode::Boost,
-            liked: None,
-            disliked: None,
-        };
-        self.rank_profile(&profile, &Blend::floor(min_score), allowed, max)
-    }
-
     /// Ranks the candidates that `allowed` accepts for one subscriber: papers by followed
     /// authors first, then by relevance plus the trending boost; none whose relevance is below
     /// the floor; at most `max`. Explanations are computed for the picks only.
     pub fn rank_profile(
         &self,
-        profile: &Profile,
+        profile: &RankingProfile,
         blend: &Blend,
         allowed: impl Fn(usize) -> bool,
         max: usize,

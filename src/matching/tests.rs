@@ -46,6 +46,22 @@ fn corpus() -> Vec<Paper> {
     ]
 }
 
+/// The picks for `interests` alone (no profile, no trending) among the papers `allowed` accepts,
+/// ranked as planning ranks them: at most `max`, none below `min_score`.
+fn rank(
+    idx: &CandidateIndex,
+    interests: &str,
+    allowed: impl Fn(usize) -> bool,
+    max: usize,
+    min_score: f32,
+) -> Vec<Pick> {
+    let profile = idx
+        .profile(Some(interests), &ProfileSignals::default())
+        .unwrap();
+    idx.rank_profile(&profile, &Blend::floor(min_score), allowed, max)
+        .unwrap()
+}
+
 /// Real abstracts: the Hugging Face daily papers fixture.
 fn fixture_papers() -> Vec<Paper> {
     let raw = include_str!("../../tests/fixtures/hf/daily_papers_2024-10-25.json");
@@ -134,8 +150,7 @@ fn stored_explanations_give_back_the_same_snippets() {
         "diffusion OR video",
         "title:agent",
     ] {
-        let q = idx.parse_interests(query).unwrap();
-        for pick in idx.rank(&*q, |_| true, 10, 0.0).unwrap() {
+        for pick in rank(&idx, query, |_| true, 10, 0.0) {
             let e = &pick.explanation;
             let abstract_text = &papers[pick.index].abstract_text;
             let json = e.to_stored_json();
@@ -162,8 +177,8 @@ fn stored_explanations_give_back_the_same_snippets() {
 fn stored_explanations_survive_a_changed_abstract_and_old_rows() {
     let papers = fixture_papers();
     let idx = CandidateIndex::build(&papers).unwrap();
-    let q = idx.parse_interests("attention").unwrap();
-    let pick = idx.rank(&*q, |_| true, 1, 0.0).unwrap().remove(0);
+    let q = "attention";
+    let pick = rank(&idx, q, |_| true, 1, 0.0).remove(0);
     let json = pick.explanation.to_stored_json();
     // A new version of the abstract: the opening, unhighlighted, and the reasons kept.
     let changed = format!("{} Revised.", papers[pick.index].abstract_text);
@@ -188,8 +203,8 @@ fn stored_explanations_survive_a_changed_abstract_and_old_rows() {
 fn ranks_by_bm25_with_stemming_and_phrases() {
     let papers = corpus();
     let idx = CandidateIndex::build(&papers).unwrap();
-    let q = idx.parse_interests("\"protein folding\"").unwrap();
-    let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "\"protein folding\"";
+    let picks = rank(&idx, q, |_| true, 10, 0.0);
     assert_eq!(picks.len(), 1, "only the paper with the exact phrase");
     assert_eq!(picks[0].index, 0);
     assert!(
@@ -200,8 +215,8 @@ fn ranks_by_bm25_with_stemming_and_phrases() {
     );
 
     // Stemming: "losses" and "loss" are one word; accents fold.
-    let q = idx.parse_interests("contrastive LOSS Mémory").unwrap();
-    let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "contrastive LOSS Mémory";
+    let picks = rank(&idx, q, |_| true, 10, 0.0);
     assert_eq!(picks[0].index, 2);
     assert!(picks[0].explanation.reasons[0].contains("contrastive"));
     assert!(
@@ -213,8 +228,8 @@ fn ranks_by_bm25_with_stemming_and_phrases() {
     );
 
     // Adjacent matched words are one highlight, and one reason.
-    let q = idx.parse_interests("\"contrastive learning\"").unwrap();
-    let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "\"contrastive learning\"";
+    let picks = rank(&idx, q, |_| true, 10, 0.0);
     let snippet = &picks[0].explanation.snippet;
     assert!(
         snippet
@@ -232,13 +247,13 @@ fn ranks_by_bm25_with_stemming_and_phrases() {
 fn floor_max_and_filter_apply() {
     let papers = corpus();
     let idx = CandidateIndex::build(&papers).unwrap();
-    let q = idx.parse_interests("protein").unwrap();
-    let all = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "protein";
+    let all = rank(&idx, q, |_| true, 10, 0.0);
     assert_eq!(all.len(), 2);
     assert!(all[0].score >= all[1].score);
-    assert_eq!(idx.rank(&*q, |_| true, 1, 0.0).unwrap().len(), 1);
-    assert!(idx.rank(&*q, |_| true, 10, 1000.0).unwrap().is_empty());
-    let without_first = idx.rank(&*q, |i| i != all[0].index, 10, 0.0).unwrap();
+    assert_eq!(rank(&idx, q, |_| true, 1, 0.0).len(), 1);
+    assert!(rank(&idx, q, |_| true, 10, 1000.0).is_empty());
+    let without_first = rank(&idx, q, |i| i != all[0].index, 10, 0.0);
     assert_eq!(without_first.len(), 1);
     assert_ne!(without_first[0].index, all[0].index);
 }
@@ -267,8 +282,8 @@ fn stop_words_are_left_out_of_explanations_but_phrases_keep_them() {
         ),
     ];
     let idx = CandidateIndex::build(&papers).unwrap();
-    let q = idx.parse_interests("\"in-context\"").unwrap();
-    let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "\"in-context\"";
+    let picks = rank(&idx, q, |_| true, 10, 0.0);
     assert_eq!(
         picks.len(),
         1,
@@ -278,8 +293,8 @@ fn stop_words_are_left_out_of_explanations_but_phrases_keep_them() {
     // The reason names the meaningful word; the stop word at the phrase's edge is dropped.
     assert_eq!(picks[0].explanation.matched, vec!["context".to_string()]);
 
-    let q = idx.parse_interests("in window").unwrap();
-    let picks = idx.rank(&*q, |_| true, 10, 0.0).unwrap();
+    let q = "in window";
+    let picks = rank(&idx, q, |_| true, 10, 0.0);
     assert_eq!(picks[0].index, 1);
     assert_eq!(picks[0].explanation.matched, vec!["windows".to_string()]);
     assert!(
