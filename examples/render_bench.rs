@@ -101,7 +101,7 @@ fn main() {
                 .into_iter()
                 .enumerate()
                 .map(|(i, pick)| {
-                    paperboy::jobs::send::digest_paper(
+                    DigestPaper::new(
                         &papers[pick.index],
                         i as u32 + 1,
                         pick.score,

@@ -5,9 +5,11 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use paperboy::config::without_password;
 use paperboy::config::{LogFormat, Settings};
+use paperboy::daemon;
+use paperboy::delivery::{SendOptions, send_due, worker_id};
+use paperboy::digest::{DigestPaper, DigestView};
 use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, due_page, plan};
-use paperboy::jobs::send::{SendOptions, build_view, digest_paper, send_due};
-use paperboy::jobs::{App, Clock, daemon, fetch};
+use paperboy::jobs::{App, Clock, fetch};
 use paperboy::mail::Mailer;
 use paperboy::matching::check_interests;
 use paperboy::model::{
@@ -198,7 +200,7 @@ async fn send(
     let tick = bar.clone();
     let options = SendOptions {
         on_progress: Some(Arc::new(move || tick.inc(1))),
-        ..SendOptions::new(app.mailer.clone(), daemon::worker_id())
+        ..SendOptions::new(app.mailer.clone(), worker_id())
     };
     let started = std::time::Instant::now();
     // On SIGTERM or Ctrl-C no new message starts; the ones in flight finish and are recorded,
@@ -314,7 +316,7 @@ async fn dry_run_send(
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    digest_paper(
+                    DigestPaper::new(
                         &candidates.papers[p.index].paper,
                         i as u32 + 1,
                         p.score,
@@ -322,7 +324,14 @@ async fn dry_run_send(
                     )
                 })
                 .collect();
-            let view = build_view(app, subscriber, date, papers, None);
+            let view = DigestView::new(
+                &app.signer,
+                &app.settings.web.base_url,
+                subscriber,
+                date,
+                papers,
+                None,
+            );
             let rendered = app.renderer.render(&view)?;
             let key = format!("dry-run.{date}.{}", subscriber.id);
             let message = paperboy::mail::build_digest_message(
@@ -371,7 +380,7 @@ async fn preview(
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            digest_paper(
+            DigestPaper::new(
                 &candidates.papers[p.index].paper,
                 i as u32 + 1,
                 p.score,
@@ -400,7 +409,14 @@ async fn preview(
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         PreviewFormat::Text | PreviewFormat::Html => {
-            let view = build_view(&app, &subscriber, date, papers, None);
+            let view = DigestView::new(
+                &app.signer,
+                &app.settings.web.base_url,
+                &subscriber,
+                date,
+                papers,
+                None,
+            );
             let rendered = app.renderer.render(&view)?;
             if matches!(format, PreviewFormat::Html) {
                 println!("{}", rendered.html);

@@ -2,6 +2,8 @@
 //! interests. See ARCHITECTURE.md for the map of the code.
 
 pub mod config;
+pub mod daemon;
+pub mod delivery;
 pub mod digest;
 pub mod eval;
 pub mod jobs;

@@ -2,13 +2,16 @@
 //! scheduler heartbeat that both `/readyz` and the systemd watchdog trust.
 //!
 //! For: counting what this process did (papers fetched and source errors per source, digests
-//! planned / sent / retried / failed, send latency, SMTP errors by class) in a registry held by
-//! `jobs::App`, and deriving at scrape time what the database knows (queue depth by status,
-//! last successful fetch per source, last successful send), so that several instances sharing
-//! one database agree on those. Not for: logs or tracing (see `main`/`cli`), nor business
-//! decisions — nothing here changes what is sent.
+//! planned / sent / retried / failed, send latency, SMTP errors by `mail::FailureClass`) in a
+//! registry held by `jobs::App`, and deriving at scrape time what the database knows (queue
+//! depth by status, last successful fetch per source, last successful send), so that several
+//! instances sharing one database agree on those. Not for: logs or tracing (see `main`/`cli`),
+//! nor business decisions — nothing here changes what is sent. It is handed the store and the
+//! live settings it reads; it does not know `App` (which holds it).
 
-use crate::jobs::App;
+use crate::mail::FailureClass;
+use crate::reload::Live;
+use crate::store::Store;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -82,16 +85,30 @@ impl Heartbeat {
     }
 }
 
-/// How a delivery ended, as the send job reports it to [`Metrics::delivery_settled`].
+/// How a delivery ended, as the send job reports it to [`Metrics::delivery_settled`]. A failure
+/// carries the SMTP failure class when the mail transport failed, `None` when something else
+/// did (the subscriber left, the digest could not be rendered).
 #[derive(Debug, Clone, Copy)]
-pub enum Settlement<'a> {
+pub enum Settlement {
     Sent,
-    /// A temporary failure; the delivery will be tried again. The error text.
-    Retried(&'a str),
-    /// Given up for good. The error text.
-    Failed(&'a str),
+    /// A temporary failure; the delivery will be tried again.
+    Retried(Option<FailureClass>),
+    /// Given up for good.
+    Failed(Option<FailureClass>),
     /// Handed back untried (sending paused or shutting down).
     NotTried,
+}
+
+/// The `class` label of `paperboy_smtp_errors_total`.
+fn class_label(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::Transient => "transient",
+        FailureClass::Permanent => "permanent",
+        FailureClass::Connection => "connection",
+        FailureClass::Timeout => "timeout",
+        FailureClass::Tls => "tls",
+        FailureClass::Other => "other",
+    }
 }
 
 type Labels = Vec<(String, String)>;
@@ -242,25 +259,27 @@ impl Metrics {
 
     /// A delivery was settled. Also a scheduler heartbeat: settling proves the send loop moves,
     /// however long the queue it is working through.
-    pub fn delivery_settled(&self, how: Settlement<'_>) {
+    pub fn delivery_settled(&self, how: Settlement) {
         self.scheduler.beat();
-        let error = match how {
+        let class = match how {
             Settlement::Sent => {
                 self.digests_sent.inc();
                 return;
             }
-            Settlement::Retried(e) => {
+            Settlement::Retried(class) => {
                 self.digests_retried.inc();
-                e
+                class
             }
-            Settlement::Failed(e) => {
+            Settlement::Failed(class) => {
                 self.digests_failed.inc();
-                e
+                class
             }
             Settlement::NotTried => return,
         };
-        if let Some(class) = smtp_error_class(error) {
-            self.smtp_errors.get_or_create(&label("class", class)).inc();
+        if let Some(class) = class {
+            self.smtp_errors
+                .get_or_create(&label("class", class_label(class)))
+                .inc();
         }
     }
 
@@ -282,39 +301,8 @@ impl Metrics {
     }
 }
 
-/// Sorts an error text from the send path into an SMTP error class, or `None` when the error
-/// did not come from SMTP at all (a cancelled delivery, a database error while rendering).
-/// The texts are lettre's (`transient error (421): …`, `permanent error (550): …`,
-/// `Connection error: …`, `network error: …`, `tls error: …`) as the mail module passes them on.
-pub fn smtp_error_class(error: &str) -> Option<&'static str> {
-    let e = error.to_ascii_lowercase();
-    if e.contains("transient error") {
-        Some("transient")
-    } else if e.contains("permanent error") {
-        Some("permanent")
-    } else if e.contains("timed out") || e.contains("timeout") {
-        Some("timeout")
-    } else if e.contains("tls error") {
-        Some("tls")
-    } else if e.contains("connection error")
-        || e.contains("network error")
-        || e.contains("connection refused")
-    {
-        Some("connection")
-    } else if e.contains("response error")
-        || e.contains("internal client error")
-        || e.starts_with("connecting:")
-    {
-        // The mail pool prefixes the SMTP stage; anything else at connect time is still SMTP.
-        Some("other")
-    } else {
-        None
-    }
-}
-
 /// Names of the sources that are enabled, as `source_state` knows them.
-fn enabled_sources(app: &App) -> Vec<&'static str> {
-    let live = app.live.get();
+fn enabled_sources(live: &Live) -> Vec<&'static str> {
     let s = &live.sources;
     let mut out = Vec::new();
     if s.hf.enabled {
@@ -326,127 +314,135 @@ fn enabled_sources(app: &App) -> Vec<&'static str> {
     out
 }
 
-/// The whole exposition: this process's counters, then what the database says now.
-pub async fn render(app: &App) -> String {
-    let mut scrape = Registry::default();
-    let database_up = Gauge::<i64>::default();
-    scrape.register(
-        "paperboy_database_up",
-        "1 when the database answered this scrape, else 0",
-        database_up.clone(),
-    );
-    let heartbeat_age = Gauge::<f64, AtomicU64>::default();
-    heartbeat_age.set(
-        app.metrics
-            .scheduler
-            .age()
-            .map(|a| a.as_secs_f64())
-            .unwrap_or(-1.0),
-    );
-    scrape.register(
-        "paperboy_scheduler_heartbeat_age_seconds",
-        "Seconds since the plan/send loop last made progress; -1 before its first turn",
-        heartbeat_age,
-    );
-
-    let store = &app.store;
-    let now = app.clock.now();
-    let counts = store.delivery_status_counts().await;
-    let due = store.count_due(now).await;
-    let last_sent = store.last_sent_at().await;
-    let sources = store.source_states().await;
-    database_up.set(i64::from(
-        counts.is_ok() && due.is_ok() && last_sent.is_ok() && sources.is_ok(),
-    ));
-
-    if let Ok(counts) = counts {
-        let depth = Family::<Labels, Gauge>::default();
-        for status in ["planned", "sending", "retry", "sent", "failed", "empty"] {
-            let _ = depth.get_or_create(&label("status", status));
-        }
-        for (status, n) in counts {
-            depth.get_or_create(&label("status", &status)).set(n);
-        }
+impl Metrics {
+    /// The whole exposition: this process's counters, then what the database says at `now`.
+    pub async fn render(&self, store: &Store, live: &Live, now: DateTime<Utc>) -> String {
+        let mut scrape = Registry::default();
+        let database_up = Gauge::<i64>::default();
         scrape.register(
+            "paperboy_database_up",
+            "1 when the database answered this scrape, else 0",
+            database_up.clone(),
+        );
+        let heartbeat_age = Gauge::<f64, AtomicU64>::default();
+        heartbeat_age.set(
+            self.scheduler
+                .age()
+                .map(|a| a.as_secs_f64())
+                .unwrap_or(-1.0),
+        );
+        scrape.register(
+            "paperboy_scheduler_heartbeat_age_seconds",
+            "Seconds since the plan/send loop last made progress; -1 before its first turn",
+            heartbeat_age,
+        );
+
+        let counts = store.delivery_status_counts().await;
+        let due = store.count_due(now).await;
+        let last_sent = store.last_sent_at().await;
+        let sources = store.source_states().await;
+        database_up.set(i64::from(
+            counts.is_ok() && due.is_ok() && last_sent.is_ok() && sources.is_ok(),
+        ));
+
+        if let Ok(counts) = counts {
+            let depth = Family::<Labels, Gauge>::default();
+            for status in ["planned", "sending", "retry", "sent", "failed", "empty"] {
+                let _ = depth.get_or_create(&label("status", status));
+            }
+            for (status, n) in counts {
+                depth.get_or_create(&label("status", &status)).set(n);
+            }
+            scrape.register(
             "paperboy_deliveries",
             "Deliveries in the database by status (all instances): planned and retry are the queue",
             depth,
         );
-    }
-    if let Ok(due) = due {
-        let g = Gauge::<i64>::default();
-        g.set(due as i64);
-        scrape.register(
+        }
+        if let Ok(due) = due {
+            let g = Gauge::<i64>::default();
+            g.set(due as i64);
+            scrape.register(
             "paperboy_deliveries_due",
             "Deliveries that could be sent right now (planned or retry whose time has come, or with an expired lease)",
             g,
         );
-    }
-    if let Ok(last_sent) = last_sent {
-        let g = Gauge::<i64>::default();
-        g.set(last_sent.map(|t| t.timestamp()).unwrap_or(0));
-        scrape.register(
-            "paperboy_last_send_success_timestamp_seconds",
-            "Unix time of the most recent digest sent by any instance; 0 when none yet",
-            g,
-        );
-    }
-    if let Ok(states) = sources {
-        let success = Family::<Labels, Gauge>::default();
-        let failure = Family::<Labels, Gauge>::default();
-        for name in enabled_sources(app) {
-            let _ = success.get_or_create(&label("source", name));
         }
-        for st in states {
-            if let Some(t) = st.last_success_at {
-                success
-                    .get_or_create(&label("source", &st.source))
-                    .set(t.timestamp());
-            }
-            if let Some(t) = st.last_error_at {
-                failure
-                    .get_or_create(&label("source", &st.source))
-                    .set(t.timestamp());
-            }
+        if let Ok(last_sent) = last_sent {
+            let g = Gauge::<i64>::default();
+            g.set(last_sent.map(|t| t.timestamp()).unwrap_or(0));
+            scrape.register(
+                "paperboy_last_send_success_timestamp_seconds",
+                "Unix time of the most recent digest sent by any instance; 0 when none yet",
+                g,
+            );
         }
-        scrape.register(
-            "paperboy_last_fetch_success_timestamp_seconds",
-            "Unix time of each source's last successful fetch (any instance); 0 when none yet",
-            success,
-        );
-        scrape.register(
-            "paperboy_last_fetch_error_timestamp_seconds",
-            "Unix time of each source's last failed fetch (any instance)",
-            failure,
-        );
+        if let Ok(states) = sources {
+            let success = Family::<Labels, Gauge>::default();
+            let failure = Family::<Labels, Gauge>::default();
+            for name in enabled_sources(live) {
+                let _ = success.get_or_create(&label("source", name));
+            }
+            for st in states {
+                if let Some(t) = st.last_success_at {
+                    success
+                        .get_or_create(&label("source", &st.source))
+                        .set(t.timestamp());
+                }
+                if let Some(t) = st.last_error_at {
+                    failure
+                        .get_or_create(&label("source", &st.source))
+                        .set(t.timestamp());
+                }
+            }
+            scrape.register(
+                "paperboy_last_fetch_success_timestamp_seconds",
+                "Unix time of each source's last successful fetch (any instance); 0 when none yet",
+                success,
+            );
+            scrape.register(
+                "paperboy_last_fetch_error_timestamp_seconds",
+                "Unix time of each source's last failed fetch (any instance)",
+                failure,
+            );
+        }
+
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in a metric name.
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &scrape);
+        let _ = encode_eof(&mut out);
+        out
     }
 
-    let mut out = String::new();
-    // Writing into a String cannot fail; an encoder error would be a bug in a metric name.
-    let _ = encode_registry(&mut out, &app.metrics.registry);
-    let _ = encode_registry(&mut out, &scrape);
-    let _ = encode_eof(&mut out);
-    out
-}
-
-/// The `GET /metrics` response.
-pub async fn metrics_response(app: &App) -> Response {
-    let body = render(app).await;
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
-}
-
-/// What `/readyz` checks: the database answers, the scheduler loop is alive, and no enabled
-/// source has let [`STALE_AFTER_FETCHES`] scheduled fetches pass without success. Returns the
-/// problems, each with what to look at; empty when ready.
-pub async fn readiness_problems(app: &App) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Err(e) = app.store.ping().await {
-        problems.push(format!(
-            "database unreachable: {e} (config key `database.url`)"
-        ));
-        return problems;
+    /// The `GET /metrics` response.
+    pub async fn metrics_response(
+        &self,
+        store: &Store,
+        live: &Live,
+        now: DateTime<Utc>,
+    ) -> Response {
+        let body = self.render(store, live, now).await;
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
     }
-    match app.metrics.scheduler.age() {
+
+    /// What `/readyz` checks: the database answers, the scheduler loop is alive, and no enabled
+    /// source has let [`STALE_AFTER_FETCHES`] scheduled fetches pass without success. Returns the
+    /// problems, each with what to look at; empty when ready.
+    pub async fn readiness_problems(
+        &self,
+        store: &Store,
+        live: &Live,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = store.ping().await {
+            problems.push(format!(
+                "database unreachable: {e} (config key `database.url`)"
+            ));
+            return problems;
+        }
+        match self.scheduler.age() {
         None => problems.push("scheduler: has not completed a first turn yet".into()),
         Some(age) if age > SCHEDULER_STALE_AFTER => problems.push(format!(
             "scheduler: no progress for {} s (limit {} s); see the log for a stuck plan or send",
@@ -455,55 +451,58 @@ pub async fn readiness_problems(app: &App) -> Vec<String> {
         )),
         Some(_) => {}
     }
-    let now = app.clock.now();
-    match app.store.source_states().await {
-        Err(e) => problems.push(format!("source state unreadable: {e}")),
-        Ok(states) => {
-            for name in enabled_sources(app) {
-                let state = states.iter().find(|s| s.source == name);
-                let since = state
-                    .and_then(|s| s.last_success_at)
-                    .map(|t| t.max(app.metrics.started_at))
-                    .unwrap_or(app.metrics.started_at);
-                let Some(deadline) = app
-                    .live
-                    .get()
-                    .fetch_schedule
-                    .after(&since)
-                    .nth(STALE_AFTER_FETCHES - 1)
-                else {
-                    continue;
-                };
-                if now > deadline {
-                    let last = state
+        match store.source_states().await {
+            Err(e) => problems.push(format!("source state unreadable: {e}")),
+            Ok(states) => {
+                for name in enabled_sources(live) {
+                    let state = states.iter().find(|s| s.source == name);
+                    let since = state
                         .and_then(|s| s.last_success_at)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| "never".into());
-                    let error = state
-                        .and_then(|s| s.last_error.clone())
-                        .unwrap_or_else(|| "no error recorded".into());
-                    problems.push(format!(
-                        "source {name}: no successful fetch in {STALE_AFTER_FETCHES} scheduled \
+                        .map(|t| t.max(self.started_at))
+                        .unwrap_or(self.started_at);
+                    let Some(deadline) = live
+                        .fetch_schedule
+                        .after(&since)
+                        .nth(STALE_AFTER_FETCHES - 1)
+                    else {
+                        continue;
+                    };
+                    if now > deadline {
+                        let last = state
+                            .and_then(|s| s.last_success_at)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "never".into());
+                        let error = state
+                            .and_then(|s| s.last_error.clone())
+                            .unwrap_or_else(|| "no error recorded".into());
+                        problems.push(format!(
+                            "source {name}: no successful fetch in {STALE_AFTER_FETCHES} scheduled \
                          runs (last success: {last}); last error: {error} (check \
                          `sources.{name}.base_url` and the network)"
-                    ));
+                        ));
+                    }
                 }
             }
         }
+        problems
     }
-    problems
-}
 
-/// The `GET /readyz` response: 200 `ready`, or 503 with one line per problem.
-pub async fn readyz_response(app: &App) -> (StatusCode, String) {
-    let problems = readiness_problems(app).await;
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n".into())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready\n{}\n", problems.join("\n")),
-        )
+    /// The `GET /readyz` response: 200 `ready`, or 503 with one line per problem.
+    pub async fn readyz_response(
+        &self,
+        store: &Store,
+        live: &Live,
+        now: DateTime<Utc>,
+    ) -> (StatusCode, String) {
+        let problems = self.readiness_problems(store, live, now).await;
+        if problems.is_empty() {
+            (StatusCode::OK, "ready\n".into())
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready\n{}\n", problems.join("\n")),
+            )
+        }
     }
 }
 
@@ -524,32 +523,12 @@ mod tests {
     }
 
     #[test]
-    fn smtp_errors_are_classified() {
-        assert_eq!(
-            smtp_error_class("temporary failure: transient error (451): try later"),
-            Some("transient")
-        );
-        assert_eq!(
-            smtp_error_class("permanent error (550): no such user"),
-            Some("permanent")
-        );
-        assert_eq!(
-            smtp_error_class("Connection error: Connection refused (os error 111)"),
-            Some("connection")
-        );
-        assert_eq!(
-            smtp_error_class("network error: timed out"),
-            Some("timeout")
-        );
-        assert_eq!(smtp_error_class("the subscriber is paused now"), None);
-    }
-
-    #[test]
     fn settlements_move_the_counters_and_the_heartbeat() {
         let m = Metrics::new(Utc::now());
         m.delivery_settled(Settlement::Sent);
-        m.delivery_settled(Settlement::Retried("transient error (421): busy"));
-        m.delivery_settled(Settlement::Failed("the subscriber was deleted"));
+        m.delivery_settled(Settlement::Retried(Some(FailureClass::Transient)));
+        // Not the mail server's doing (the subscriber was deleted): no SMTP error counted.
+        m.delivery_settled(Settlement::Failed(None));
         assert_eq!(m.counter("digests_sent"), Some(1));
         assert_eq!(m.counter("digests_retried"), Some(1));
         assert_eq!(m.counter("digests_failed"), Some(1));

@@ -67,7 +67,7 @@ impl Shutdown {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    /// The flag as a watch receiver, for jobs that take one (`send::send_due`).
+    /// The flag as a watch receiver, for jobs that take one (`delivery::send_due`).
     pub fn receiver(&self) -> watch::Receiver<bool> {
         self.requested.clone()
     }

@@ -279,3 +279,108 @@ fn readyz_turns_503_when_a_source_stays_down_for_three_scheduled_fetches() {
     let status = daemon.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
 }
+
+/// Runs the daemon against an SMTP server at `smtp_url` that fails every digest the same way,
+/// until `paperboy_smtp_errors_total{class}` counts one; then no other class may have been
+/// counted. The class comes from what the mail pool saw, not from the error's wording.
+fn smtp_failures_are_counted_as(smtp_url: String, env: &[(&str, &str)], class: &str) {
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&server).smtp_url(smtp_url).build();
+    fetch_day1(&app);
+    let db = Db::open(&app);
+    db.seed_subscribers(0, 2, "07:00", "UTC", "daily");
+
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut vars = vec![("PAPERBOY__WEB__BIND", bind.as_str())];
+    vars.extend_from_slice(env);
+    let daemon = Daemon::start(&app, NOW, &vars);
+    wait_until_serving(port, Duration::from_secs(30), || daemon_log(&app));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = scrape(port);
+        if s.value("paperboy_smtp_errors_total", &[("class", class)])
+            .unwrap_or(0.0)
+            >= 1.0
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SMTP error counted as {class}; log:\n{}\nmetrics:\n{}",
+            tail(&daemon_log(&app), 40),
+            s.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for other in [
+        "transient",
+        "permanent",
+        "connection",
+        "timeout",
+        "tls",
+        "other",
+    ] {
+        if other != class {
+            assert_eq!(
+                s.value("paperboy_smtp_errors_total", &[("class", other)]),
+                None,
+                "only {class} failures happened:\n{}",
+                s.text
+            );
+        }
+    }
+    assert_eq!(s.get("paperboy_digests_sent_total", &[]), 0.0);
+
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+}
+
+fn faulty_sink(test: &str, args: &[&str]) -> Option<SmtpSink> {
+    SmtpSink::start_with_or_skip(
+        test,
+        SmtpSinkOptions {
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            ..SmtpSinkOptions::default()
+        },
+    )
+}
+
+#[test]
+fn a_4xx_is_counted_as_transient() {
+    let Some(sink) = faulty_sink("metrics_class_transient", &["-r", "RCPT"]) else {
+        return;
+    };
+    let url = sink.url();
+    smtp_failures_are_counted_as(url, &[], "transient");
+}
+
+#[test]
+fn a_5xx_is_counted_as_permanent() {
+    let Some(sink) = faulty_sink("metrics_class_permanent", &["-f", "."]) else {
+        return;
+    };
+    let url = sink.url();
+    smtp_failures_are_counted_as(url, &[], "permanent");
+}
+
+#[test]
+fn no_answer_in_time_is_counted_as_timeout() {
+    let Some(sink) = faulty_sink("metrics_class_timeout", &["-w", "3"]) else {
+        return;
+    };
+    let url = sink.url();
+    smtp_failures_are_counted_as(url, &[("PAPERBOY__MAIL__TIMEOUT_SECS", "1")], "timeout");
+}
+
+#[test]
+fn a_failed_tls_handshake_is_counted_as_tls() {
+    // Implicit TLS (smtps://) to a server that speaks plain SMTP: the handshake fails.
+    let Some(sink) = faulty_sink("metrics_class_tls", &[]) else {
+        return;
+    };
+    let url = format!("smtps://127.0.0.1:{}", sink.port());
+    smtp_failures_are_counted_as(url, &[], "tls");
+}

@@ -11,9 +11,9 @@ mod sources_support;
 
 use chrono::NaiveDate;
 use paperboy::jobs::fetch::{self, SourceReport};
-use paperboy::sources::arxiv_api::{ArxivApi, shared_pacer};
+use paperboy::sources::arxiv_api::{ArxivApi, shared_spacing};
 use paperboy::sources::arxiv_xml::{self, AnnounceType};
-use paperboy::sources::http::{HttpClient, HttpSettings, Pacer};
+use paperboy::sources::http::{HttpClient, HttpSettings, RequestSpacing};
 use sources_support::*;
 use std::time::Duration;
 use url::Url;
@@ -394,8 +394,8 @@ async fn api_requests_are_three_seconds_apart_process_wide() {
     let settings = paperboy::config::Settings::load_with_env(None, Vec::new()).unwrap();
     let interval = settings.sources.arxiv.api_interval;
     assert_eq!(interval, Duration::from_secs(3));
-    let a = ArxivApi::new(base.clone(), client.clone(), shared_pacer(interval), 10);
-    let b = ArxivApi::new(base, client, shared_pacer(interval), 10);
+    let a = ArxivApi::new(base.clone(), client.clone(), shared_spacing(interval), 10);
+    let b = ArxivApi::new(base, client, shared_spacing(interval), 10);
     a.by_ids(&["2510.14968".into()]).await.unwrap();
     let ids_b = ["2609.26811".to_string()];
     let cats = ["cs.LG".to_string()];
@@ -423,7 +423,7 @@ async fn api_requests_are_three_seconds_apart_process_wide() {
     assert_eq!(query.param("max_results"), "10");
 }
 
-/// A pacer with a short interval spaces retries too (a 503 answered, then retried).
+/// A spacing with a short interval spaces retries too (a 503 answered, then retried).
 #[tokio::test]
 async fn retries_wait_for_the_pacer_too() {
     let server = TestServer::start(|_| Reply::ok(API_EMPTY)).await;
@@ -444,7 +444,7 @@ async fn retries_wait_for_the_pacer_too() {
     let api = ArxivApi::new(
         Url::parse(&server.url()).unwrap(),
         client,
-        Pacer::new(Duration::from_millis(400)),
+        RequestSpacing::new(Duration::from_millis(400)),
         10,
     );
     api.by_ids(&["2510.14968".into()]).await.unwrap();
@@ -468,7 +468,7 @@ async fn api_paging_follows_start_until_the_total() {
     let api = ArxivApi::new(
         Url::parse(&server.url()).unwrap(),
         client,
-        Pacer::new(Duration::from_millis(10)),
+        RequestSpacing::new(Duration::from_millis(10)),
         10,
     );
     let r = api.search("all:science").await.unwrap();

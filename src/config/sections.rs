@@ -328,7 +328,7 @@ impl DaemonSettings {
     }
 }
 
-/// `daemon.instance_id`: empty means "this host" (see `jobs::daemon::instance_id`); anything
+/// `daemon.instance_id`: empty means "this host" (see `daemon::instance_id`); anything
 /// else is kept as written, printable and short enough to show in logs.
 fn parse_instance_id(value: &str) -> Result<String, ConfigError> {
     let v = value.trim();

@@ -14,7 +14,7 @@
 
 use super::App;
 use crate::config::ArxivPastDays;
-use crate::sources::arxiv_api::{ArxivApi, shared_pacer};
+use crate::sources::arxiv_api::{ArxivApi, shared_spacing};
 use crate::sources::arxiv_oai::ArxivOai;
 use crate::sources::arxiv_rss::{API_SOURCE, ArxivSource};
 use crate::sources::feed::FeedSource;
@@ -67,14 +67,14 @@ fn http_client(app: &App) -> Result<HttpClient, SourceError> {
     })
 }
 
-/// The arXiv API client every part of the process shares (one pacer, process-wide).
+/// The arXiv API client every part of the process shares (one request spacing, process-wide).
 pub fn arxiv_api(app: &App) -> Result<ArxivApi, SourceError> {
     let live = app.live.get();
     let a = &live.sources.arxiv;
     Ok(ArxivApi::new(
         a.api_base_url.clone(),
         http_client(app)?,
-        shared_pacer(a.api_interval),
+        shared_spacing(a.api_interval),
         a.api_page_size,
     ))
 }
@@ -113,7 +113,7 @@ pub fn sources(app: &App, only: Option<&str>) -> Result<Vec<Box<dyn Source>>, So
             arxiv = arxiv.with_oai(ArxivOai::new(
                 s.arxiv.oai_base_url.clone(),
                 client.clone(),
-                shared_pacer(s.arxiv.api_interval),
+                shared_spacing(s.arxiv.api_interval),
             ));
         }
         out.push(Box::new(arxiv));

@@ -1,17 +1,16 @@
-//! The three jobs — fetch, plan, send — as functions, and the daemon that schedules them.
+//! The jobs — fetch, plan, revoke — as functions, and the `App` context every job and the web
+//! side share.
 //!
 //! Each job is idempotent and safe to interrupt at any point: fetch upserts, plan relies on the
-//! unique (subscriber, digest date) key, send claims deliveries under a lease and marks them
-//! sent only after the SMTP server accepted the message. The command line and the daemon call
-//! the same functions. Business rules live here; SQL lives in `store`, HTTP in `sources`,
-//! message building in `mail`. `revoke` switches off a subscriber's links and mails the new one
-//! (the manage page and `subscriber revoke-links`).
+//! unique (subscriber, digest date) key. The command line and the daemon call the same
+//! functions. Business rules live here; SQL lives in `store`, HTTP in `sources`, message
+//! building in `mail`. `revoke` switches off a subscriber's links and mails the new one (the
+//! manage page and `subscriber revoke-links`). Sending is `delivery`; scheduling the jobs is
+//! `daemon`, which this module does not know.
 
-pub mod daemon;
 pub mod fetch;
 pub mod plan;
 pub mod revoke;
-pub mod send;
 
 use crate::config::Settings;
 use crate::digest::DigestRenderer;

@@ -58,25 +58,64 @@ pub enum Kind {
     Permanent,
 }
 
+/// What went wrong, as the operator counts it (`paperboy_smtp_errors_total{class=…}`). Set where
+/// the failure happens, from lettre's error kind or from what the pool itself saw, so nothing
+/// downstream reads it back out of the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// A 4xx answer.
+    Transient,
+    /// A 5xx answer.
+    Permanent,
+    /// The connection could not be opened, or broke.
+    Connection,
+    /// No answer in time. The session is then out of step (a late answer may still come), so
+    /// it is never reused.
+    Timeout,
+    /// TLS could not be set up: the handshake failed, or STARTTLS is demanded and not offered.
+    Tls,
+    /// Anything else: an answer lettre could not parse, a feature the server lacks, a `.eml`
+    /// file that could not be written.
+    Other,
+}
+
+impl Class {
+    /// lettre's error kinds, of which it exposes these tests; what none of them claims is its
+    /// network and connection errors.
+    fn of_lettre(e: &lettre::transport::smtp::Error) -> Class {
+        if e.is_transient() {
+            Class::Transient
+        } else if e.is_permanent() {
+            Class::Permanent
+        } else if e.is_timeout() {
+            Class::Timeout
+        } else if e.is_tls() {
+            Class::Tls
+        } else if e.is_response() || e.is_client() {
+            Class::Other
+        } else {
+            Class::Connection
+        }
+    }
+}
+
 /// Why one message was not accepted.
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub stage: Stage,
     pub kind: Kind,
+    pub class: Class,
     /// The server's answer or the I/O error, for the operator.
     pub detail: String,
-    /// No answer in time. The session is then out of step (a late answer may still come), so
-    /// it is never reused.
-    pub timed_out: bool,
 }
 
 impl Failure {
-    pub fn new(stage: Stage, kind: Kind, detail: impl Into<String>) -> Self {
+    pub fn new(stage: Stage, kind: Kind, class: Class, detail: impl Into<String>) -> Self {
         Failure {
             stage,
             kind,
+            class,
             detail: detail.into(),
-            timed_out: false,
         }
     }
 
@@ -86,7 +125,12 @@ impl Failure {
         } else {
             Kind::Temporary
         };
-        Failure::new(stage, kind, e.to_string())
+        Failure::new(stage, kind, Class::of_lettre(e), e.to_string())
+    }
+
+    /// No answer in time: the session is out of step and must not be reused.
+    pub fn timed_out(&self) -> bool {
+        self.class == Class::Timeout
     }
 
     /// A 5xx at RCPT: this address does not take mail (a hard bounce).
@@ -195,7 +239,7 @@ impl SmtpPool {
             // transaction exists: nothing was delivered, so a fresh connection may try now.
             Err(f)
                 if was_reused
-                    && !f.timed_out
+                    && !f.timed_out()
                     && f.stage == Stage::Mail
                     && (conn.has_broken() || f.kind == Kind::Temporary) =>
             {
@@ -218,7 +262,7 @@ impl SmtpPool {
             self.put_back(conn);
             return;
         }
-        if result.as_ref().is_err_and(|f| f.timed_out) {
+        if result.as_ref().is_err_and(Failure::timed_out) {
             // Out of step with the server: no QUIT (it could wait forever), just close.
             drop(conn);
             return;
@@ -256,6 +300,7 @@ impl SmtpPool {
                 return Err(Failure::new(
                     Stage::Mail,
                     Kind::Permanent,
+                    Class::Other,
                     "the address is not ASCII and the server does not support SMTPUTF8",
                 ));
             }
@@ -298,17 +343,15 @@ impl SmtpPool {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Failure::from_lettre(stage, &e)),
-            Err(_) => Err(Failure {
-                timed_out: true,
-                ..Failure::new(
-                    stage,
-                    Kind::Temporary,
-                    format!(
-                        "no answer within {:?} (config key `mail.timeout_secs`)",
-                        self.timeout
-                    ),
-                )
-            }),
+            Err(_) => Err(Failure::new(
+                stage,
+                Kind::Temporary,
+                Class::Timeout,
+                format!(
+                    "no answer within {:?} (config key `mail.timeout_secs`)",
+                    self.timeout
+                ),
+            )),
         }
     }
 
@@ -373,19 +416,17 @@ impl SmtpPool {
 
     /// A step that took longer than `mail.timeout_secs`.
     fn no_answer(&self, step: &str) -> Failure {
-        Failure {
-            timed_out: true,
-            ..Failure::new(
-                Stage::Connect,
-                Kind::Temporary,
-                format!(
-                    "{}:{} did not answer {step} within {} s (config key `mail.timeout_secs`)",
-                    self.server.host,
-                    self.server.port,
-                    self.timeout.as_secs()
-                ),
-            )
-        }
+        Failure::new(
+            Stage::Connect,
+            Kind::Temporary,
+            Class::Timeout,
+            format!(
+                "{}:{} did not answer {step} within {} s (config key `mail.timeout_secs`)",
+                self.server.host,
+                self.server.port,
+                self.timeout.as_secs()
+            ),
+        )
     }
 
     /// [`SmtpPool::connect`], noting each step done in `done` and naming the one that failed.
@@ -394,7 +435,11 @@ impl SmtpPool {
         done: &mut Vec<String>,
     ) -> Result<AsyncSmtpConnection, (SessionStep, Failure)> {
         use SessionStep as S;
-        let temporary = |detail: String| Failure::new(Stage::Connect, Kind::Temporary, detail);
+        let connection = |detail: String| {
+            Failure::new(Stage::Connect, Kind::Temporary, Class::Connection, detail)
+        };
+        let tls =
+            |detail: String| Failure::new(Stage::Connect, Kind::Temporary, Class::Tls, detail);
         let (host, port) = (self.server.host.as_str(), self.server.port);
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
             .await
@@ -402,23 +447,23 @@ impl SmtpPool {
             .map_err(|e| {
                 (
                     S::Connect,
-                    temporary(format!("cannot connect to {host}:{port}: {e}")),
+                    connection(format!("cannot connect to {host}:{port}: {e}")),
                 )
             })?;
         // The point of this module: see the module docs.
         tcp.set_nodelay(self.nodelay)
-            .map_err(|e| (S::Connect, temporary(format!("TCP_NODELAY: {e}"))))?;
+            .map_err(|e| (S::Connect, connection(format!("TCP_NODELAY: {e}"))))?;
         let implicit = self.server.tls == SmtpTls::Implicit;
         let stream: Box<dyn AsyncTokioStream> = if implicit {
             // lettre's public API cannot put TLS under a stream it did not open before the
             // greeting, so implicit TLS is done here with tokio-rustls (the same rustls and
             // webpki roots lettre uses) and the TLS stream is handed over as the transport.
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| (S::Tls, temporary(format!("TLS with {host}: {e}"))))?;
+                .map_err(|e| (S::Tls, tls(format!("TLS with {host}: {e}"))))?;
             let tls = tokio::time::timeout(self.timeout, tls_connector().connect(name, tcp))
                 .await
                 .map_err(|_| (S::Tls, self.no_answer("the TLS handshake")))?
-                .map_err(|e| (S::Tls, temporary(format!("TLS with {host}: {e}"))))?;
+                .map_err(|e| (S::Tls, tls(format!("TLS with {host}: {e}"))))?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
@@ -439,9 +484,7 @@ impl SmtpPool {
             SmtpTls::StartTlsRequired if !conn.can_starttls() => {
                 return Err((
                     S::StartTls,
-                    temporary(
-                        "the server does not offer STARTTLS but `?tls=required` demands it".into(),
-                    ),
+                    tls("the server does not offer STARTTLS but `?tls=required` demands it".into()),
                 ));
             }
             SmtpTls::StartTlsRequired => true,
@@ -458,7 +501,7 @@ impl SmtpPool {
         };
         if starttls {
             let parameters = TlsParameters::new(host.to_string())
-                .map_err(|e| (S::StartTls, temporary(format!("STARTTLS: {e}"))))?;
+                .map_err(|e| (S::StartTls, tls(format!("STARTTLS: {e}"))))?;
             tokio::time::timeout(self.timeout, conn.starttls(parameters, &self.hello))
                 .await
                 .map_err(|_| (S::StartTls, self.no_answer("STARTTLS")))?
@@ -466,7 +509,7 @@ impl SmtpPool {
                     let f = Failure::from_lettre(Stage::Connect, &e);
                     (
                         S::StartTls,
-                        Failure::new(f.stage, f.kind, format!("STARTTLS: {}", f.detail)),
+                        Failure::new(f.stage, f.kind, f.class, format!("STARTTLS: {}", f.detail)),
                     )
                 })?;
             done.push("STARTTLS ok".into());
@@ -480,7 +523,7 @@ impl SmtpPool {
                         let f = Failure::from_lettre(Stage::Connect, &e);
                         (
                             S::Auth,
-                            Failure::new(f.stage, f.kind, format!("AUTH: {}", f.detail)),
+                            Failure::new(f.stage, f.kind, f.class, format!("AUTH: {}", f.detail)),
                         )
                     })?;
                 done.push("AUTH ok".into());

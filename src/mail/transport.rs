@@ -1,17 +1,17 @@
 //! Transports: SMTP through our pool of reused connections (`pool`), or `.eml` files.
 //!
 //! What for: one `Mailer` the jobs and the web side share; it signs (DKIM, when configured),
-//! paces (`mail.max_per_second`) and sends. Not for: deciding what a failure means for a
-//! delivery (that is `jobs::send`), or building messages (`message`).
+//! holds SMTP sending to `mail.max_per_second` and sends. Not for: deciding what a failure means
+//! for a delivery (that is `delivery`), or building messages (`message`).
 
 use super::dkim::DkimSigner;
-use super::pool::{Failure, Kind, SmtpPool, Stage};
+use super::pool::{Class, Failure, Kind, SmtpPool, Stage};
 use crate::config::{MailSettings, MailTransportKind};
+use governor::{DefaultDirectRateLimiter, Quota};
 use lettre::Message;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// How a send failed, which decides what happens to the delivery.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,8 @@ enum Carrier {
 #[derive(Clone)]
 pub struct Mailer {
     carrier: Carrier,
-    pacer: Option<Arc<Pacer>>,
+    /// `mail.max_per_second`; `None` when 0 (unlimited).
+    rate_limit: Option<Arc<DefaultDirectRateLimiter>>,
     dkim: Option<DkimSigner>,
 }
 
@@ -62,15 +63,10 @@ impl Mailer {
                 settings.tcp_nodelay,
             ))),
         };
-        let pacer = (settings.max_per_second > 0).then(|| {
-            Arc::new(Pacer::new(
-                settings.max_per_second,
-                settings.max_connections,
-            ))
-        });
+        let rate_limit = send_rate_limit(settings.max_per_second, settings.max_connections);
         Ok(Mailer {
             carrier,
-            pacer,
+            rate_limit,
             dkim,
         })
     }
@@ -79,7 +75,7 @@ impl Mailer {
     pub fn to_dir(dir: &Path) -> Mailer {
         Mailer {
             carrier: Carrier::File(dir.to_path_buf()),
-            pacer: None,
+            rate_limit: None,
             dkim: None,
         }
     }
@@ -99,8 +95,8 @@ impl Mailer {
         }
         match &self.carrier {
             Carrier::Smtp(pool) => {
-                if let Some(p) = &self.pacer {
-                    p.wait().await;
+                if let Some(limit) = &self.rate_limit {
+                    limit.until_ready().await;
                 }
                 pool.send(message.envelope(), &message.formatted()).await
             }
@@ -110,6 +106,7 @@ impl Mailer {
                     Failure::new(
                         Stage::Connect,
                         Kind::Temporary,
+                        Class::Other,
                         format!(
                             "cannot write to {} (config key `mail.file_dir`): {e}",
                             dir.display()
@@ -148,45 +145,15 @@ async fn write_eml(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> 
     tokio::fs::rename(&tmp, &final_path).await
 }
 
-/// A token bucket: on average `per_second` sends start each second, with bursts of up to
-/// `burst` (one per connection, so a pool that was idle can fill every connection at once).
-/// The balance may go negative: each caller reserves its slot under the lock and sleeps
-/// outside it, so waiters are served in order and none spins.
-pub struct Pacer {
-    per_second: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl Pacer {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.clamp(1, per_second.max(1)));
-        Pacer {
-            per_second: f64::from(per_second.max(1)),
-            burst,
-            state: Mutex::new((burst, Instant::now())),
-        }
-    }
-
-    pub async fn wait(&self) {
-        let wait = {
-            let mut state = self.state.lock().await;
-            let now = Instant::now();
-            let (tokens, last) = *state;
-            let refilled =
-                (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
-            let left = refilled - 1.0;
-            *state = (left, now);
-            if left >= 0.0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs_f64(-left / self.per_second)
-            }
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
+/// `mail.max_per_second` as governor's GCRA limiter: on average `per_second` messages start
+/// each second, with bursts of up to one per connection (so a pool that was idle can fill every
+/// connection at once), never more than `per_second`. `None` for 0, which means unlimited.
+fn send_rate_limit(per_second: u32, connections: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(connections.clamp(1, per_second)).unwrap_or(NonZeroU32::MIN);
+    Some(Arc::new(DefaultDirectRateLimiter::direct(
+        Quota::per_second(rate).allow_burst(burst),
+    )))
 }
 
 #[cfg(test)]
@@ -194,15 +161,16 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn pacer_spaces_sends() {
-        let p = Pacer::new(50, 2);
-        let start = Instant::now();
+    async fn the_send_rate_limit_spaces_sends() {
+        assert!(send_rate_limit(0, 4).is_none(), "0 means unlimited");
+        let limit = send_rate_limit(50, 2).expect("a limit");
+        let start = std::time::Instant::now();
         for _ in 0..7 {
-            p.wait().await;
+            limit.until_ready().await;
         }
         // A burst of two, then five more at 50/s: at least five intervals of 20 ms.
         assert!(
-            start.elapsed() >= Duration::from_millis(100),
+            start.elapsed() >= std::time::Duration::from_millis(100),
             "{:?}",
             start.elapsed()
         );

@@ -3,13 +3,13 @@
 //! Hugging Face knows only by id their categories, DOI, comment and journal reference).
 //!
 //! arXiv asks for one request at a time, at least 3 seconds apart: every request of the process
-//! goes through one shared [`Pacer`] ([`shared_pacer`]), whichever source or job makes it,
+//! goes through one shared [`RequestSpacing`] ([`shared_spacing`]), whichever source or job makes it,
 //! retries included. Pages follow `start` / `max_results` until `opensearch:totalResults`.
 //!
 //! It is not for the daily listing (`arxiv_rss`) or for parsing (`arxiv_xml`).
 
 use super::arxiv_xml::{self, ArxivEntry};
-use super::http::{HttpClient, Pacer};
+use super::http::{HttpClient, RequestSpacing};
 use super::{SkippedItem, SourceError};
 use chrono::NaiveDate;
 use std::sync::LazyLock;
@@ -24,10 +24,11 @@ pub const MAX_PAGE_SIZE: u32 = 2000;
 pub const MAX_PAGES: u32 = 200;
 
 /// The one turn every arXiv API request of this process waits for.
-static API_TURN: LazyLock<Pacer> = LazyLock::new(|| Pacer::new(Duration::from_secs(3)));
+static API_TURN: LazyLock<RequestSpacing> =
+    LazyLock::new(|| RequestSpacing::new(Duration::from_secs(3)));
 
-/// The process-wide arXiv API pacer, spacing requests by `interval`.
-pub fn shared_pacer(interval: Duration) -> Pacer {
+/// The process-wide arXiv API request spacing, one request every `interval`.
+pub fn shared_spacing(interval: Duration) -> RequestSpacing {
     API_TURN.with_interval(interval)
 }
 
@@ -43,16 +44,16 @@ pub struct ApiResult {
 pub struct ArxivApi {
     base_url: Url,
     client: HttpClient,
-    pacer: Pacer,
+    spacing: RequestSpacing,
     page_size: u32,
 }
 
 impl ArxivApi {
-    pub fn new(base_url: Url, client: HttpClient, pacer: Pacer, page_size: u32) -> Self {
+    pub fn new(base_url: Url, client: HttpClient, spacing: RequestSpacing, page_size: u32) -> Self {
         ArxivApi {
             base_url,
             client,
-            pacer,
+            spacing,
             page_size: page_size.clamp(1, MAX_PAGE_SIZE),
         }
     }
@@ -173,7 +174,7 @@ impl ArxivApi {
     }
 
     async fn get_page(&self, url: &Url, page: u32) -> Result<arxiv_xml::ArxivPage, SourceError> {
-        let body = self.client.get_text_paced(url, &self.pacer).await?;
+        let body = self.client.get_text_paced(url, &self.spacing).await?;
         let parsed = arxiv_xml::parse(&body, page).map_err(|detail| SourceError::Malformed {
             url: url.to_string(),
             detail,
@@ -201,7 +202,7 @@ mod tests {
         let api = ArxivApi::new(
             Url::parse("http://127.0.0.1:9/mirror/").unwrap(),
             client,
-            Pacer::new(Duration::ZERO),
+            RequestSpacing::new(Duration::ZERO),
             50,
         );
         let q = ArxivApi::submitted_on_query(

@@ -10,12 +10,12 @@
 //! is about a first version submitted shortly before the day; a revision, or an old paper whose
 //! metadata arXiv touched, only updates a paper paperboy already has.
 //!
-//! Requests share the arXiv API's process-wide [`Pacer`] (arXiv's 3-second rule covers all its
+//! Requests share the arXiv API's process-wide [`RequestSpacing`] (arXiv's 3-second rule covers all its
 //! legacy APIs) and follow `resumptionToken` until the list ends. Not for parsing
 //! (`arxiv_xml::parse_oai`) or for the daily listing (`arxiv_rss`).
 
 use super::arxiv_xml::{self, OaiEntry};
-use super::http::{HttpClient, Pacer};
+use super::http::{HttpClient, RequestSpacing};
 use super::{SkippedItem, SourceError};
 use chrono::NaiveDate;
 use url::Url;
@@ -46,15 +46,15 @@ pub struct OaiHarvest {
 pub struct ArxivOai {
     base_url: Url,
     client: HttpClient,
-    pacer: Pacer,
+    spacing: RequestSpacing,
 }
 
 impl ArxivOai {
-    pub fn new(base_url: Url, client: HttpClient, pacer: Pacer) -> Self {
+    pub fn new(base_url: Url, client: HttpClient, spacing: RequestSpacing) -> Self {
         ArxivOai {
             base_url,
             client,
-            pacer,
+            spacing,
         }
     }
 
@@ -106,7 +106,7 @@ impl ArxivOai {
             ]);
             let mut pages = 0;
             loop {
-                let body = self.client.get_text_paced(&url, &self.pacer).await?;
+                let body = self.client.get_text_paced(&url, &self.spacing).await?;
                 out.requests += 1;
                 let page = arxiv_xml::parse_oai(&body, pages).map_err(|detail| {
                     SourceError::Malformed {
@@ -232,7 +232,7 @@ mod tests {
         let oai = ArxivOai::new(
             Url::parse("https://oaipmh.arxiv.org/oai?stale=1").unwrap(),
             HttpClient::new(&Default::default()).unwrap(),
-            Pacer::new(std::time::Duration::ZERO),
+            RequestSpacing::new(std::time::Duration::ZERO),
         );
         let url = oai.request_url(&[("verb", "ListRecords"), ("resumptionToken", "6960524|1001")]);
         assert_eq!(

@@ -6,7 +6,7 @@
 //! turns what is left into a [`SourceError`] that names the URL and says what to check.
 //!
 //! It also sends conditional GETs (`If-None-Match` / `If-Modified-Since`) for sources that keep
-//! the validators of their last answer, and spaces requests through a [`Pacer`] for services
+//! the validators of their last answer, and spaces requests through a [`RequestSpacing`] for services
 //! that ask for it (the arXiv API: one request at a time, 3 s apart).
 //!
 //! It is not for parsing bodies (each source does that), for storing validators (the fetch job
@@ -64,16 +64,16 @@ pub enum Fetched {
 }
 
 /// Spaces requests: one at a time, each starting at least `interval` after the one before.
-/// Clones share the turn, so one pacer held process-wide paces the whole process.
+/// Clones share the turn, so one held process-wide spaces the whole process's requests.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub struct RequestSpacing {
     interval: Duration,
     last_start: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
-impl Pacer {
+impl RequestSpacing {
     pub fn new(interval: Duration) -> Self {
-        Pacer {
+        RequestSpacing {
             interval,
             last_start: Arc::default(),
         }
@@ -81,7 +81,7 @@ impl Pacer {
 
     /// The same turn as `self`, with another interval (the configured one may change on reload).
     pub fn with_interval(&self, interval: Duration) -> Self {
-        Pacer {
+        RequestSpacing {
             interval,
             last_start: self.last_start.clone(),
         }
@@ -91,8 +91,8 @@ impl Pacer {
         self.interval
     }
 
-    /// Waits for this caller's turn and holds it until the guard drops: no other request through
-    /// this pacer starts meanwhile.
+    /// Waits for this caller's turn and holds it until the guard drops: no other request
+    /// through this spacing starts meanwhile.
     async fn turn(&self) -> tokio::sync::MutexGuard<'_, Option<Instant>> {
         let mut last = self.last_start.lock().await;
         if let Some(at) = *last {
@@ -339,9 +339,13 @@ impl HttpClient {
         }
     }
 
-    /// As [`HttpClient::get_text`], each attempt (retries too) waiting for its turn at `pacer`.
-    pub async fn get_text_paced(&self, url: &Url, pacer: &Pacer) -> Result<String, SourceError> {
-        match self.get(url, None, Some(pacer)).await? {
+    /// As [`HttpClient::get_text`], each attempt (retries too) waiting for its turn at `spacing`.
+    pub async fn get_text_paced(
+        &self,
+        url: &Url,
+        spacing: &RequestSpacing,
+    ) -> Result<String, SourceError> {
+        match self.get(url, None, Some(spacing)).await? {
             Fetched::Body { text, .. } => Ok(text),
             Fetched::NotModified => Err(SourceError::Malformed {
                 url: url.to_string(),
@@ -363,7 +367,7 @@ impl HttpClient {
         &self,
         url: &Url,
         validators: Option<&Validators>,
-        pacer: Option<&Pacer>,
+        spacing: Option<&RequestSpacing>,
     ) -> Result<Fetched, SourceError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SourceError::Config(format!(
@@ -376,7 +380,7 @@ impl HttpClient {
         loop {
             attempt += 1;
             tracing::debug!(url = %url, attempt, "GET");
-            let attempted = match pacer {
+            let attempted = match spacing {
                 Some(p) => {
                     let _turn = p.turn().await;
                     self.attempt(url, validators).await

@@ -13,7 +13,7 @@
 //! they were, keeps its address (see the migration for the one exception), and is paused if it
 //! was active or pending, so that one mailbox gets one digest. Rows whose address no longer
 //! parses at all (quoted local parts, invisible characters) are left as they are and logged by
-//! id; their digests fail with the reason (`jobs::send`).
+//! id; their digests fail with the reason (`delivery`).
 
 use super::{Store, StoreError, on_pool, to_ms};
 use crate::model::EmailAddress;

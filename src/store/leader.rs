@@ -8,7 +8,7 @@
 //! `UPDATE` of the lease row, so on PostgreSQL it holds the row lock until the batch commits and
 //! a takeover waits for it (or the batch sees the new generation and writes nothing); on SQLite
 //! it takes the single write lock. A paused-then-resumed old leader therefore cannot write.
-//! What it is not for: deciding when to take or renew (`jobs::daemon`), or claiming deliveries
+//! What it is not for: deciding when to take or renew (`daemon`), or claiming deliveries
 //! to send (every instance sends; that is `claim_due`'s per-row lease).
 
 use super::{Store, StoreError, on_pool, to_ms};

@@ -13,6 +13,7 @@ use super::Web;
 use super::forms::Fields;
 use super::security::{LinkToken, check_token, gone_link, link_subscriber, unavailable};
 use super::subscribe::{bad_form, load, manage_url};
+use crate::digest::DigestView;
 use crate::links::{Purpose, TokenError};
 use crate::model::{SubscriberId, SubscriberStatus};
 use crate::store::Vote;
@@ -266,7 +267,14 @@ pub async fn digest(State(web): State<Web>, LinkToken(token): LinkToken) -> Resp
         Ok(s) => s,
         Err(page) => return page,
     };
-    let view = match crate::jobs::send::digest_view(&web.app, &subscriber, delivery_id, date).await
+    let view = match DigestView::of_delivery(
+        &web.app.store,
+        &web.app.signer,
+        &web.app.settings.web.base_url,
+        &subscriber,
+        (delivery_id, date),
+    )
+    .await
     {
         Ok(v) => v,
         Err(e) => return unavailable(&web, &e),

@@ -123,13 +123,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Database reachable, scheduler alive, fetches not stale: see `metrics::readiness_problems`.
+/// Database reachable, scheduler alive, fetches not stale: see `Metrics::readiness_problems`.
 async fn readyz(State(web): State<Web>) -> (StatusCode, String) {
-    crate::metrics::readyz_response(&web.app).await
+    let app = &web.app;
+    app.metrics
+        .readyz_response(&app.store, &app.live.get(), app.clock.now())
+        .await
 }
 
 async fn metrics(State(web): State<Web>) -> axum::response::Response {
-    crate::metrics::metrics_response(&web.app).await
+    let app = &web.app;
+    app.metrics
+        .metrics_response(&app.store, &app.live.get(), app.clock.now())
+        .await
 }
 
 async fn static_css() -> impl IntoResponse {

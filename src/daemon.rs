@@ -15,11 +15,14 @@
 //! Under systemd (`Type=notify`) it says `READY=1` once the database is migrated (the caller
 //! did that) and the web server is bound, `STOPPING=1` when asked to stop, and pings the
 //! watchdog only while the plan/send loop's heartbeat is fresh (see `notify`).
+//!
+//! This is the process around the jobs: it decides when each runs and on which instance, not
+//! what they do (`jobs`, `delivery`, `web`); nothing below it imports it.
 
-use super::App;
-use super::fetch;
-use super::plan::{PlanMode, plan_as_leader};
-use super::send::{SendOptions, send_due};
+use crate::delivery::{SendOptions, host_name, send_due, worker_id};
+use crate::jobs::App;
+use crate::jobs::fetch;
+use crate::jobs::plan::{PlanMode, plan_as_leader};
 use crate::metrics::SCHEDULER_STALE_AFTER;
 use crate::notify::{self, Notifier};
 use crate::shutdown::Shutdown;
@@ -82,7 +85,7 @@ impl Leadership {
 /// and `web.bind` (two instances on one host cannot bind the same port, unless it is 0).
 pub fn instance_id(settings: &crate::config::Settings) -> String {
     if settings.daemon.instance_id.is_empty() {
-        format!("{}:{}", hostname(), settings.web.bind)
+        format!("{}:{}", host_name(), settings.web.bind)
     } else {
         settings.daemon.instance_id.clone()
     }
@@ -557,24 +560,6 @@ async fn plan_send_loop(
             return;
         }
     }
-}
-
-/// Names this process's leases: host, process id and a random part, so that two instances on
-/// one host (or a restarted one reusing a pid) never share an owner.
-pub fn worker_id() -> String {
-    use rand::Rng;
-    let host = hostname();
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::thread_rng().r#gen::<u32>()
-    )
-}
-
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]
