@@ -167,11 +167,16 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
             .instrument(info_span!("leader", holder = %holder)),
     );
     // Planning waits for the fetch at start (if there is one): planned before the papers
-    // arrive, a fresh deployment's first digests would all be empty.
-    let (fetched_tx, fetched_rx) = watch::channel(false);
+    // arrive, a fresh deployment's first digests would all be empty. Whether there is one is
+    // decided here, before either loop runs: decided inside the fetcher, the first plan turn
+    // could run before the decision, skip planning and then send everything already due before
+    // it looked again.
+    let start_fetch = fetch_due_at_start(&app).await;
+    let (fetched_tx, fetched_rx) = watch::channel(start_fetch.is_none());
     let fetcher = tokio::spawn(fetch_loop(
         app.clone(),
         leadership.clone(),
+        start_fetch,
         fetched_tx,
         stop_rx.clone(),
     ));
@@ -369,17 +374,18 @@ async fn take_lease(app: &App, holder: &str) -> Option<LeaderFence> {
     }
 }
 
-/// The scheduled fetches, after a fetch at start when one is due; `started` is set once that
-/// first fetch is over (or was not needed).
+/// The scheduled fetches, after the fetch at start when one is due (`start_fetch`, its reason);
+/// `started` is set once that first fetch is over.
 async fn fetch_loop(
     app: App,
     leadership: Leadership,
+    start_fetch: Option<String>,
     started: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     // On a fresh database, or after downtime across a tick, fetch now: waiting for the next
     // tick (up to a whole period) would leave a new deployment's preview empty meanwhile.
-    if let Some(reason) = fetch_due_at_start(&app).await {
+    if let Some(reason) = start_fetch {
         match leadership.confirm(&app).await {
             Some(fence) => {
                 info!(

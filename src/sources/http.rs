@@ -68,14 +68,14 @@ pub enum Fetched {
 #[derive(Clone, Debug)]
 pub struct RequestSpacing {
     interval: Duration,
-    last_start: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    last_end: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl RequestSpacing {
     pub fn new(interval: Duration) -> Self {
         RequestSpacing {
             interval,
-            last_start: Arc::default(),
+            last_end: Arc::default(),
         }
     }
 
@@ -83,7 +83,7 @@ impl RequestSpacing {
     pub fn with_interval(&self, interval: Duration) -> Self {
         RequestSpacing {
             interval,
-            last_start: self.last_start.clone(),
+            last_end: self.last_end.clone(),
         }
     }
 
@@ -91,10 +91,11 @@ impl RequestSpacing {
         self.interval
     }
 
-    /// Waits for this caller's turn and holds it until the guard drops: no other request
-    /// through this spacing starts meanwhile.
+    /// Waits for this caller's turn (the interval after the previous request ended) and holds
+    /// it until the guard drops: no other request through this spacing starts meanwhile. The
+    /// caller writes the time its request ended into the guard.
     async fn turn(&self) -> tokio::sync::MutexGuard<'_, Option<Instant>> {
-        let mut last = self.last_start.lock().await;
+        let mut last = self.last_end.lock().await;
         if let Some(at) = *last {
             let ready = at + self.interval;
             let now = Instant::now();
@@ -382,8 +383,13 @@ impl HttpClient {
             tracing::debug!(url = %url, attempt, "GET");
             let attempted = match spacing {
                 Some(p) => {
-                    let _turn = p.turn().await;
-                    self.attempt(url, validators).await
+                    let mut turn = p.turn().await;
+                    let attempted = self.attempt(url, validators).await;
+                    // The interval counts from the end of this request: counted from its start,
+                    // a request that reached the server late (a busy network or machine) left
+                    // less than the interval before the next one arrived.
+                    *turn = Some(Instant::now());
+                    attempted
                 }
                 None => self.attempt(url, validators).await,
             };
