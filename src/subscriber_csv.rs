@@ -15,10 +15,10 @@ use anyhow::{Context, bail};
 use paperboy::config::Settings;
 use paperboy::matching::{CandidateIndex, CategoryMode, TRENDING_ONLY};
 use paperboy::model::{
-    EmailAddress, Frequency, Interests, PaperId, SendTime, SubscriberStatus, TimeZoneName,
+    EmailAddress, Frequency, Interests, PaperId, Profile, SendTime, SubscriberStatus, TimeZoneName,
 };
 use paperboy::shutdown::Shutdown;
-use paperboy::store::{NewSubscriber, ProfileRow, SubscriberRow};
+use paperboy::store::{NewSubscriber, SubscriberRow};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -219,7 +219,7 @@ pub async fn import(
     let span = tracing::info_span!("subscriber_import", file = %file.display(), rows = good);
     let _enter = span.enter();
     let mut reader = source.reader()?;
-    let mut batch: Vec<(NewSubscriber, ProfileRow)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(NewSubscriber, Profile)> = Vec::with_capacity(BATCH);
     loop {
         let more = match reader.read_record(&mut record) {
             Ok(more) => more,
@@ -297,7 +297,7 @@ impl Row<'_> {
 }
 
 /// One row as domain types, or what is wrong with it (naming the column).
-fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, ProfileRow), String> {
+fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, Profile), String> {
     let cell = |name: &str| row.cell(name);
     let bad = |column: &str, e: &dyn std::fmt::Display| format!("{column} `{}`: {e}", cell(column));
     let email = EmailAddress::parse(cell("email")).map_err(|e| bad("email", &e))?;
@@ -357,7 +357,7 @@ fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, ProfileRo
             timezone,
             max_papers,
         },
-        ProfileRow {
+        Profile {
             authors: split_list(cell("authors")),
             categories: split_list(cell("categories")),
             category_mode: category_mode.as_str().to_string(),
@@ -414,7 +414,7 @@ pub async fn export(settings: Settings, output: Option<&Path>) -> anyhow::Result
 fn write_row<W: Write>(
     w: &mut csv::Writer<W>,
     r: SubscriberRow,
-    profile: ProfileRow,
+    profile: Profile,
 ) -> anyhow::Result<()> {
     let mode = if profile.category_mode.is_empty() {
         "boost".to_string()

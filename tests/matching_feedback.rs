@@ -2,7 +2,7 @@
 //! the PostgreSQL pass) holding the real
 //! Hugging Face day of 2024-10-25, the vote recorded with the statement the `/feedback/{token}`
 //! page uses (`Store::record_feedback`), and the ranking planning does
-//! (`Candidates::rank_subscriber`).
+//! (`Candidates::digest_for`).
 
 mod common;
 
@@ -12,10 +12,10 @@ use paperboy::config::Settings;
 use paperboy::jobs::plan::Candidates;
 use paperboy::jobs::{App, Clock};
 use paperboy::model::{
-    EmailAddress, Frequency, Interests, SendTime, Subscriber, SubscriberStatus, TimeZoneName,
+    EmailAddress, Frequency, Interests, Profile, SendTime, Subscriber, SubscriberStatus,
+    TimeZoneName,
 };
-use paperboy::store::{NewSubscriber, ProfileRow, Store, Vote};
-use std::collections::HashSet;
+use paperboy::store::{NewSubscriber, Store, Vote};
 
 fn now() -> DateTime<Utc> {
     "2024-10-25T09:00:00Z".parse().unwrap()
@@ -81,7 +81,7 @@ async fn digest(
     who: &Subscriber,
 ) -> Vec<(String, Vec<String>)> {
     candidates
-        .rank_subscriber(app, who, candidates.oldest, &HashSet::new())
+        .digest_for(app, who, now().date_naive())
         .await
         .unwrap()
         .into_iter()
@@ -158,7 +158,7 @@ async fn the_stored_profile_is_used_when_planning() {
     app.store
         .set_profile(
             who.id,
-            &ProfileRow {
+            &Profile {
                 authors: vec!["Brando Miranda".into()],
                 categories: vec![],
                 category_mode: "boost".into(),
@@ -187,7 +187,7 @@ async fn the_stored_profile_is_used_when_planning() {
     app.store
         .set_profile(
             who.id,
-            &ProfileRow {
+            &Profile {
                 authors: vec![],
                 categories: vec![],
                 category_mode: "boost".into(),

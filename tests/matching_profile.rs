@@ -4,9 +4,15 @@
 //!
 //! HF gives no arXiv categories; where a test needs them it sets them on named papers and says
 //! so. Everything else (titles, abstracts, authors, upvotes) is the fixture's.
+//!
+//! The last test runs the built binary: the live preview, `paperboy preview` and the digest
+//! sent must list the same papers in the same order.
+
+mod common;
+mod web_common;
 
 use paperboy::matching::{
-    Blend, CandidateIndex, CategoryMode, Pick, ProfileInput, TRENDING_ONLY, check_interests,
+    Blend, CandidateIndex, CategoryMode, Pick, ProfileSignals, TRENDING_ONLY, check_interests,
 };
 use paperboy::model::Paper;
 
@@ -29,7 +35,7 @@ fn id_of(papers: &[Paper], pick: &Pick) -> String {
 /// The ids `interests` picks (all of them, no floor, no trending), best first.
 fn ids(papers: &[Paper], index: &CandidateIndex, interests: &str) -> Vec<String> {
     let profile = index
-        .profile(Some(interests), &ProfileInput::default())
+        .profile(Some(interests), &ProfileSignals::default())
         .unwrap_or_else(|e| panic!("{interests}: {e}"));
     index
         .rank_profile(&profile, &Blend::floor(0.0), |_| true, 100)
@@ -43,7 +49,7 @@ fn rank(
     papers: &[Paper],
     index: &CandidateIndex,
     interests: Option<&str>,
-    input: &ProfileInput,
+    input: &ProfileSignals,
     blend: Blend,
 ) -> Vec<Pick> {
     let profile = index.profile(interests, input).unwrap();
@@ -140,10 +146,10 @@ fn categories_as_a_field_a_filter_and_a_boost() {
     assert_eq!(ids(&papers, &index, "cat:cs").len(), 3);
 
     // Filter: only papers in the categories, whatever else matches.
-    let filter = ProfileInput {
+    let filter = ProfileSignals {
         categories: vec!["cs.CL".into()],
         category_mode: CategoryMode::Filter,
-        ..ProfileInput::default()
+        ..ProfileSignals::default()
     };
     let picks = rank(
         &papers,
@@ -167,10 +173,10 @@ fn categories_as_a_field_a_filter_and_a_boost() {
 
     // Boost: the same papers, ranked higher than without the category.
     let plain = ids(&papers, &index, "language models");
-    let boost = ProfileInput {
+    let boost = ProfileSignals {
         categories: vec!["cs.CL".into()],
         category_mode: CategoryMode::Boost,
-        ..ProfileInput::default()
+        ..ProfileSignals::default()
     };
     let boosted: Vec<String> = rank(
         &papers,
@@ -192,9 +198,9 @@ fn categories_as_a_field_a_filter_and_a_boost() {
 fn a_followed_author_is_always_included_first_and_named() {
     let papers = day();
     let index = CandidateIndex::build(&papers).unwrap();
-    let input = ProfileInput {
+    let input = ProfileSignals {
         authors: vec!["Fulu Li".into()],
-        ..ProfileInput::default()
+        ..ProfileSignals::default()
     };
     // Interests that have nothing to do with mathematical modeling, and a high floor.
     let picks = rank(
@@ -228,9 +234,9 @@ fn liked_papers_pull_similar_ones_up_and_disliked_ones_push_them_down() {
     let pos = |v: &[String], id: &str| v.iter().position(|x| x == id);
     // 2410.18860 (DeCoRe, "… to Mitigate Hallucinations") is about hallucinations too; "models"
     // alone ranks it low.
-    let like = ProfileInput {
+    let like = ProfileSignals {
         liked: vec![liked_text.clone()],
-        ..ProfileInput::default()
+        ..ProfileSignals::default()
     };
     let liked_picks = rank(&papers, &index, Some("models"), &like, Blend::floor(0.0));
     let liked: Vec<String> = liked_picks.iter().map(|p| id_of(&papers, p)).collect();
@@ -248,9 +254,9 @@ fn liked_papers_pull_similar_ones_up_and_disliked_ones_push_them_down() {
         pick.explanation.reasons
     );
 
-    let dislike = ProfileInput {
+    let dislike = ProfileSignals {
         disliked: vec![liked_text.clone()],
-        ..ProfileInput::default()
+        ..ProfileSignals::default()
     };
     let disliked: Vec<String> = rank(&papers, &index, Some("models"), &dislike, Blend::floor(0.0))
         .iter()
@@ -285,7 +291,7 @@ fn trending_only_and_the_bounded_trending_boost() {
         &papers,
         &index,
         Some(TRENDING_ONLY),
-        &ProfileInput::default(),
+        &ProfileSignals::default(),
         Blend::floor(1.0),
     );
     let top: Vec<String> = picks.iter().take(3).map(|p| id_of(&papers, p)).collect();
@@ -306,14 +312,14 @@ fn trending_only_and_the_bounded_trending_boost() {
         &papers,
         &index,
         Some("language models"),
-        &ProfileInput::default(),
+        &ProfileSignals::default(),
         Blend::floor(1.0),
     );
     let boosted = rank(
         &papers,
         &index,
         Some("language models"),
-        &ProfileInput::default(),
+        &ProfileSignals::default(),
         Blend {
             min_score: 1.0,
             trending_weight: 5.0,
@@ -343,7 +349,7 @@ fn the_floor_removes_weak_matches_and_explanations_name_the_words() {
         &papers,
         &index,
         Some("memory contrastive"),
-        &ProfileInput::default(),
+        &ProfileSignals::default(),
         Blend::floor(0.0),
     );
     assert!(all.len() >= 2);
@@ -352,7 +358,7 @@ fn the_floor_removes_weak_matches_and_explanations_name_the_words() {
         &papers,
         &index,
         Some("memory contrastive"),
-        &ProfileInput::default(),
+        &ProfileSignals::default(),
         Blend::floor(floor),
     );
     assert!(!kept.is_empty() && kept.len() < all.len());
@@ -373,7 +379,7 @@ fn the_floor_removes_weak_matches_and_explanations_name_the_words() {
             &papers,
             &index,
             Some("\"quantum chromodynamics\""),
-            &ProfileInput::default(),
+            &ProfileSignals::default(),
             Blend::floor(0.0)
         )
         .is_empty()
@@ -404,4 +410,178 @@ fn invalid_queries_are_refused_with_the_position_and_a_hint() {
 
     // A quote inside a phrase's parentheses does not confuse the scan.
     assert!(check_interests("\"(a)\" (b OR c)").is_ok());
+}
+
+/// Interests for the preview-equals-digest test: trending only, a phrase, exclusions, grouping,
+/// one word, and plain words, most of which the trending boost or the loose phrase reorder
+/// (`LIVE_PREVIEW_TRENDING` names those where trending alone changes the order).
+const LIVE_PREVIEW_INTERESTS: [&str; 12] = [
+    TRENDING_ONLY,
+    "\"language models\"",
+    "hallucination -editing",
+    "hallucination NOT editing",
+    "(reward OR preference) AND alignment",
+    "diffusion",
+    "video generation",
+    "language models",
+    "memory contrastive",
+    "mathematical reasoning",
+    "knowledge editing",
+    "code generation",
+];
+const LIVE_PREVIEW_TRENDING: [&str; 5] = [
+    "video generation",
+    "language models",
+    "memory contrastive",
+    "knowledge editing",
+    "code generation",
+];
+
+/// The fixture paper ids of `titles`, in their order; a title that is no fixture paper fails.
+#[track_caller]
+fn ids_of_titles(titles: &[String], day: &[common::FixturePaper]) -> Vec<String> {
+    titles
+        .iter()
+        .map(|t| {
+            let t = common::normalize_ws(t);
+            day.iter()
+                .find(|p| p.title == t)
+                .unwrap_or_else(|| panic!("{t:?} is not a paper of the day"))
+                .id
+                .clone()
+        })
+        .collect()
+}
+
+/// The titles a preview fragment lists, in order, as text.
+fn preview_titles(html: &str) -> Vec<String> {
+    html.split("<p class=\"title\">")
+        .skip(1)
+        .map(|part| {
+            let inner = part.split("</p>").next().unwrap_or("");
+            // Drop the link's tags, keep its text.
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in inner.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#x27;", "'")
+                .replace("&#x2F;", "/")
+                .replace("&amp;", "&")
+        })
+        .collect()
+}
+
+/// The papers of the day a digest's text part lists, best first (by where each title stands).
+fn digest_ids(text: &str, day: &[common::FixturePaper]) -> Vec<String> {
+    let text = common::normalize_ws(text);
+    let mut found: Vec<(usize, String)> = day
+        .iter()
+        .filter_map(|p| text.find(&p.title).map(|at| (at, p.id.clone())))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, id)| id).collect()
+}
+
+/// For someone with only these interests (no profile, no votes, nothing sent yet), the sign-up
+/// page's live preview shows the papers, in the order, of `paperboy preview` and of the digest
+/// then sent, on the real Hugging Face day of 2024-10-25.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_preview_is_the_digest() {
+    use common::*;
+    const DAY: &str = "2024-10-25";
+    const FETCH: &str = "2024-10-25T06:00:00Z";
+    const SEND: &str = "2024-10-25T09:00:00Z";
+    let day = hf_fixture_papers(HF_DAY_2024_10_25);
+    let hf = FixtureServer::start();
+    hf.set_day_fixture(DAY, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&hf).file_transport().build();
+    web_common::fetch_fixture_day(&app, DAY, FETCH);
+
+    // The test means something only if trending reorders these interests' papers: ranked by
+    // relevance alone, with the test's floor and digest size, their order differs.
+    let settings = paperboy::config::Settings::load_with_env(Some(&app.config_path), Vec::new())
+        .expect("the test's settings load");
+    let m = &settings.matching;
+    assert!(m.trending_weight > 0.0);
+    let papers = self::day();
+    let index = CandidateIndex::build(&papers).unwrap();
+    let max = settings.digest.max_papers as usize;
+    for interests in LIVE_PREVIEW_TRENDING {
+        let profile = index
+            .profile(Some(interests), &ProfileSignals::default())
+            .unwrap();
+        let order = |blend: &Blend| -> Vec<usize> {
+            let picks = index.rank_profile(&profile, blend, |_| true, max).unwrap();
+            picks.iter().map(|p| p.index).collect()
+        };
+        let blended = Blend {
+            min_score: m.min_score,
+            trending_weight: m.trending_weight,
+        };
+        assert_ne!(
+            order(&blended),
+            order(&Blend::floor(m.min_score)),
+            "{interests}: trending does not change the order"
+        );
+    }
+
+    let email = |i: usize| format!("reader{i}@example.org");
+    let mut cli = Vec::new();
+    for (i, interests) in LIVE_PREVIEW_INTERESTS.iter().enumerate() {
+        app.add_confirmed_subscriber(SEND, &email(i), interests);
+        let out = app
+            .paperboy(["preview", &email(i), "--format", "json"])
+            .at(SEND)
+            .run();
+        out.assert_success();
+        let titles: Vec<String> = out.json()["papers"]
+            .as_array()
+            .expect("papers")
+            .iter()
+            .map(|p| p["title"].as_str().expect("title").to_string())
+            .collect();
+        cli.push(ids_of_titles(&titles, &day));
+    }
+
+    app.paperboy(["send", "--now"])
+        .at(SEND)
+        .run()
+        .assert_success();
+    let outbox = app.outbox_messages();
+    let sent: Vec<Vec<String>> = (0..LIVE_PREVIEW_INTERESTS.len())
+        .map(|i| {
+            let mail = outbox
+                .iter()
+                .find(|m| m.envelope_to == [email(i)])
+                .unwrap_or_else(|| panic!("no digest to {}", email(i)));
+            digest_ids(&mail.text_body().expect("a text part"), &day)
+        })
+        .collect();
+
+    let daemon = web_common::WebDaemon::start(&app, SEND, &[]);
+    let client = web_common::client();
+    for (i, interests) in LIVE_PREVIEW_INTERESTS.iter().enumerate() {
+        let url = daemon.url(&format!(
+            "/preview?interests={}",
+            web_common::encode(interests)
+        ));
+        let page = web_common::get(&client, &url).await;
+        assert_eq!(page.status, 200, "{interests}: {}", page.body);
+        let live = ids_of_titles(&preview_titles(&page.body), &day);
+        assert!(!sent[i].is_empty(), "{interests}: the digest is empty");
+        assert_eq!(
+            cli[i], sent[i],
+            "{interests}: `paperboy preview` vs the digest"
+        );
+        assert_eq!(live, sent[i], "{interests}: the live preview vs the digest");
+    }
 }
