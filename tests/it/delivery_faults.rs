@@ -8,11 +8,8 @@
 //!   `mail.max_hard_bounces` and gets nothing more.
 //! - 5xx at end of DATA: that delivery `failed`; the subscriber is not blamed.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use std::collections::HashMap;
 
 const N: usize = 30;

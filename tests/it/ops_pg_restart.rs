@@ -8,11 +8,8 @@
 //! `runuser`), PostgreSQL's server binaries and smtp-sink; skips with the reason otherwise,
 //! fails under `PAPERBOY_REQUIRE_ALL=1`. PostgreSQL-only, so it runs in the PostgreSQL pass.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -3,13 +3,9 @@
 //! serves, WATCHDOG=1 while its scheduler is alive, and STOPPING=1 on SIGTERM, in that order;
 //! then it exits 0.
 
-mod common;
-mod delivery_support;
-mod ops_support;
-
-use common::*;
-use delivery_support::*;
-use ops_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
+use crate::ops_support::*;
 use std::time::Duration;
 
 const NOW: &str = "2024-10-25T09:00:00Z";

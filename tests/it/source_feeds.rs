@@ -4,13 +4,10 @@
 //! conditional GET, a broken feed leaving the other sources delivering, and the `paperboy
 //! papers` and `paperboy fetch --from/--to` commands on the built binary.
 
-mod common;
-mod sources_support;
-
+use crate::sources_support::*;
 use chrono::NaiveDate;
 use paperboy::jobs::fetch;
 use paperboy::sources::feed::parse_feed;
-use sources_support::*;
 use std::process::Command;
 
 fn date(s: &str) -> NaiveDate {
@@ -203,7 +200,7 @@ async fn fetch_backfill_and_papers_on_the_command_line() {
     .await;
     let h = Harness::new("").await;
     let config = h.dir.path().join("paperboy.toml");
-    let (db, _cli_pg) = common::test_database_url(&h.dir.path().join("cli.db"));
+    let (db, _cli_pg) = crate::common::test_database_url(&h.dir.path().join("cli.db"));
     let toml = format!(
         "[database]\nurl = \"{}\"\n[mail]\ntransport = \"file\"\nfile_dir = \"{}\"\n{}",
         db,

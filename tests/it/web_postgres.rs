@@ -7,11 +7,8 @@
 //! `.ci/run` starts). Without one the test skips with the reason, unless
 //! `PAPERBOY_REQUIRE_ALL=1`.
 
-mod common;
-mod web_common;
-
-use common::*;
-use web_common::*;
+use crate::common::*;
+use crate::web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

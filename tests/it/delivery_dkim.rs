@@ -4,11 +4,8 @@
 //! headers (lettre's default would sign only four headers), and changing a signed header
 //! breaks it: the verifier is not vacuous.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use std::path::Path;
 use std::process::Command;
 

@@ -4,11 +4,8 @@
 //! subscriber resuming, and downtime. Each `paperboy send` is one round of what the daemon
 //! does every minute: plan who is due now, then send.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 
 /// One subscriber with the file transport (the test is about when, not how).
 fn app_with(email: &str, time: &str, tz: &str, frequency: &str) -> TestApp {

@@ -3,9 +3,7 @@
 //! makes (notify readiness, watchdog, restart on failure, a dynamic user, hardening, secrets as
 //! credentials). The installed copy is verified again by scripts/package-test.sh.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::process::Command;
 

@@ -2,10 +2,7 @@
 //! an address where nothing listens. It must say what is wrong, name the config key to fix,
 //! exit non-zero, change nothing (no migration, no paper stored) and send nothing.
 
-mod common;
-mod ops_support;
-
-use common::*;
+use crate::common::*;
 
 const NOW: &str = "2024-10-25T09:00:00Z";
 

@@ -10,17 +10,14 @@
 //! With `PAPERBOY_SCREENSHOTS=DIR` it also saves a screenshot of every page at desktop and at
 //! phone width, for people to look at.
 
-mod common;
-mod web_common;
-
+use crate::common::*;
+use crate::web_common::*;
 use base64::Engine;
-use common::*;
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

@@ -3,14 +3,11 @@
 //! address, cooldowns, the honeypot, rate and size limits, cross-site posts, security headers,
 //! the manage page's buttons and the live preview.
 
-mod common;
-mod web_common;
-
+use crate::common::*;
+use crate::web_common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use std::time::Duration;
-use web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

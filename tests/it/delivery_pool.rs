@@ -3,11 +3,8 @@
 //! travel over at most 3 connections (reused across messages, never more than 3 open at once),
 //! and `mail.max_per_second` spaces them out.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;

@@ -6,15 +6,12 @@
 //!
 //! Not here: any RSS/Atom feed (`source_feeds`), the Hugging Face source alone (`source_hf`).
 
-mod common;
-mod sources_support;
-
+use crate::sources_support::*;
 use chrono::NaiveDate;
 use paperboy::jobs::fetch::{self, SourceReport};
 use paperboy::sources::arxiv_api::{ArxivApi, shared_pacer};
 use paperboy::sources::arxiv_xml::{self, AnnounceType};
 use paperboy::sources::http::{HttpClient, HttpSettings, Pacer};
-use sources_support::*;
 use std::time::Duration;
 use url::Url;
 

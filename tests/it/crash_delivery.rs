@@ -9,11 +9,8 @@
 //! With SIGTERM instead, the daemon finishes what it has in flight and hands the rest back, so
 //! there is no duplicate at all.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

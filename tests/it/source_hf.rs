@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
 
-const DAY_2024: &str = include_str!("fixtures/hf/daily_papers_2024-10-25.json");
-const ITEM_2026: &str = include_str!("fixtures/hf/daily_papers_item_2026-03.json");
+const DAY_2024: &str = include_str!("../fixtures/hf/daily_papers_2024-10-25.json");
+const ITEM_2026: &str = include_str!("../fixtures/hf/daily_papers_item_2026-03.json");
 const CONTACT: &str = "ops@example.org";
 
 /// One request as the server saw it.

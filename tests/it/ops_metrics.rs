@@ -2,13 +2,9 @@
 //! load balancer read them. The exposition is parsed by a Prometheus text-format parser (the
 //! `prometheus-parse` crate), and the counters must move as smtp-sink accepts the digests.
 
-mod common;
-mod delivery_support;
-mod ops_support;
-
-use common::*;
-use delivery_support::*;
-use ops_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
+use crate::ops_support::*;
 use std::time::{Duration, Instant};
 
 const NOW: &str = "2024-10-25T09:00:00Z";

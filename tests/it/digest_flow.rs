@@ -4,14 +4,11 @@
 //! Every command runs at a chosen "now" (`PAPERBOY_NOW`). The first tests check the harness
 //! itself; the rest follow a digest from fetch to inbox, and what happens when a part fails.
 
-mod common;
-mod delivery_support;
-
 use std::collections::HashSet;
 use std::fs;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const DAY1: &str = "2024-10-25";
 const DAY2: &str = "2024-10-26";
@@ -1084,7 +1081,7 @@ fn a_digest_to_an_idn_address_goes_out_with_the_ascii_domain() {
 }
 
 /// A database as the previous version left it: the address migration not applied yet.
-fn forget_the_address_migration(db: &delivery_support::Db) {
+fn forget_the_address_migration(db: &crate::delivery_support::Db) {
     db.exec("DROP TABLE address_collisions");
     db.exec("DROP TABLE data_migrations");
     db.exec("DELETE FROM _sqlx_migrations WHERE description = 'address normal form'");
@@ -1094,7 +1091,7 @@ fn forget_the_address_migration(db: &delivery_support::Db) {
 fn stored_addresses_are_brought_to_their_normal_form_and_collisions_paused_and_recorded() {
     let app = TestApp::builder().build();
     app.paperboy(["migrate"]).at(FETCH1).run().assert_success();
-    let db = delivery_support::Db::open(&app);
+    let db = crate::delivery_support::Db::open(&app);
     forget_the_address_migration(&db);
     // What the previous version stored: ASCII lower-cased, the rest as typed. Rows 1-3 are one
     // mailbox; 3 holds the normal form but is unsubscribed; 2 is active and confirmed last.

@@ -3,10 +3,8 @@
 //! the same holder, and above all that a planning batch written under a stale generation is
 //! refused inside its transaction and leaves nothing behind.
 
-mod common;
-
+use crate::common::test_database_url;
 use chrono::{DateTime, Duration as Span, Utc};
-use common::test_database_url;
 use paperboy::model::{
     EmailAddress, Frequency, Interests, SendTime, SubscriberId, SubscriberStatus, TimeZoneName,
 };

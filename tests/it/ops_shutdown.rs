@@ -5,13 +5,9 @@
 //! backfill, a large `subscriber import`): SIGTERM exits 0 and running them again finishes the
 //! work with nothing done twice. And the daemon's first start fetches at once.
 
-mod common;
-mod delivery_support;
-mod ops_support;
-
-use common::*;
-use delivery_support::*;
-use ops_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
+use crate::ops_support::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

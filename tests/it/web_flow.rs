@@ -7,12 +7,9 @@
 //! confirming or after unsubscribing), 4 (a GET never changes state) and 6 (nothing typed
 //! reaches a header or unescaped HTML). `web_rules.rs` covers tokens and abuse.
 
-mod common;
-mod web_common;
-
-use common::*;
+use crate::common::*;
+use crate::web_common::*;
 use std::time::Duration;
-use web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

@@ -11,11 +11,8 @@
 //! working, the freshly mailed link works, and the unsubscribe page offers to email the manage
 //! link instead of showing it.
 
-mod common;
-mod web_common;
-
-use common::*;
-use web_common::*;
+use crate::common::*;
+use crate::web_common::*;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

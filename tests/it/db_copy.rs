@@ -7,11 +7,8 @@
 //! Needs PostgreSQL on 127.0.0.1:5432 (skips with the reason, fails under
 //! `PAPERBOY_REQUIRE_ALL=1`). The source stays SQLite in both passes: that is what is moved.
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::Db;
+use crate::common::*;
+use crate::delivery_support::Db;
 
 const DAY1: &str = "2024-10-25";
 const FETCH1: &str = "2024-10-25T06:00:00Z";

@@ -4,10 +4,8 @@
 //! page uses (`Store::record_feedback`), and the ranking planning does
 //! (`Candidates::rank_subscriber`).
 
-mod common;
-
+use crate::common::{PgDatabase, test_database_url};
 use chrono::{DateTime, Utc};
-use common::{PgDatabase, test_database_url};
 use paperboy::config::Settings;
 use paperboy::jobs::plan::Candidates;
 use paperboy::jobs::{App, Clock};

@@ -3,9 +3,7 @@
 //! their profiles, a second run adds nothing, and export → import into a fresh database gives
 //! back the same CSV.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const NOW: &str = "2024-10-25T09:00:00Z";
 

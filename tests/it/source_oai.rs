@@ -5,16 +5,13 @@
 //!
 //! Not here: the listing and the search API (`source_arxiv`).
 
-mod common;
-mod sources_support;
-
+use crate::sources_support::*;
 use chrono::NaiveDate;
 use paperboy::jobs::fetch;
 use paperboy::sources::arxiv_xml::{self, OaiEntry};
-use sources_support::*;
 
-const OAI_ARXIV: &str = include_str!("fixtures/arxiv/oai_listrecords_arXiv_astro-ph.xml");
-const OAI_DC: &str = include_str!("fixtures/arxiv/oai_listrecords_oai_dc_cs.xml");
+const OAI_ARXIV: &str = include_str!("../fixtures/arxiv/oai_listrecords_arXiv_astro-ph.xml");
+const OAI_DC: &str = include_str!("../fixtures/arxiv/oai_listrecords_oai_dc_cs.xml");
 
 fn ids(entries: &[OaiEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.paper.id.as_str()).collect()

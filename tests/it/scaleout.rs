@@ -8,11 +8,8 @@
 //! PostgreSQL only: in the SQLite pass of `scripts/test.sh` it says so and returns; it needs
 //! PostgreSQL and smtp-sink (skips without them, fails under `PAPERBOY_REQUIRE_ALL=1`).
 
-mod common;
-mod delivery_support;
-
-use common::*;
-use delivery_support::*;
+use crate::common::*;
+use crate::delivery_support::*;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
