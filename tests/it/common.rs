@@ -12,8 +12,6 @@
 //! Tools a developer laptop may lack (smtp-sink) make a test skip with a printed reason, unless
 //! `PAPERBOY_REQUIRE_ALL=1` is set (CI sets it): then a missing tool fails the test.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -356,11 +354,6 @@ impl SmtpSink {
     /// `smtp://127.0.0.1:PORT`, for `mail.smtp_url`.
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// What smtp-sink itself printed (errors, with `-v` the conversations).
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("smtp-sink.log")).unwrap_or_default()
     }
 
     /// Every message received so far, oldest first (by file time, then name).
@@ -833,7 +826,6 @@ pub struct FixturePaper {
     /// White space normalised.
     pub title: String,
     pub summary: String,
-    pub upvotes: i64,
 }
 
 impl FixturePaper {
@@ -857,7 +849,6 @@ pub fn hf_fixture_papers(name: &str) -> Vec<FixturePaper> {
                 id: paper["id"].as_str().expect("paper.id").to_string(),
                 title: normalize_ws(paper["title"].as_str().expect("paper.title")),
                 summary: normalize_ws(paper["summary"].as_str().unwrap_or("")),
-                upvotes: paper["upvotes"].as_i64().unwrap_or(0),
             }
         })
         .collect()
@@ -1090,8 +1081,6 @@ pub struct TestAppBuilder {
     hf_base_url: Option<String>,
     mail: MailSetting,
     source_timeout_secs: u64,
-    retries: u32,
-    backoff_ms: u64,
     extra_toml: String,
     /// Why this test must run on SQLite whatever `PAPERBOY_TEST_DATABASE` says.
     sqlite_only: Option<&'static str>,
@@ -1143,12 +1132,6 @@ impl TestAppBuilder {
     /// `sources.timeout_secs` (default 2).
     pub fn source_timeout_secs(mut self, secs: u64) -> Self {
         self.source_timeout_secs = secs;
-        self
-    }
-
-    /// `sources.retries` (default 1).
-    pub fn source_retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
         self
     }
 
@@ -1210,8 +1193,8 @@ impl TestAppBuilder {
              \n\
              [sources]\n\
              timeout_secs = {timeout}\n\
-             retries = {retries}\n\
-             backoff_ms = {backoff}\n\
+             retries = 1\n\
+             backoff_ms = 50\n\
              \n\
              [sources.hf]\n\
              {hf}\
@@ -1224,8 +1207,6 @@ impl TestAppBuilder {
             base = toml_string(BASE_URL),
             from = toml_string(FROM),
             timeout = self.source_timeout_secs,
-            retries = self.retries,
-            backoff = self.backoff_ms,
             extra = self.extra_toml,
         );
         fs::write(&config_path, config).expect("write config");
@@ -1235,7 +1216,6 @@ impl TestAppBuilder {
             db_path,
             database_url,
             outbox,
-            mail: self.mail,
             _pg: pg,
         }
     }
@@ -1267,7 +1247,6 @@ pub struct TestApp {
     pub database_url: String,
     /// `mail.file_dir` when the file transport is used.
     pub outbox: PathBuf,
-    pub mail: MailSetting,
     /// The PostgreSQL database of this test, dropped with it (after the fields above).
     _pg: Option<PgDatabase>,
 }
@@ -1280,8 +1259,6 @@ impl TestApp {
             hf_base_url: None,
             mail: MailSetting::File,
             source_timeout_secs: 2,
-            retries: 1,
-            backoff_ms: 50,
             extra_toml: String::new(),
             sqlite_only: None,
             database_url: None,

@@ -6,12 +6,9 @@
 //! smtp-sink dump from transactions cut off mid-DATA.
 //! Not for: anything `tests/common` already does (sink, fixture server, config, commands).
 
-#![allow(dead_code)]
-
 use crate::common::*;
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -371,8 +368,4 @@ pub fn fetch_day1(app: &TestApp) {
 /// `paperboy migrate`.
 pub fn migrate(app: &TestApp) {
     app.paperboy(["migrate"]).at(FETCH1).run().assert_success();
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -6,8 +6,6 @@
 //! `/metrics`, and parsing the exposition with a Prometheus text-format parser we did not write.
 //! Not for: anything the shared harness already does (smtp-sink, fixture server, config).
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

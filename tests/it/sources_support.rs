@@ -1,7 +1,6 @@
 //! Shared by `source_arxiv` and `source_feeds`: a scripted HTTP server on 127.0.0.1 that serves
 //! the real fixture bodies (Hugging Face, the arXiv listing and API, feeds) and records every
 //! request with its headers and arrival time; and an in-process `App` on a real SQLite file.
-#![allow(dead_code)]
 
 use axum::Router;
 use axum::extract::State;

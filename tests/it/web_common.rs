@@ -6,12 +6,9 @@
 //! only that prefix for the daemon's loopback address, so the path and token are exactly those
 //! that were mailed.
 
-#![allow(dead_code)]
-
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -319,11 +316,6 @@ pub fn send_now(app: &TestApp, now: &str) {
         .at(now)
         .run()
         .assert_success();
-}
-
-/// True when `path` exists (for skip checks on tools).
-pub fn exists(path: &str) -> bool {
-    Path::new(path).exists()
 }
 
 /// Signs `email` up through the form with `interests` (and any extra fields), opens the
