@@ -3,7 +3,8 @@
 //! and `cargo nextest run --test it digest_flow::` runs one area.
 //!
 //! One binary, not one per area: the shared harness is compiled and linked once instead of
-//! once per file (27 links filled CI's disk once).
+//! once per file (27 links filled CI's disk once). A new area is a module here, not a new
+//! `tests/*.rs` file, which cargo would build as a binary of its own.
 //!
 //! Tests run in one process under `cargo test` (as threads) and one process per test under
 //! nextest; both work because nothing here changes process-wide state: no environment
