@@ -9,7 +9,8 @@
 
 use lettre::Address;
 use lettre::address::Envelope;
-use paperboy::mail::pool::{SmtpPool, Target};
+use paperboy::config::SmtpUrl;
+use paperboy::mail::pool::SmtpPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ async fn main() -> Result<(), String> {
     let from: Address = "digest@paperboy.example.org".parse().map_err(|_| "from")?;
     let to: Address = "reader@example.net".parse().map_err(|_| "to")?;
     let envelope = Arc::new(Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())?);
-    let target = Target::from_url(url)?;
+    let target = SmtpUrl::parse(url).map_err(|e| e.to_string())?;
     let pool = Arc::new(SmtpPool::new(
         target,
         connections,

@@ -3,23 +3,21 @@
 //! For: an operator after installing or changing the configuration, and `ExecStartPre=` or CI.
 //! It checks, in order: the configuration (already parsed by the time this runs: a bad value
 //! stops `main` with exit 2 and the key's name), the database (reachable, migrations pending),
-//! the secrets, the mail transport (an SMTP session: connect, EHLO, STARTTLS when asked for,
-//! AUTH when credentials are given, QUIT — no MAIL FROM, so nothing is sent), and each enabled
+//! the secrets, the mail transport (one SMTP session opened by the pool that sends, so check
+//! passes only if sending can connect: TCP, implicit TLS or STARTTLS as configured, EHLO, AUTH
+//! when credentials are given, then QUIT — no MAIL FROM, so nothing is sent), and each enabled
 //! source (one listing request, nothing stored). Not for: monitoring a running daemon (that is
 //! `/readyz` and `/metrics`).
 //!
 //! Each line starts with `ok`, `warn` or `FAIL`; a FAIL names the config key to fix. The exit
 //! status is 1 when anything failed.
 
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use paperboy::config::{MailTransportKind, Settings};
+use paperboy::config::Settings;
 use paperboy::jobs::{App, Clock, fetch};
 use paperboy::mail::Mailer;
+use paperboy::mail::pool::{SessionFailure, SessionStep, SmtpPool};
 use paperboy::store::Store;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// The report, printed as it goes so a slow step shows where it is.
 struct Report {
@@ -120,7 +118,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     // Mail: the transport as configured (this also loads the DKIM key), then a real session.
     match Mailer::from_settings(&settings.mail) {
         Err(e) => r.fail("mail", e),
-        Ok(_) => {
+        Ok(mailer) => {
             if let Some(d) = &settings.mail.dkim {
                 r.ok(
                     "dkim",
@@ -132,9 +130,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                     ),
                 );
             }
-            match settings.mail.transport {
-                MailTransportKind::Smtp => check_smtp(&settings, &mut r).await,
-                MailTransportKind::File => check_file_dir(&settings, &mut r).await,
+            match mailer.smtp_pool() {
+                Some(pool) => check_smtp(pool, &settings, &mut r).await,
+                None => check_file_dir(&settings, &mut r).await,
             }
         }
     }
@@ -272,221 +270,49 @@ async fn check_file_dir(settings: &Settings, r: &mut Report) {
     }
 }
 
-/// How `mail.smtp_url` asks to connect, read the way lettre reads it.
-struct SmtpTarget {
-    host: String,
-    port: u16,
-    tls: TlsMode,
-    hello: ClientId,
-    credentials: Option<Credentials>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum TlsMode {
-    None,
-    Opportunistic,
-    Required,
-    Wrapper,
-}
-
-fn smtp_target(url: &str) -> Result<SmtpTarget, String> {
-    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = u.host_str().ok_or("the URL has no host")?.to_string();
-    let tls_param = u
-        .query_pairs()
-        .find(|(k, _)| k == "tls")
-        .map(|(_, v)| v.into_owned());
-    let (tls, default_port) = match (u.scheme(), tls_param.as_deref()) {
-        ("smtp", None) => (TlsMode::None, 25),
-        ("smtp", Some("required")) => (TlsMode::Required, 587),
-        ("smtp", Some("opportunistic")) => (TlsMode::Opportunistic, 587),
-        ("smtps", _) => (TlsMode::Wrapper, 465),
-        (scheme, tls) => {
-            return Err(format!(
-                "scheme `{scheme}` with tls={tls:?} is not one paperboy can use; use smtp://, \
-                 smtp://…?tls=required or smtps://"
-            ));
-        }
-    };
-    let hello = match u.path().trim_matches('/') {
-        "" => ClientId::default(),
-        name => ClientId::Domain(name.to_string()),
-    };
-    let credentials = u
-        .password()
-        .map(|p| Credentials::new(percent_decode(u.username()), percent_decode(p)));
-    Ok(SmtpTarget {
-        port: u.port().unwrap_or(default_port),
-        host,
-        tls,
-        hello,
-        credentials,
-    })
-}
-
-/// `%XX` escapes in a URL's user or password, decoded (as lettre does when it sends them).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(b) = escaped {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn check_smtp(settings: &Settings, r: &mut Report) {
-    let target = match smtp_target(settings.mail.smtp_url.expose()) {
-        Ok(t) => t,
-        Err(e) => {
-            r.fail("smtp", format!("{e} (config key `mail.smtp_url`)"));
-            return;
-        }
-    };
-    let what = format!("smtp {}:{}", target.host, target.port);
-    let timeout = settings.mail.timeout;
-    // Every step has the command timeout; the whole session gets a bound too, so a server
-    // that trickles answers cannot hang `check`.
-    let session = tokio::time::timeout(
-        timeout * 4 + Duration::from_secs(1),
-        smtp_session(&target, timeout),
-    )
-    .await;
-    match session {
-        Ok(Ok(steps)) => r.ok(&what, steps.join("; ")),
-        Ok(Err((steps, e))) => {
-            let done = if steps.is_empty() {
+/// One session through the pool that sends, closed at QUIT before any transaction.
+async fn check_smtp(pool: &SmtpPool, settings: &Settings, r: &mut Report) {
+    let server = &settings.mail.smtp_url;
+    let what = format!("smtp {}:{}", server.host, server.port);
+    match pool.test_connection().await {
+        Ok(steps) => r.ok(&what, steps.join("; ")),
+        Err(SessionFailure {
+            step,
+            done,
+            failure,
+        }) => {
+            let after = if done.is_empty() {
                 String::new()
             } else {
-                format!(" after {}", steps.join("; "))
+                format!(" after {}", done.join("; "))
             };
             r.fail(
                 &what,
-                format!("{e}{done} (config key `mail.smtp_url`{})", hint(&e)),
+                format!(
+                    "cannot open a session: {}{after} (config key `mail.smtp_url`{})",
+                    failure.detail,
+                    hint(step)
+                ),
             );
         }
-        Err(_) => r.fail(
-            &what,
-            format!(
-                "no complete answer within {} s (config keys `mail.smtp_url`, \
-                 `mail.timeout_secs`)",
-                (timeout * 4).as_secs()
-            ),
-        ),
     }
 }
 
-/// What to look at for a failed session, beyond the URL.
-fn hint(error: &str) -> &'static str {
-    let e = error.to_ascii_lowercase();
-    if e.contains("refused") {
-        "; nothing listens there: is the server running, the port right?"
-    } else if e.contains("auth") || e.contains("535") {
-        "; check the user and password, or `mail.smtp_password_file`"
-    } else if e.contains("tls") || e.contains("certificate") {
-        "; check the TLS mode (?tls=required, smtps://) and the server's certificate"
-    } else {
-        ""
-    }
-}
-
-/// Connect (EHLO), STARTTLS, AUTH, QUIT. Returns the steps done, or them and the error.
-async fn smtp_session(
-    t: &SmtpTarget,
-    timeout: Duration,
-) -> Result<Vec<String>, (Vec<String>, String)> {
-    let mut steps = Vec::new();
-    let tls_params = || TlsParameters::new(t.host.clone()).map_err(|e| e.to_string());
-    let wrapper = match t.tls {
-        TlsMode::Wrapper => Some(tls_params().map_err(|e| (Vec::new(), e))?),
-        _ => None,
-    };
-    let mut conn = AsyncSmtpConnection::connect_tokio1(
-        (t.host.as_str(), t.port),
-        Some(timeout),
-        &t.hello,
-        wrapper,
-        None,
-    )
-    .await
-    .map_err(|e| (Vec::new(), format!("cannot open a session: {e}")))?;
-    steps.push(format!(
-        "connected{}, EHLO answered by {}",
-        if t.tls == TlsMode::Wrapper {
-            " with TLS"
-        } else {
-            ""
-        },
-        conn.server_info().name()
-    ));
-    match t.tls {
-        TlsMode::Required | TlsMode::Opportunistic if conn.can_starttls() => {
-            let params = tls_params().map_err(|e| (steps.clone(), e))?;
-            conn.starttls(params, &t.hello)
-                .await
-                .map_err(|e| (steps.clone(), format!("STARTTLS failed: {e}")))?;
-            steps.push("STARTTLS ok".into());
+/// What to look at when a session stops at `step`, beyond the URL.
+fn hint(step: SessionStep) -> &'static str {
+    match step {
+        SessionStep::Connect => {
+            "; nothing listens there, or the host is unreachable: is the server running, the \
+             host and port right?"
         }
-        TlsMode::Required => {
-            return Err((
-                steps,
-                "the server does not offer STARTTLS but `?tls=required` demands it".into(),
-            ));
+        SessionStep::Tls | SessionStep::StartTls => {
+            "; check the TLS mode (?tls=required, smtps://) and the server's certificate"
         }
-        TlsMode::Opportunistic => steps.push("STARTTLS not offered (opportunistic: plain)".into()),
-        TlsMode::None => steps.push("no TLS asked for".into()),
-        TlsMode::Wrapper => {}
-    }
-    match &t.credentials {
-        Some(c) => {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)
-                .await
-                .map_err(|e| (steps.clone(), format!("AUTH failed: {e}")))?;
-            steps.push("AUTH ok".into());
+        SessionStep::Ehlo => {
+            "; is it an SMTP server, and does it speak TLS from the first byte (smtps://) or \
+             not (smtp://)?"
         }
-        None => steps.push("no AUTH configured".into()),
-    }
-    conn.quit()
-        .await
-        .map_err(|e| (steps.clone(), format!("QUIT failed: {e}")))?;
-    steps.push("QUIT; nothing sent".into());
-    Ok(steps)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_read_like_lettre_reads_them() {
-        let t = smtp_target("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.tls),
-            ("127.0.0.1", 2525, TlsMode::None)
-        );
-        assert!(t.credentials.is_none());
-        let t = smtp_target("smtp://u%40x:p%25w@mail.example.org?tls=required").unwrap();
-        assert_eq!((t.port, t.tls), (587, TlsMode::Required));
-        assert!(t.credentials.is_some());
-        let t = smtp_target("smtps://mail.example.org").unwrap();
-        assert_eq!((t.port, t.tls), (465, TlsMode::Wrapper));
-        assert!(smtp_target("smtp://mail.example.org?tls=maybe").is_err());
-    }
-
-    #[test]
-    fn percent_escapes_decode() {
-        assert_eq!(percent_decode("p%25w%40x"), "p%w@x");
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("trailing%"), "trailing%");
+        SessionStep::Auth => "; check the user and password, or `mail.smtp_password_file`",
+        SessionStep::Quit => "",
     }
 }

@@ -3,6 +3,7 @@
 use crate::{Command, DbCommand, ListFormat, PreviewFormat, SubscriberCommand, TableFormat};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use paperboy::config::without_password;
 use paperboy::config::{LogFormat, Settings};
 use paperboy::jobs::plan::{Candidates, PlanMode, due_date, plan, window_start};
 use paperboy::jobs::send::{SendOptions, build_view, digest_paper, send_due};
@@ -13,7 +14,7 @@ use paperboy::model::{
     EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
 };
 use paperboy::shutdown::Shutdown;
-use paperboy::store::{DeliveryStatus, NewSubscriber, Store, without_password};
+use paperboy::store::{DeliveryStatus, NewSubscriber, Store};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;

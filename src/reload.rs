@@ -121,6 +121,11 @@ pub fn reload(current: &Settings, live: &LiveSettings) -> Result<ReloadOutcome, 
     Ok(outcome)
 }
 
+/// `Debug` shows the SMTP password as `***`: compared apart.
+fn smtp_password(s: &Settings) -> Option<&str> {
+    s.mail.smtp_url.login.as_ref().map(|l| l.password.expose())
+}
+
 /// The sections whose values differ. `Debug` hides secrets, so those are compared directly.
 fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -171,8 +176,8 @@ fn changed_sections(a: &Settings, b: &Settings) -> Vec<&'static str> {
     differs("web", format!("{:?}", a.web), format!("{:?}", b.web));
     differs(
         "mail",
-        format!("{:?}{}", a.mail, a.mail.smtp_url.expose()),
-        format!("{:?}{}", b.mail, b.mail.smtp_url.expose()),
+        format!("{:?}{:?}", a.mail, smtp_password(a)),
+        format!("{:?}{:?}", b.mail, smtp_password(b)),
     );
     // schedule.fetch is live; the defaults for new subscribers are not.
     differs(

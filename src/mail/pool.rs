@@ -3,7 +3,12 @@
 //! What for: sending many messages fast and knowing exactly how each one ended. Up to
 //! `mail.max_connections` sessions are open at once and each is reused for message after
 //! message (`RSET` after a refused transaction, a fresh connection after a broken one).
-//! Not for: building messages, deciding retries (the caller classifies with [`Failure`]).
+//! `paperboy check` probes the server through the same opening code
+//! ([`SmtpPool::test_connection`]: connect, TLS, EHLO, STARTTLS, AUTH, then QUIT), so check
+//! passes only where sending can connect. Where and how to connect is `config::SmtpUrl`, read
+//! once with the configuration.
+//! Not for: building messages, deciding retries (the caller classifies with [`Failure`]),
+//! reading `mail.smtp_url`.
 //!
 //! Why not lettre's `AsyncSmtpTransport` pool: lettre 0.11.23 never sets `TCP_NODELAY`, and its
 //! DATA phase writes the body and then the five-byte `\r\n.\r\n` terminator as two writes. With
@@ -16,6 +21,7 @@
 //! from: a 5xx at RCPT means the address is bad (a hard bounce), while a 5xx at the end of
 //! DATA is about the message.
 
+use crate::config::{SmtpTls, SmtpUrl};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
@@ -30,98 +36,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
-
-/// How the session is protected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Security {
-    /// Plain text (`smtp://host`): loopback relays and tests.
-    Plain,
-    /// `STARTTLS` after the greeting; refuse to go on without it (`?tls=required`).
-    StartTlsRequired,
-    /// `STARTTLS` when the server offers it (`?tls=opportunistic`).
-    StartTlsOpportunistic,
-    /// TLS from the first byte (`smtps://`, port 465).
-    Implicit,
-}
-
-/// Where and how to connect, parsed from `mail.smtp_url`.
-#[derive(Clone)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    pub credentials: Option<Credentials>,
-    pub hello: ClientId,
-}
-
-impl fmt::Debug for Target {
-    // Never print the credentials.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("auth", &self.credentials.is_some())
-            .finish()
-    }
-}
-
-impl Target {
-    /// Parses `smtp://[user:pass@]host[:port][/helo-name][?tls=required|opportunistic]` or
-    /// `smtps://…`, with the same defaults as lettre's `from_url` (25 plain, 587 STARTTLS,
-    /// 465 implicit), so existing configs mean the same thing.
-    pub fn from_url(raw: &str) -> Result<Target, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-        let host = url
-            .host_str()
-            .ok_or("the URL names no host")?
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_string();
-        let tls = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls")
-            .map(|(_, v)| v.to_string());
-        let (security, default_port) = match (url.scheme(), tls.as_deref()) {
-            ("smtp", None) => (Security::Plain, 25),
-            ("smtp", Some("required")) => (Security::StartTlsRequired, 587),
-            ("smtp", Some("opportunistic")) => (Security::StartTlsOpportunistic, 587),
-            ("smtps", _) => (Security::Implicit, 465),
-            (scheme, tls) => {
-                return Err(format!(
-                    "scheme `{scheme}` with tls={tls:?} is not supported; use smtp://, \
-                     smtp://…?tls=required, smtp://…?tls=opportunistic or smtps://"
-                ));
-            }
-        };
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        let credentials = url
-            .password()
-            .map(|p| Credentials::new(decode(url.username()), decode(p)));
-        let path = url.path().trim_matches('/');
-        let hello = if path.is_empty() {
-            ClientId::default()
-        } else {
-            ClientId::Domain(path.to_string())
-        };
-        Ok(Target {
-            port: url.port().unwrap_or(default_port),
-            host,
-            security,
-            credentials,
-            hello,
-        })
-    }
-
-    fn tls_parameters(&self) -> Result<TlsParameters, Failure> {
-        TlsParameters::new(self.host.clone())
-            .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, e.to_string()))
-    }
-}
 
 /// Where in the SMTP conversation a send failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +116,10 @@ struct Idle {
 
 /// A bounded pool of SMTP sessions to one server.
 pub struct SmtpPool {
-    target: Target,
+    server: SmtpUrl,
+    /// `server`'s EHLO name and credentials as lettre takes them.
+    hello: ClientId,
+    credentials: Option<Credentials>,
     /// Limits open sessions (idle ones hold no permit, but are at most this many too).
     slots: Semaphore,
     idle: Mutex<Vec<Idle>>,
@@ -211,10 +128,41 @@ pub struct SmtpPool {
     nodelay: bool,
 }
 
+/// A step of opening a session: where [`SmtpPool::test_connection`] says it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStep {
+    /// The TCP connection.
+    Connect,
+    /// The TLS handshake of `smtps://`.
+    Tls,
+    /// The server's greeting and our EHLO.
+    Ehlo,
+    StartTls,
+    Auth,
+    Quit,
+}
+
+/// Why [`SmtpPool::test_connection`] could not open and close a session.
+#[derive(Debug)]
+pub struct SessionFailure {
+    pub step: SessionStep,
+    /// The steps that succeeded before it, in words.
+    pub done: Vec<String>,
+    pub failure: Failure,
+}
+
 impl SmtpPool {
-    pub fn new(target: Target, max_connections: u32, timeout: Duration, nodelay: bool) -> Self {
+    pub fn new(server: SmtpUrl, max_connections: u32, timeout: Duration, nodelay: bool) -> Self {
         SmtpPool {
-            target,
+            hello: match &server.hello {
+                Some(name) => ClientId::Domain(name.clone()),
+                None => ClientId::default(),
+            },
+            credentials: server
+                .login
+                .as_ref()
+                .map(|l| Credentials::new(l.user.clone(), l.password.expose().to_string())),
+            server,
             slots: Semaphore::new(max_connections.max(1) as usize),
             idle: Mutex::new(Vec::new()),
             timeout,
@@ -387,86 +335,159 @@ impl SmtpPool {
 
     /// Opens, greets, secures and authenticates one session.
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
-        let fail = |e: &lettre::transport::smtp::Error| Failure::from_lettre(Stage::Connect, e);
-        let timed_out = || {
-            Failure::new(
-                Stage::Connect,
-                Kind::Temporary,
-                format!(
-                    "{}:{} did not answer within {:?}",
-                    self.target.host, self.target.port, self.timeout
-                ),
-            )
+        self.open(&mut Vec::new()).await.map_err(|(_, f)| f)
+    }
+
+    /// Opens one session the way every message's session is opened (TCP with `TCP_NODELAY`,
+    /// implicit TLS, EHLO, STARTTLS, AUTH, as `mail.smtp_url` says), then says QUIT: nothing
+    /// is sent. For `paperboy check`: the steps done, in words, or where it stopped.
+    pub async fn test_connection(&self) -> Result<Vec<String>, SessionFailure> {
+        let mut done = Vec::new();
+        let mut conn = match self.open(&mut done).await {
+            Ok(conn) => conn,
+            Err((step, failure)) => {
+                return Err(SessionFailure {
+                    step,
+                    done,
+                    failure,
+                });
+            }
         };
-        let tcp = tokio::time::timeout(
-            self.timeout,
-            TcpStream::connect((self.target.host.as_str(), self.target.port)),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| {
-            Failure::new(
+        let quit = match tokio::time::timeout(self.timeout, conn.quit()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Failure::from_lettre(Stage::Connect, &e)),
+            Err(_) => Err(self.no_answer("QUIT")),
+        };
+        match quit {
+            Ok(()) => {
+                done.push("QUIT; nothing sent".into());
+                Ok(done)
+            }
+            Err(failure) => Err(SessionFailure {
+                step: SessionStep::Quit,
+                done,
+                failure,
+            }),
+        }
+    }
+
+    /// A step that took longer than `mail.timeout_secs`.
+    fn no_answer(&self, step: &str) -> Failure {
+        Failure {
+            timed_out: true,
+            ..Failure::new(
                 Stage::Connect,
                 Kind::Temporary,
                 format!(
-                    "cannot connect to {}:{}: {e}",
-                    self.target.host, self.target.port
+                    "{}:{} did not answer {step} within {} s (config key `mail.timeout_secs`)",
+                    self.server.host,
+                    self.server.port,
+                    self.timeout.as_secs()
                 ),
             )
-        })?;
+        }
+    }
+
+    /// [`SmtpPool::connect`], noting each step done in `done` and naming the one that failed.
+    async fn open(
+        &self,
+        done: &mut Vec<String>,
+    ) -> Result<AsyncSmtpConnection, (SessionStep, Failure)> {
+        use SessionStep as S;
+        let temporary = |detail: String| Failure::new(Stage::Connect, Kind::Temporary, detail);
+        let (host, port) = (self.server.host.as_str(), self.server.port);
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| (S::Connect, self.no_answer("the connection")))?
+            .map_err(|e| {
+                (
+                    S::Connect,
+                    temporary(format!("cannot connect to {host}:{port}: {e}")),
+                )
+            })?;
         // The point of this module: see the module docs.
-        tcp.set_nodelay(self.nodelay).map_err(|e| {
-            Failure::new(Stage::Connect, Kind::Temporary, format!("TCP_NODELAY: {e}"))
-        })?;
-        let stream: Box<dyn AsyncTokioStream> = if self.target.security == Security::Implicit {
+        tcp.set_nodelay(self.nodelay)
+            .map_err(|e| (S::Connect, temporary(format!("TCP_NODELAY: {e}"))))?;
+        let implicit = self.server.tls == SmtpTls::Implicit;
+        let stream: Box<dyn AsyncTokioStream> = if implicit {
             // lettre's public API cannot put TLS under a stream it did not open before the
             // greeting, so implicit TLS is done here with tokio-rustls (the same rustls and
             // webpki roots lettre uses) and the TLS stream is handed over as the transport.
-            let name = rustls::pki_types::ServerName::try_from(self.target.host.clone())
-                .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, e.to_string()))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| (S::Tls, temporary(format!("TLS with {host}: {e}"))))?;
             let tls = tokio::time::timeout(self.timeout, tls_connector().connect(name, tcp))
                 .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| Failure::new(Stage::Connect, Kind::Temporary, format!("TLS: {e}")))?;
+                .map_err(|_| (S::Tls, self.no_answer("the TLS handshake")))?
+                .map_err(|e| (S::Tls, temporary(format!("TLS with {host}: {e}"))))?;
             Box::new(TlsStream(tls))
         } else {
             Box::new(tcp)
         };
         let mut conn = tokio::time::timeout(
             self.timeout,
-            AsyncSmtpConnection::connect_with_transport(stream, &self.target.hello),
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
         )
         .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| fail(&e))?;
-        let starttls = match self.target.security {
-            Security::StartTlsRequired => true,
-            Security::StartTlsOpportunistic => conn.can_starttls(),
-            Security::Plain | Security::Implicit => false,
+        .map_err(|_| (S::Ehlo, self.no_answer("with a greeting and EHLO")))?
+        .map_err(|e| (S::Ehlo, Failure::from_lettre(Stage::Connect, &e)))?;
+        done.push(format!(
+            "connected{}, EHLO answered by {}",
+            if implicit { " with TLS" } else { "" },
+            conn.server_info().name()
+        ));
+        let starttls = match self.server.tls {
+            SmtpTls::StartTlsRequired if !conn.can_starttls() => {
+                return Err((
+                    S::StartTls,
+                    temporary(
+                        "the server does not offer STARTTLS but `?tls=required` demands it".into(),
+                    ),
+                ));
+            }
+            SmtpTls::StartTlsRequired => true,
+            SmtpTls::StartTlsOpportunistic if conn.can_starttls() => true,
+            SmtpTls::StartTlsOpportunistic => {
+                done.push("STARTTLS not offered (opportunistic: plain)".into());
+                false
+            }
+            SmtpTls::Plain => {
+                done.push("no TLS asked for".into());
+                false
+            }
+            SmtpTls::Implicit => false,
         };
         if starttls {
-            tokio::time::timeout(
-                self.timeout,
-                conn.starttls(self.target.tls_parameters()?, &self.target.hello),
-            )
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| fail(&e))?;
-        }
-        if let Some(credentials) = &self.target.credentials {
-            tokio::time::timeout(self.timeout, conn.auth(DEFAULT_MECHANISMS, credentials))
+            let parameters = TlsParameters::new(host.to_string())
+                .map_err(|e| (S::StartTls, temporary(format!("STARTTLS: {e}"))))?;
+            tokio::time::timeout(self.timeout, conn.starttls(parameters, &self.hello))
                 .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| fail(&e))?;
+                .map_err(|_| (S::StartTls, self.no_answer("STARTTLS")))?
+                .map_err(|e| {
+                    let f = Failure::from_lettre(Stage::Connect, &e);
+                    (
+                        S::StartTls,
+                        Failure::new(f.stage, f.kind, format!("STARTTLS: {}", f.detail)),
+                    )
+                })?;
+            done.push("STARTTLS ok".into());
+        }
+        match &self.credentials {
+            Some(credentials) => {
+                tokio::time::timeout(self.timeout, conn.auth(DEFAULT_MECHANISMS, credentials))
+                    .await
+                    .map_err(|_| (S::Auth, self.no_answer("AUTH")))?
+                    .map_err(|e| {
+                        let f = Failure::from_lettre(Stage::Connect, &e);
+                        (
+                            S::Auth,
+                            Failure::new(f.stage, f.kind, format!("AUTH: {}", f.detail)),
+                        )
+                    })?;
+                done.push("AUTH ok".into());
+            }
+            None => done.push("no AUTH configured".into()),
         }
         Ok(conn)
-    }
-
-    /// Opens one session and closes it (`paperboy check`).
-    pub async fn test_connection(&self) -> Result<(), String> {
-        let mut conn = self.connect().await.map_err(|e| e.to_string())?;
-        let _ = conn.quit().await;
-        Ok(())
     }
 }
 
@@ -561,23 +582,6 @@ impl fmt::Display for DataBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_mean_what_lettre_made_them_mean() {
-        let t = Target::from_url("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((t.port, t.security.clone()), (2525, Security::Plain));
-        assert!(t.credentials.is_none());
-        let t = Target::from_url("smtp://mail.example.org?tls=required").unwrap();
-        assert_eq!(
-            (t.port, t.security.clone()),
-            (587, Security::StartTlsRequired)
-        );
-        let t = Target::from_url("smtps://u%40x:p%2Fw@mail.example.org").unwrap();
-        assert_eq!((t.port, t.security.clone()), (465, Security::Implicit));
-        assert!(t.credentials.is_some());
-        assert!(!format!("{t:?}").contains("p/w"), "no password in Debug");
-        assert!(Target::from_url("smtp://h?tls=sometimes").is_err());
-    }
 
     #[test]
     fn data_bodies_double_every_leading_dot_and_end_with_the_terminator() {

@@ -5,7 +5,7 @@
 //! delivery (that is `jobs::send`), or building messages (`message`).
 
 use super::dkim::DkimSigner;
-use super::pool::{Failure, Kind, SmtpPool, Stage, Target};
+use super::pool::{Failure, Kind, SmtpPool, Stage};
 use crate::config::{MailSettings, MailTransportKind};
 use lettre::Message;
 use std::path::{Path, PathBuf};
@@ -55,16 +55,12 @@ impl Mailer {
         };
         let carrier = match settings.transport {
             MailTransportKind::File => Carrier::File(settings.file_dir.clone()),
-            MailTransportKind::Smtp => {
-                let target = Target::from_url(settings.smtp_url.expose())
-                    .map_err(|e| format!("config key `mail.smtp_url` cannot be used: {e}"))?;
-                Carrier::Smtp(Arc::new(SmtpPool::new(
-                    target,
-                    settings.max_connections,
-                    settings.timeout,
-                    settings.tcp_nodelay,
-                )))
-            }
+            MailTransportKind::Smtp => Carrier::Smtp(Arc::new(SmtpPool::new(
+                settings.smtp_url.clone(),
+                settings.max_connections,
+                settings.timeout,
+                settings.tcp_nodelay,
+            ))),
         };
         let pacer = (settings.max_per_second > 0).then(|| {
             Arc::new(Pacer::new(
@@ -123,13 +119,12 @@ impl Mailer {
         }
     }
 
-    /// Opens one SMTP session and closes it, sending nothing (`paperboy check`).
-    pub async fn test_connection(&self) -> Result<(), String> {
+    /// The SMTP pool messages go through; `None` for the file transport. `paperboy check`
+    /// probes the server through it.
+    pub fn smtp_pool(&self) -> Option<&SmtpPool> {
         match &self.carrier {
-            Carrier::Smtp(pool) => pool.test_connection().await,
-            Carrier::File(dir) => tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| e.to_string()),
+            Carrier::Smtp(pool) => Some(pool),
+            Carrier::File(_) => None,
         }
     }
 }

@@ -35,6 +35,7 @@ pub use sources::{SourceRun, SourceStatus};
 pub use subscribers::{ImportCounts, NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
 
+use crate::config::without_password;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -88,17 +89,6 @@ impl StoreError {
                 ..
             }
         )
-    }
-}
-
-/// A database URL fit for a message: any password replaced by `***`.
-pub fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -95,6 +95,98 @@ fn check_fails_on_an_unreachable_smtp_server_and_a_bad_source_url_naming_the_key
     assert!(out.stdout.contains(&database), "{out}");
 }
 
+/// `check` opens its SMTP session through the pool that sends, so the two agree: where the
+/// sending code cannot go on (`?tls=required` against a server without STARTTLS), check fails
+/// naming `mail.smtp_url` with the very reason the delivery then records; where it can
+/// (`?tls=opportunistic`), check passes and the digest goes out.
+#[test]
+fn check_and_sending_open_smtp_sessions_the_same_way() {
+    const T: &str = "check_and_sending_open_smtp_sessions_the_same_way";
+    const LATER: &str = "2024-10-25T15:00:00Z";
+    let Some(sink) = SmtpSink::start_or_skip(T) else {
+        return;
+    };
+    let server = FixtureServer::start();
+    server.set_day_fixture("2024-10-25", HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&server).smtp(&sink).build();
+    const FETCHED: &str = "2024-10-25T06:00:00Z";
+    app.paperboy(["fetch", "--date", "2024-10-25"])
+        .at(FETCHED)
+        .run()
+        .assert_success();
+    app.add_confirmed_subscriber(FETCHED, "alice@example.org", r#""contrastive loss" memory"#);
+    let port = sink.port();
+    let url = |tls: &str| format!("smtp://127.0.0.1:{port}?tls={tls}");
+    let smtp_line = |out: &CmdOutput| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(&format!("smtp 127.0.0.1:{port}:")))
+            .unwrap_or_else(|| panic!("no line for the SMTP server:\n{out}"))
+            .to_string()
+    };
+    // smtp-sink offers no STARTTLS.
+    let refused = "the server does not offer STARTTLS but `?tls=required` demands it";
+
+    let out = app
+        .paperboy(["check"])
+        .at(NOW)
+        .env("PAPERBOY__MAIL__SMTP_URL", &url("required"))
+        .run();
+    println!("{out}");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let line = smtp_line(&out);
+    assert!(
+        line.starts_with("FAIL  ")
+            && line.contains(&format!("cannot open a session: {refused} after connected"))
+            && line.contains("config key `mail.smtp_url`"),
+        "{line}"
+    );
+    assert!(sink.messages().is_empty() && sink.transactions_without_message() == 0);
+
+    let sent = app
+        .paperboy(["send", "--now"])
+        .at(NOW)
+        .env("PAPERBOY__MAIL__SMTP_URL", &url("required"))
+        .run();
+    println!("{sent}");
+    assert!(sink.messages().is_empty(), "{sent}");
+    let retrying = app
+        .paperboy(["deliveries", "--status", "retry"])
+        .at(NOW)
+        .run();
+    retrying.assert_success();
+    assert!(
+        retrying.stdout.contains("alice@example.org") && retrying.stdout.contains(refused),
+        "the delivery records the reason check gave:\n{retrying}"
+    );
+
+    let out = app
+        .paperboy(["check"])
+        .at(LATER)
+        .env("PAPERBOY__MAIL__SMTP_URL", &url("opportunistic"))
+        .run();
+    println!("{out}");
+    out.assert_success();
+    let line = smtp_line(&out);
+    assert!(
+        line.starts_with("ok    ")
+            && line.contains(
+                "STARTTLS not offered (opportunistic: plain); no AUTH configured; QUIT; nothing \
+                 sent"
+            ),
+        "{line}"
+    );
+    assert!(sink.messages().is_empty() && sink.transactions_without_message() == 0);
+    app.paperboy(["send", "--now"])
+        .at(LATER)
+        .env("PAPERBOY__MAIL__SMTP_URL", &url("opportunistic"))
+        .run()
+        .assert_success();
+    let received = sink.messages();
+    assert_eq!(received.len(), 1, "the retried digest went out");
+    assert_eq!(received[0].envelope_to, ["alice@example.org"]);
+}
+
 #[test]
 fn check_reports_pending_migrations_without_applying_them() {
     let app = TestApp::builder()
