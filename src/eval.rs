@@ -366,7 +366,10 @@ impl Baseline {
             .map_err(|e| EvalError::Index(e.to_string()))?;
         let searcher = reader.searcher();
         let top = searcher
-            .search(&q, &TopDocs::with_limit(RANK_DEPTH.max(max)))
+            .search(
+                &q,
+                &TopDocs::with_limit(RANK_DEPTH.max(max)).order_by_score(),
+            )
             .map_err(|e| EvalError::Index(e.to_string()))?;
         // One writer, one commit, documents in order: the doc id is the position.
         let ranked: Vec<(f32, String)> = top

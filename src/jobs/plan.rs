@@ -64,8 +64,14 @@ impl Candidates {
             // With a clock set back (PAPERBOY_NOW), papers "from the future" are not yet seen.
             .filter(|p| p.first_seen_at <= now)
             .collect();
-        let index = CandidateIndex::build(papers.iter().map(|p| &p.paper))
-            .map_err(|e| PlanError::Matching(e.to_string()))?;
+        // Indexing is CPU work: off the runtime's threads, which serve the web meanwhile.
+        let (papers, index) = tokio::task::spawn_blocking(move || {
+            let index = CandidateIndex::build(papers.iter().map(|p| &p.paper));
+            (papers, index)
+        })
+        .await
+        .map_err(|e| PlanError::Matching(e.to_string()))?;
+        let index = index.map_err(|e| PlanError::Matching(e.to_string()))?;
         let positions = papers
             .iter()
             .enumerate()

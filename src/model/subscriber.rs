@@ -170,13 +170,22 @@ impl Serialize for TimeZoneName {
 }
 
 /// What a subscriber cares about, as they typed it: words and "quoted phrases" (the matcher
-/// decides what the syntax means and rejects what it cannot parse; this type only guarantees a
-/// sane, bounded, single-line string).
+/// decides what the syntax means and rejects what it cannot parse; this type guarantees a sane,
+/// bounded, single-line string that no parser can choke on).
+///
+/// Any Unicode whitespace (a tab, a line break from a pasted list) becomes one space. The
+/// bounds on nesting and on the number of words are what no person types: tantivy 0.24's query
+/// grammar took time doubling with each level of parentheses, and every path to the parser
+/// (web forms, preview, CLI, CSV import) comes through here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Interests(String);
 
 pub const MAX_INTERESTS_LEN: usize = 2000;
+/// Levels of parentheses: `((a OR b) AND c) -d` is two.
+pub const MAX_INTERESTS_NESTING: usize = 4;
+/// Words and quoted phrases (a phrase counts once; AND, OR, NOT do not count).
+pub const MAX_INTERESTS_CLAUSES: usize = 64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InterestsError {
@@ -187,29 +196,130 @@ pub enum InterestsError {
     #[error("the interests are {0} characters long; keep them under {MAX_INTERESTS_LEN}")]
     TooLong(usize),
     #[error(
-        "the interests contain a control character at position {0}; use plain text on one line"
+        "the interests contain a control character (U+{code:04X}) at character {position}; use plain text"
     )]
-    ControlCharacter(usize),
+    ControlCharacter { position: usize, code: u32 },
+    #[error(
+        "the interests contain an invisible formatting character (U+{code:04X}, a direction \
+         override or zero-width mark) at character {position}; delete it, or retype that part"
+    )]
+    InvisibleCharacter { position: usize, code: u32 },
+    #[error(
+        "the interests nest parentheses {0} levels deep; at most {MAX_INTERESTS_NESTING} are \
+         allowed. Put groups side by side instead, e.g. (diffusion OR flow) AND (protein OR molecule)"
+    )]
+    TooDeep(usize),
+    #[error(
+        "the interests have {0} words and phrases; at most {MAX_INTERESTS_CLAUSES} are allowed. \
+         Keep the ones that matter most (papers need not contain them all), or add example \
+         papers to your profile"
+    )]
+    TooManyClauses(usize),
+}
+
+/// Characters that change how text is shown without being seen: bidi embeddings, overrides and
+/// isolates, zero-width space and joiners, the byte-order mark. In interests they only hide
+/// what the query says.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 impl Interests {
     pub fn parse(input: &str) -> Result<Self, InterestsError> {
-        let t = input.trim();
+        // Positions count characters of the input as given, so the person can find the fault.
+        for (i, c) in input.chars().enumerate() {
+            let (position, code) = (i + 1, c as u32);
+            if c.is_control() && !c.is_whitespace() {
+                return Err(InterestsError::ControlCharacter { position, code });
+            }
+            if is_invisible_format(c) {
+                return Err(InterestsError::InvisibleCharacter { position, code });
+            }
+        }
+        let t = input.split_whitespace().collect::<Vec<_>>().join(" ");
         if t.is_empty() {
             return Err(InterestsError::Empty);
+        }
+        // Nesting first: it names the fault of a hostile query better than its length does.
+        let shape = Shape::of(&t);
+        if shape.depth > MAX_INTERESTS_NESTING {
+            return Err(InterestsError::TooDeep(shape.depth));
         }
         let len = t.chars().count();
         if len > MAX_INTERESTS_LEN {
             return Err(InterestsError::TooLong(len));
         }
-        if let Some((i, _)) = t.chars().enumerate().find(|(_, c)| c.is_control()) {
-            return Err(InterestsError::ControlCharacter(i + 1));
+        if shape.clauses > MAX_INTERESTS_CLAUSES {
+            return Err(InterestsError::TooManyClauses(shape.clauses));
         }
-        Ok(Interests(t.to_string()))
+        Ok(Interests(t))
+    }
+
+    /// Interests read back from the database. Rows stored before the limits on nesting, words
+    /// and invisible characters still read, so their subscribers keep getting digests (tantivy
+    /// 0.27 parses any nesting quickly); changing them goes through [`Interests::parse`].
+    pub fn from_stored(stored: &str) -> Result<Self, InterestsError> {
+        match Interests::parse(stored) {
+            Err(
+                InterestsError::TooDeep(_)
+                | InterestsError::TooManyClauses(_)
+                | InterestsError::InvisibleCharacter { .. },
+            ) => Ok(Interests(stored.trim().to_string())),
+            other => other,
+        }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// How deep the parentheses go and how many words and phrases there are: a scan that knows only
+/// quotes and parentheses (the rest of the syntax is the matcher's).
+struct Shape {
+    depth: usize,
+    clauses: usize,
+}
+
+impl Shape {
+    fn of(text: &str) -> Shape {
+        let (mut depth, mut open, mut clauses) = (0usize, 0usize, 0usize);
+        let mut word = String::new();
+        let mut in_quote = false;
+        fn end_word(word: &mut String, clauses: &mut usize) {
+            let operator = matches!(word.as_str(), "AND" | "OR" | "NOT" | "&&" | "||")
+                || word.chars().all(|c| c == '+' || c == '-');
+            if !operator {
+                *clauses += 1;
+            }
+            word.clear();
+        }
+        for c in text.chars() {
+            if in_quote {
+                in_quote = c != '"';
+                continue;
+            }
+            match c {
+                '"' => {
+                    // A phrase is one clause, with any field prefix before it (`title:"a b"`).
+                    in_quote = true;
+                    word.push(c);
+                }
+                '(' => {
+                    end_word(&mut word, &mut clauses);
+                    open += 1;
+                    depth = depth.max(open);
+                }
+                ')' => {
+                    end_word(&mut word, &mut clauses);
+                    open = open.saturating_sub(1);
+                }
+                c if c.is_whitespace() => end_word(&mut word, &mut clauses),
+                c => word.push(c),
+            }
+        }
+        end_word(&mut word, &mut clauses);
+        Shape { depth, clauses }
     }
 }
 
@@ -278,10 +388,111 @@ mod tests {
             "diffusion"
         );
         assert_eq!(Interests::parse(" ").unwrap_err(), InterestsError::Empty);
+        assert_eq!(
+            Interests::parse(" \t\r\n ").unwrap_err(),
+            InterestsError::Empty
+        );
         assert!(matches!(
-            Interests::parse("a\nb"),
-            Err(InterestsError::ControlCharacter(2))
+            Interests::parse(&"x".repeat(3000)),
+            Err(InterestsError::TooLong(3000))
         ));
-        assert!(Interests::parse(&"x".repeat(3000)).is_err());
+    }
+
+    #[test]
+    fn any_whitespace_is_one_space() {
+        // A tab, line breaks from a pasted list, NEL, no-break and ideographic spaces.
+        let pasted =
+            "\"protein folding\"\tdiffusion\r\nflow\u{85}matching\u{A0}x\u{3000}y\u{2028}z";
+        assert_eq!(
+            Interests::parse(pasted).unwrap().as_str(),
+            "\"protein folding\" diffusion flow matching x y z"
+        );
+    }
+
+    #[test]
+    fn control_and_invisible_characters_are_refused_with_their_position() {
+        assert_eq!(
+            Interests::parse("ab\u{7}c").unwrap_err(),
+            InterestsError::ControlCharacter {
+                position: 3,
+                code: 7
+            }
+        );
+        assert_eq!(
+            Interests::parse("a\0").unwrap_err(),
+            InterestsError::ControlCharacter {
+                position: 2,
+                code: 0
+            }
+        );
+        for (c, code) in [
+            ('\u{202E}', 0x202E),
+            ('\u{202A}', 0x202A),
+            ('\u{2066}', 0x2066),
+            ('\u{2069}', 0x2069),
+            ('\u{200B}', 0x200B),
+            ('\u{200D}', 0x200D),
+            ('\u{FEFF}', 0xFEFF),
+        ] {
+            let err = Interests::parse(&format!("diffusion {c}flow")).unwrap_err();
+            assert_eq!(
+                err,
+                InterestsError::InvisibleCharacter { position: 11, code }
+            );
+            assert!(err.to_string().contains("character 11"), "{err}");
+        }
+        // Letters outside ASCII are text, not format characters.
+        assert!(Interests::parse("Schrödinger équation 量子").is_ok());
+    }
+
+    #[test]
+    fn nesting_deeper_than_people_write_is_refused() {
+        let nested = |depth: usize| format!("{}memory{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(Interests::parse(&nested(MAX_INTERESTS_NESTING)).is_ok());
+        assert!(Interests::parse("((diffusion OR flow) AND (protein OR molecule)) -video").is_ok());
+        for depth in [MAX_INTERESTS_NESTING + 1, 26, 1000] {
+            let err = Interests::parse(&nested(depth)).unwrap_err();
+            assert_eq!(err, InterestsError::TooDeep(depth));
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("{depth} levels deep")),
+                "{message}"
+            );
+            assert!(message.contains("at most 4"), "{message}");
+            assert!(message.contains("side by side"), "{message}");
+        }
+        // Parentheses inside a phrase are text.
+        let quoted = format!("\"{}\"", "(".repeat(30));
+        assert!(Interests::parse(&quoted).is_ok());
+    }
+
+    #[test]
+    fn rows_stored_before_the_limits_still_read() {
+        for stored in [
+            "((((((memory))))))".to_string(),
+            vec!["w"; 70].join(" "),
+            "diffusion \u{200B}flow".to_string(),
+        ] {
+            assert!(Interests::parse(&stored).is_err());
+            assert_eq!(Interests::from_stored(&stored).unwrap().as_str(), stored);
+        }
+        assert_eq!(
+            Interests::from_stored(" ").unwrap_err(),
+            InterestsError::Empty
+        );
+    }
+
+    #[test]
+    fn more_words_than_people_write_are_refused() {
+        let words = |n: usize| vec!["w"; n].join(" ");
+        assert!(Interests::parse(&words(MAX_INTERESTS_CLAUSES)).is_ok());
+        assert_eq!(
+            Interests::parse(&words(MAX_INTERESTS_CLAUSES + 1)).unwrap_err(),
+            InterestsError::TooManyClauses(MAX_INTERESTS_CLAUSES + 1)
+        );
+        // A phrase counts once, operators and signs not at all.
+        let phrase = format!("\"{}\" AND +x OR -y NOT -(z)", words(200));
+        assert_eq!(Shape::of(&phrase).clauses, 4);
+        assert_eq!(Shape::of("title:\"state space\" author:x").clauses, 2);
     }
 }

@@ -50,7 +50,7 @@ impl SubscriberRow {
             email: EmailAddress::parse(&self.email).map_err(|e| bad("email", e.to_string()))?,
             status: SubscriberStatus::parse(&self.status)
                 .ok_or_else(|| bad("status", self.status.clone()))?,
-            interests: Interests::parse(&self.interests)
+            interests: Interests::from_stored(&self.interests)
                 .map_err(|e| bad("interests", e.to_string()))?,
             frequency: self
                 .frequency

@@ -5,7 +5,7 @@
 //! database.
 
 use crate::config::Settings;
-use crate::matching::check_interests;
+use crate::matching::{InterestsSyntaxError, check_interests};
 use crate::model::{
     EmailAddress, Frequency, Interests, Profile, SendTime, Subscriber, TimeZoneName, split_list,
 };
@@ -219,20 +219,38 @@ pub fn parse_email(f: &Fields) -> Result<EmailAddress, FieldError> {
     })
 }
 
-/// The interests field: bounded single-line text that the matcher can parse.
-pub fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
-    let interests = Interests::parse(raw).map_err(|e| FieldError::new("interests", cap(e)))?;
-    check_interests(interests.as_str()).map_err(|e| {
-        FieldError::new(
-            "interests",
-            format!(
-                "We cannot understand these interests: {}. {}",
-                e.problem.trim_end_matches('.'),
-                e.hint
-            ),
-        )
-    })?;
-    Ok(interests)
+/// The interests field as text: bounded, one line, no control or invisible characters, no
+/// nesting deeper than people write (`model::Interests::parse`). No query parser runs, so this
+/// is safe on the async runtime's threads.
+pub fn interests_text(raw: &str) -> Result<Interests, FieldError> {
+    Interests::parse(raw).map_err(|e| FieldError::new("interests", cap(e)))
+}
+
+/// What the visitor reads when the matcher cannot parse their interests.
+pub fn syntax_message(e: &InterestsSyntaxError) -> String {
+    format!(
+        "We cannot understand these interests: {}. {}",
+        e.problem.trim_end_matches('.'),
+        e.hint
+    )
+}
+
+/// The interests field: bounded text that the matcher can parse. tantivy's parser runs on a
+/// blocking thread, so whatever a visitor types, the runtime keeps serving everyone else.
+pub async fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
+    let interests = interests_text(raw)?;
+    let text = interests.as_str().to_string();
+    match tokio::task::spawn_blocking(move || check_interests(&text)).await {
+        Ok(Ok(())) => Ok(interests),
+        Ok(Err(e)) => Err(FieldError::new("interests", syntax_message(&e))),
+        Err(e) => {
+            tracing::error!(error = %e, "checking interests failed");
+            Err(FieldError::new(
+                "interests",
+                "We could not check these interests just now; please send the form again.",
+            ))
+        }
+    }
 }
 
 /// The profile fields of the manage page. A field the form did not send counts as empty.
@@ -254,13 +272,14 @@ pub fn parse_profile(f: &Fields) -> Result<Profile, Vec<FieldError>> {
 
 /// The preference fields; `max_papers` falls back to `default_max` when the form has none
 /// (the sign-up form does not ask).
-pub fn parse_preferences(
+pub async fn parse_preferences(
     f: &Fields,
     settings: &Settings,
     default_max: u32,
 ) -> Result<Preferences, Vec<FieldError>> {
     let mut errors = Vec::new();
     let interests = parse_interests(f.interests.as_deref().unwrap_or(""))
+        .await
         .map_err(|e| errors.push(e))
         .ok();
     let send_time = match f.time.as_deref().map(str::trim) {
@@ -348,21 +367,21 @@ mod tests {
         Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap()
     }
 
-    #[test]
-    fn weekly_combines_with_the_weekday() {
+    #[tokio::test]
+    async fn weekly_combines_with_the_weekday() {
         let f = Fields {
             interests: Some("diffusion".into()),
             frequency: Some("weekly".into()),
             weekday: Some("thu".into()),
             ..Fields::default()
         };
-        let p = parse_preferences(&f, &settings(), 10).unwrap();
+        let p = parse_preferences(&f, &settings(), 10).await.unwrap();
         assert_eq!(p.frequency.to_string(), "weekly:thu");
         assert_eq!(p.send_time.to_string(), "07:00");
     }
 
-    #[test]
-    fn every_bad_field_is_reported_with_what_to_do() {
+    #[tokio::test]
+    async fn every_bad_field_is_reported_with_what_to_do() {
         let f = Fields {
             interests: Some("\"unclosed".into()),
             time: Some("25:99".into()),
@@ -371,7 +390,7 @@ mod tests {
             max_papers: Some("1000".into()),
             ..Fields::default()
         };
-        let errors = parse_preferences(&f, &settings(), 10).unwrap_err();
+        let errors = parse_preferences(&f, &settings(), 10).await.unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,

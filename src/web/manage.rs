@@ -171,7 +171,7 @@ pub async fn submit(
             )
         }
         "save" => {
-            let prefs = forms::parse_preferences(&fields, &web.app.settings, s.max_papers);
+            let prefs = forms::parse_preferences(&fields, &web.app.settings, s.max_papers).await;
             let profile = forms::parse_profile(&fields);
             match (prefs, profile) {
                 (Ok(prefs), Ok(profile)) => {

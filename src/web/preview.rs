@@ -6,26 +6,53 @@
 //! candidates are kept for a minute, so typing does not rebuild the index on every keystroke.
 //! `GET /preview?interests=…` answers an HTML fragment for the page's script; the forms embed the
 //! same fragment when JavaScript is off (their "Show preview" button).
+//!
+//! Anyone can ask for a preview, so its cost is bounded: parsing and ranking run on a blocking
+//! thread (never on the runtime's, which serve `/healthz`, sign-ups and sending), at most
+//! [`MAX_RUNNING`] at once (the next one is told to try again, not queued), and a visitor waits
+//! at most [`BUDGET`] for them (loading the papers, once a minute, is bounded by the data, not by
+//! what the visitor typed).
 
 use super::Web;
-use super::forms::parse_interests;
+use super::forms::{interests_text, syntax_message};
 use crate::jobs::plan::Candidates;
+use crate::model::Interests;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 /// How long an indexed candidate set is reused.
 const CACHE_FOR: Duration = Duration::from_secs(60);
 /// The preview shows at most this many papers.
 const PREVIEW_MAX: usize = 10;
+/// Previews parsed and ranked at the same time. Typing is debounced by the page's script, so a
+/// few visitors at once stay well under this; more means someone is hammering the endpoint.
+pub const MAX_RUNNING: usize = 4;
+/// How long a visitor waits for a preview's parse and ranking.
+pub const BUDGET: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
+const UNAVAILABLE: &str = "The preview is not available right now; you can still subscribe.";
+const BUSY: &str = "Many previews are being made right now; try again in a moment.";
+const TOO_SLOW: &str = "The preview took too long for these interests. Try fewer words or \
+                        parentheses; you can still subscribe.";
+
+/// The indexed candidates, and the bound on previews running at once.
 pub struct PreviewCache {
     slot: Mutex<Option<(Instant, Arc<Candidates>)>>,
+    running: Bounded,
+}
+
+impl Default for PreviewCache {
+    fn default() -> Self {
+        PreviewCache {
+            slot: Mutex::new(None),
+            running: Bounded::new(MAX_RUNNING, BUDGET),
+        }
+    }
 }
 
 impl PreviewCache {
@@ -48,6 +75,72 @@ impl PreviewCache {
     }
 }
 
+/// Why bounded work did not give an answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// As many jobs as allowed are running already.
+    Busy,
+    /// The job ran past the budget. It finishes on its blocking thread (it cannot be stopped
+    /// there) and keeps its place among the running until it does.
+    TooSlow,
+    /// The job panicked.
+    Failed,
+}
+
+/// CPU work on blocking threads, at most `limit` at once, each awaited for at most `budget`.
+pub struct Bounded {
+    slots: Arc<Semaphore>,
+    budget: Duration,
+}
+
+impl Bounded {
+    pub fn new(limit: usize, budget: Duration) -> Self {
+        Bounded {
+            slots: Arc::new(Semaphore::new(limit)),
+            budget,
+        }
+    }
+
+    /// A place among the running, or [`Refused::Busy`] at once.
+    pub fn enter(&self) -> Result<Slot, Refused> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map(|permit| Slot {
+                permit,
+                budget: self.budget,
+            })
+            .map_err(|_| Refused::Busy)
+    }
+}
+
+/// A place taken with [`Bounded::enter`]; the job it runs keeps it until the job ends.
+pub struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    budget: Duration,
+}
+
+impl Slot {
+    pub async fn run<T: Send + 'static>(
+        self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Refused> {
+        let Slot { permit, budget } = self;
+        let task = tokio::task::spawn_blocking(move || {
+            let _held = permit;
+            job()
+        });
+        match tokio::time::timeout(budget, task).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a preview job failed");
+                Err(Refused::Failed)
+            }
+            Err(_) => Err(Refused::TooSlow),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct PreviewQuery {
     #[serde(default)]
@@ -62,19 +155,30 @@ struct PreviewPaper {
     why: String,
 }
 
-/// `GET /preview`: the fragment alone.
+/// `GET /preview`: the fragment alone; 503 with `Retry-After` when too many previews run.
 pub async fn fragment(State(web): State<Web>, Query(q): Query<PreviewQuery>) -> Response {
-    let html = render(&web, &q.interests).await;
-    (
-        StatusCode::OK,
+    let (status, html) = answer(&web, &q.interests).await;
+    let mut response = (
+        status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
-/// The preview fragment for `interests` (an error message when they do not parse).
+/// The preview fragment for `interests` (a message instead when they do not parse, when the
+/// preview is busy or too slow).
 pub async fn render(web: &Web, interests: &str) -> String {
+    answer(web, interests).await.1
+}
+
+async fn answer(web: &Web, interests: &str) -> (StatusCode, String) {
     let mut ctx = tera::Context::new();
     ctx.insert("interests", interests.trim());
     ctx.insert("days", &web.app.settings.digest.max_age_days);
@@ -82,45 +186,64 @@ pub async fn render(web: &Web, interests: &str) -> String {
     ctx.insert("candidates", &0);
     ctx.insert("error", &None::<String>);
     if interests.trim().is_empty() {
-        return String::new();
+        return (StatusCode::OK, String::new());
     }
-    match pick(web, interests).await {
+    let status = match pick(web, interests).await {
         Ok((papers, candidates)) => {
             ctx.insert("papers", &papers);
             ctx.insert("candidates", &candidates);
+            StatusCode::OK
         }
-        Err(message) => ctx.insert("error", &Some(message)),
-    }
-    web.pages.fragment("preview.html", &ctx)
+        Err((status, message)) => {
+            ctx.insert("error", &Some(message));
+            status
+        }
+    };
+    (status, web.pages.fragment("preview.html", &ctx))
 }
 
-async fn pick(web: &Web, raw: &str) -> Result<(Vec<PreviewPaper>, usize), String> {
-    let interests = parse_interests(raw).map_err(|e| e.message)?;
+type Picked = (Vec<PreviewPaper>, usize);
+
+async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
+    let ok = |message: String| (StatusCode::OK, message);
+    // The text rules first: a hostile query is refused here, before any parser or slot.
+    let interests = interests_text(raw).map_err(|e| ok(e.message))?;
+    let slot = web
+        .preview
+        .running
+        .enter()
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, BUSY.to_string()))?;
     let candidates = web.preview.candidates(web).await.map_err(|e| {
         tracing::warn!(error = %e, "the preview could not load papers");
-        "The preview is not available right now; you can still subscribe.".to_string()
+        ok(UNAVAILABLE.to_string())
     })?;
+    let min_score = web.app.settings.matching.min_score;
+    match slot
+        .run(move || rank(&candidates, &interests, min_score))
+        .await
+    {
+        Ok(picked) => picked.map_err(ok),
+        Err(Refused::Busy) => Err((StatusCode::SERVICE_UNAVAILABLE, BUSY.to_string())),
+        Err(Refused::TooSlow) => {
+            tracing::warn!(interests = %raw, "a preview ran past its budget");
+            Err(ok(TOO_SLOW.to_string()))
+        }
+        Err(Refused::Failed) => Err(ok(UNAVAILABLE.to_string())),
+    }
+}
+
+/// Parses and ranks: CPU work, run on a blocking thread by [`pick`].
+fn rank(candidates: &Candidates, interests: &Interests, min_score: f32) -> Result<Picked, String> {
     let query = candidates
         .index
         .parse_interests(interests.as_str())
-        .map_err(|e| {
-            format!(
-                "We cannot understand these interests: {}. {}",
-                e.problem.trim_end_matches('.'),
-                e.hint
-            )
-        })?;
+        .map_err(|e| syntax_message(&e))?;
     let picks = candidates
         .index
-        .rank(
-            &*query,
-            |_| true,
-            PREVIEW_MAX,
-            web.app.settings.matching.min_score,
-        )
+        .rank(&*query, |_| true, PREVIEW_MAX, min_score)
         .map_err(|e| {
             tracing::warn!(error = %e, "the preview ranking failed");
-            "The preview is not available right now; you can still subscribe.".to_string()
+            UNAVAILABLE.to_string()
         })?;
     let papers = picks
         .into_iter()
@@ -141,4 +264,53 @@ async fn pick(web: &Web, raw: &str) -> Result<(Vec<PreviewPaper>, usize), String
         })
         .collect();
     Ok((papers, candidates.papers.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn beyond_the_limit_a_job_is_refused_at_once() {
+        let bounded = Bounded::new(1, Duration::from_secs(5));
+        let first = bounded.enter().unwrap();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let running = tokio::spawn(first.run(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            7
+        }));
+        started_rx.await.unwrap();
+        assert_eq!(bounded.enter().err(), Some(Refused::Busy));
+        release_tx.send(()).unwrap();
+        assert_eq!(running.await.unwrap(), Ok(7));
+        assert_eq!(bounded.enter().unwrap().run(|| 8).await, Ok(8));
+    }
+
+    #[tokio::test]
+    async fn a_slow_job_is_answered_at_the_budget_and_keeps_its_place_until_it_ends() {
+        let bounded = Bounded::new(1, Duration::from_millis(100));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let started = Instant::now();
+        let slow = bounded.enter().unwrap().run(move || {
+            release_rx.recv().unwrap();
+        });
+        assert_eq!(slow.await, Err(Refused::TooSlow));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Still running on its blocking thread: its place is not free yet.
+        assert_eq!(bounded.enter().err(), Some(Refused::Busy));
+        release_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let slot = loop {
+            match bounded.enter() {
+                Ok(slot) => break slot,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("the finished job kept its place: {e:?}"),
+            }
+        };
+        assert_eq!(slot.run(|| 1).await, Ok(1));
+    }
 }

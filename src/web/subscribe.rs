@@ -133,6 +133,7 @@ pub async fn submit(
     let email = forms::parse_email(&fields).map_err(|e| errors.push(e)).ok();
     let default_max = web.app.settings.digest.max_papers;
     let prefs = forms::parse_preferences(&fields, &web.app.settings, default_max)
+        .await
         .map_err(|e| errors.extend(e))
         .ok();
     let (Some(email), Some(prefs)) = (email, prefs) else {

@@ -7,8 +7,8 @@ use crate::common::*;
 
 const NOW: &str = "2024-10-25T09:00:00Z";
 
-/// A file with good rows, bad rows of each kind, a quoted cell spanning two lines and a
-/// repeated address.
+/// A file with good rows, bad rows of each kind, a quoted cell spanning two lines (its line
+/// break is read as a space) and a repeated address.
 const CSV: &str = "\
 email,interests,status,frequency,send_time,timezone,max_papers,authors,categories,category_mode,examples
 ada@example.org,\"\"\"contrastive loss\"\" memory\",active,daily,07:00,Europe/Paris,10,Yoshua Bengio; Zesen Cheng,cs.LG; stat.ML,filter,2410.17243
@@ -47,7 +47,6 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
     for (line, needle) in [
         (3, "email `not-an-address`"),
         (4, "interests: cannot understand"),
-        (5, "interests `reinforcement"),
         (7, "send_time `25:00`"),
         (8, "timezone `Mars/Olympus`"),
         (9, "max_papers `1000`"),
@@ -61,11 +60,12 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
             "missing {expected:?} in:\n{out}"
         );
     }
-    // Mallory's quoted interests span lines 5 and 6: one row, reported at the line it starts.
+    // Mallory's quoted interests span lines 5 and 6: one good row.
+    assert!(!out.stderr.contains("line 5:"), "{out}");
     assert!(!out.stderr.contains("line 6:"), "{out}");
     assert!(
         out.stdout.contains(
-            "imported 3 subscribers; 0 already subscribed (left unchanged); 9 bad rows skipped"
+            "imported 4 subscribers; 0 already subscribed (left unchanged); 8 bad rows skipped"
         ),
         "{out}"
     );
@@ -77,7 +77,11 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
             .unwrap_or_else(|| panic!("{e} not imported: {list:?}"))
             .clone()
     };
-    assert_eq!(list.len(), 3);
+    assert_eq!(list.len(), 4);
+    assert_eq!(
+        by_email("mallory@example.org")["interests"],
+        "reinforcement learning"
+    );
     let ada = by_email("ada@example.org");
     assert_eq!(ada["status"], "active");
     assert_eq!(ada["timezone"], "Europe/Paris");
@@ -100,7 +104,7 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
         .run();
     assert!(
         again.stdout.contains(
-            "imported 0 subscribers; 3 already subscribed (left unchanged); 9 bad rows skipped"
+            "imported 0 subscribers; 4 already subscribed (left unchanged); 8 bad rows skipped"
         ),
         "{again}"
     );
@@ -117,7 +121,7 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
     assert!(
         checked
             .stdout
-            .contains("checked 12 rows: 3 good, 9 bad; nothing was written"),
+            .contains("checked 12 rows: 4 good, 8 bad; nothing was written"),
         "{checked}"
     );
     assert!(fresh.subscribers_json(NOW).is_empty());
@@ -140,7 +144,7 @@ fn import_reads_standard_input_with_the_same_checks() {
     );
     assert!(
         out.stdout.contains(
-            "imported 3 subscribers; 0 already subscribed (left unchanged); 9 bad rows skipped"
+            "imported 4 subscribers; 0 already subscribed (left unchanged); 8 bad rows skipped"
         ),
         "{out}"
     );
@@ -149,7 +153,7 @@ fn import_reads_standard_input_with_the_same_checks() {
         .iter()
         .map(|s| s["email"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(emails.len(), 3, "{emails:?}");
+    assert_eq!(emails.len(), 4, "{emails:?}");
     assert!(
         emails.contains(&"ada@example.org".to_string()),
         "{emails:?}"
@@ -239,7 +243,7 @@ fn export_then_import_into_a_fresh_database_round_trips_profiles() {
         text.contains("carol@example.org,pending,reinforcement learning,weekdays,"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert_eq!(text.lines().count(), 1 + 5, "{text}");
 
     let second = TestApp::builder().build();
     let copy = write(&second, "export.csv", &text);
@@ -248,11 +252,120 @@ fn export_then_import_into_a_fresh_database_round_trips_profiles() {
         .at(NOW)
         .run();
     out.assert_success();
-    assert!(out.stdout.contains("imported 4 subscribers"), "{out}");
+    assert!(out.stdout.contains("imported 5 subscribers"), "{out}");
     let again = second.paperboy(["subscriber", "export"]).at(NOW).run();
     again.assert_success();
     assert_eq!(
         again.stdout, text,
         "export → import → export gives the same file"
     );
+}
+
+/// Interests pasted from a list or from keyphrase data: a quoted cell with a tab and line breaks
+/// is stored with spaces. Interests no person writes (parentheses 26 and 1,000 deep, invisible
+/// direction overrides) are refused with what to write instead, before any query parser runs.
+#[test]
+fn import_reads_tabs_and_line_breaks_as_spaces_and_refuses_hostile_interests() {
+    let app = TestApp::builder().build();
+    let nested = |depth: usize| format!("{}memory{}", "(".repeat(depth), ")".repeat(depth));
+    let csv = format!(
+        "email,interests\n\
+         kim@example.org,\"contrastive\tloss\r\nmemory\nbank\"\n\
+         lee@example.org,{}\n\
+         max@example.org,{}\n\
+         ned@example.org,diffusion \u{202E}oediv\n\
+         oli@example.org,\"a\u{7}b\"\n",
+        nested(26),
+        nested(1000),
+    );
+    let file = write(&app, "keyphrases.csv", &csv);
+    let started = std::time::Instant::now();
+    let out = app
+        .paperboy(["subscriber", "import", &file, "--confirmed"])
+        .at(NOW)
+        .run();
+    println!("{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the import took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    for (line, needle) in [
+        (
+            5,
+            "the interests nest parentheses 26 levels deep; at most 4 are allowed",
+        ),
+        (6, "the interests nest parentheses 1000 levels deep"),
+        (7, "invisible formatting character (U+202E"),
+        (8, "control character (U+0007) at character 2"),
+    ] {
+        let expected = format!("keyphrases.csv: line {line}: ");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&expected) && l.contains(needle)),
+            "missing {expected:?} with {needle:?} in:\n{out}"
+        );
+    }
+    assert!(out.stderr.contains("side by side"), "{out}");
+    assert!(
+        out.stdout.contains(
+            "imported 1 subscribers; 0 already subscribed (left unchanged); 4 bad rows skipped"
+        ),
+        "{out}"
+    );
+    let list = app.subscribers_json(NOW);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["email"], "kim@example.org");
+    assert_eq!(list[0]["interests"], "contrastive loss memory bank");
+}
+
+/// `subscriber add` reads a tab as a space and refuses nesting no person writes, at once.
+#[test]
+fn subscriber_add_reads_tabs_as_spaces_and_refuses_hostile_nesting() {
+    let app = TestApp::builder().build();
+    app.paperboy([
+        "subscriber",
+        "add",
+        "kim@example.org",
+        "--interests",
+        "\"contrastive loss\"\tmemory",
+        "--confirmed",
+    ])
+    .at(NOW)
+    .run()
+    .assert_success();
+    let list = app.subscribers_json(NOW);
+    assert_eq!(list[0]["interests"], "\"contrastive loss\" memory");
+
+    for depth in [26usize, 1000] {
+        let hostile = format!("{}memory{}", "(".repeat(depth), ")".repeat(depth));
+        let started = std::time::Instant::now();
+        let out = app
+            .paperboy([
+                "subscriber",
+                "add",
+                "lee@example.org",
+                "--interests",
+                &hostile,
+                "--confirmed",
+            ])
+            .at(NOW)
+            .run();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "depth {depth} took {:?}",
+            started.elapsed()
+        );
+        assert!(!out.status.success(), "{out}");
+        assert!(
+            out.stderr.contains(&format!(
+                "the interests nest parentheses {depth} levels deep; at most 4 are allowed"
+            )),
+            "{out}"
+        );
+        assert!(out.stderr.contains("side by side"), "{out}");
+    }
+    assert_eq!(app.subscribers_json(NOW).len(), 1);
 }

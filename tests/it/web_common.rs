@@ -359,3 +359,32 @@ pub fn page_links(d: &WebDaemon, page: &Page, route: &str) -> Vec<String> {
         .map(|l| d.local(&l))
         .collect()
 }
+
+impl WebDaemon {
+    /// Sends SIGTERM and waits up to `within` for the daemon to exit: its exit status, or `None`
+    /// (then it is killed) when it ignored the signal.
+    pub fn terminate_within(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// How long a fresh connection waits for `/healthz`'s 200, or why it got none (2 s at most).
+    pub fn healthz_latency(&self) -> Result<Duration, String> {
+        let started = Instant::now();
+        match raw_get(self.port, "/healthz") {
+            Some(r) if r.starts_with("HTTP/1.1 200") => Ok(started.elapsed()),
+            Some(r) => Err(format!("answered {}", r.lines().next().unwrap_or(""))),
+            None => Err(format!("no answer within {:?}", started.elapsed())),
+        }
+    }
+}

@@ -651,3 +651,102 @@ async fn forwarded_for_counts_only_when_trusted() {
     assert_eq!(ask(&d, "203.0.113.1").await, 200);
     assert_eq!(ask(&d, "198.51.100.7").await, 429, "the header is ignored");
 }
+
+/// Issue 16: interests nested deeper than anyone writes (tantivy 0.24's grammar took time
+/// doubling with each level: about 28 s at depth 22) are refused at once with what to write
+/// instead, on every web path that reads interests, while `/healthz` keeps answering; the
+/// daemon still stops on SIGTERM afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_nesting_is_refused_and_healthz_keeps_answering() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some((_sink, _hf, app)) = setup("hostile_nesting") else {
+        return;
+    };
+    let d = Arc::new(WebDaemon::start(&app, SEND1, &[]));
+    let c = client();
+
+    // /healthz polled from another thread the whole time; each poll must answer within 2 s.
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (d, done) = (d.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            while !done.load(Ordering::Relaxed) || latencies.len() < 5 {
+                latencies.push(d.healthz_latency());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            latencies
+        })
+    };
+
+    for depth in [26usize, 1000] {
+        let hostile = format!("{}memory{}", "(".repeat(depth), ")".repeat(depth));
+        let refusal = format!("nest parentheses {depth} levels deep; at most 4 are allowed");
+
+        let preview = get(
+            &c,
+            &d.url(&format!("/preview?interests={}", encode(&hostile))),
+        )
+        .await;
+        assert_eq!(preview.status, 200, "{}", preview.body);
+        assert!(preview.body.contains(&refusal), "{}", preview.body);
+        assert!(preview.body.contains("side by side"), "{}", preview.body);
+
+        let no_js = post_form(
+            &c,
+            &d.url("/subscribe"),
+            &[
+                ("email", "hostile@example.org"),
+                ("interests", hostile.as_str()),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+        assert_eq!(no_js.status, 200);
+        assert!(no_js.body.contains(&refusal), "{}", no_js.body);
+
+        let sign_up = post_form(
+            &c,
+            &d.url("/subscribe"),
+            &[
+                ("email", "hostile@example.org"),
+                ("interests", hostile.as_str()),
+            ],
+        )
+        .await;
+        assert_eq!(sign_up.status, 422, "{}", sign_up.body);
+        assert!(sign_up.body.contains(&refusal), "{}", sign_up.body);
+    }
+    assert!(
+        subscriber_row(&app, SEND1, "hostile@example.org").is_none(),
+        "hostile interests are never stored"
+    );
+    // Nesting people write still previews.
+    let fine = get(
+        &c,
+        &d.url(&format!(
+            "/preview?interests={}",
+            encode("((contrastive OR memory) AND (loss OR batch))")
+        )),
+    )
+    .await;
+    assert!(fine.body.contains("<ol class=\"papers\">"), "{}", fine.body);
+
+    done.store(true, Ordering::Relaxed);
+    let latencies = poller.join().expect("poller");
+    for (i, latency) in latencies.iter().enumerate() {
+        match latency {
+            Ok(t) => assert!(*t < Duration::from_secs(2), "poll {i} took {t:?}"),
+            Err(e) => panic!("poll {i} of /healthz: {e}"),
+        }
+    }
+
+    let d = Arc::into_inner(d).expect("the poller let go of the daemon");
+    let status = d.terminate_within(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the daemon stops on SIGTERM: {status:?}"
+    );
+}
