@@ -4,8 +4,10 @@
 //! once (e.g. the 2,000 Inspec abstracts in ../shared/eval/inspec/docs.jsonl, read in place),
 //! makes N subscribers whose interests are 1 to 3 of the set's own keyphrases (seeded, so every
 //! run ranks the same queries), and for each one parses the interests once and ranks the day
-//! with explanations, exactly the calls planning makes. It prints the index build time, the
-//! total and per-subscriber ranking time, the picks made and the peak memory (VmHWM).
+//! with explanations, with the calls planning makes (`CandidateIndex::profile`, then
+//! `rank_profile` with the floor and the trending weight, as `jobs::plan::Candidates::digest`
+//! does). It prints the index build time, the total and per-subscriber ranking time, the picks
+//! made and the peak memory (VmHWM).
 //!
 //! What it is not for: the database. Reading subscribers and writing deliveries are the
 //! store's cost and are not measured here.
@@ -13,11 +15,12 @@
 //! ```sh
 //! cargo run --release --example plan_bench -- ../shared/eval/inspec/docs.jsonl 100000 2
 //! ```
-//! Arguments: DOCS [SUBSCRIBERS=100000] [THREADS=1] [MIN_SCORE=1.0] [MAX_PAPERS=10].
-//! It uses only `CandidateIndex::build`, `parse_interests` and `rank`, so the same file runs
-//! against older versions of the crate for a before/after comparison.
+//! Arguments: DOCS [SUBSCRIBERS=100000] [THREADS=1] [MIN_SCORE=1.0] [MAX_PAPERS=10]
+//! [TRENDING_WEIGHT=1.0]. It names no profile type (the empty profile is `Default::default()`),
+//! so the same file runs against versions of the crate whose profile types had other names, for
+//! a before/after comparison.
 
-use paperboy::matching::CandidateIndex;
+use paperboy::matching::{Blend, CandidateIndex};
 use paperboy::model::{Paper, PaperId, PaperLinks};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -40,7 +43,10 @@ struct Doc {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.first() else {
-        eprintln!("usage: plan_bench DOCS.jsonl [SUBSCRIBERS] [THREADS] [MIN_SCORE] [MAX_PAPERS]");
+        eprintln!(
+            "usage: plan_bench DOCS.jsonl [SUBSCRIBERS] [THREADS] [MIN_SCORE] [MAX_PAPERS] \
+             [TRENDING_WEIGHT]"
+        );
         std::process::exit(2);
     };
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or(default.to_string());
@@ -48,6 +54,10 @@ fn main() {
     let threads: usize = arg(2, "1").parse().expect("THREADS is a number");
     let min_score: f32 = arg(3, "1.0").parse().expect("MIN_SCORE is a number");
     let max_papers: usize = arg(4, "10").parse().expect("MAX_PAPERS is a number");
+    let blend = Blend {
+        min_score,
+        trending_weight: arg(5, "1.0").parse().expect("TRENDING_WEIGHT is a number"),
+    };
 
     let text = std::fs::read_to_string(path).expect("DOCS can be read");
     let docs: Vec<Doc> = text
@@ -111,13 +121,15 @@ fn main() {
         let handles: Vec<_> = interests
             .chunks(chunk)
             .map(|part| {
-                let index = &index;
+                let (index, blend) = (&index, &blend);
                 s.spawn(move || {
                     let mut picked = 0;
                     for q in part {
-                        let query = index.parse_interests(q).expect("interests parse");
+                        let profile = index
+                            .profile(Some(q), &Default::default())
+                            .expect("interests parse");
                         picked += index
-                            .rank(&*query, |_| true, max_papers, min_score)
+                            .rank_profile(&profile, blend, |_| true, max_papers)
                             .expect("ranking works")
                             .len();
                     }

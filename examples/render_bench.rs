@@ -25,7 +25,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use paperboy::digest::{DigestPaper, DigestRenderer, DigestView};
 use paperboy::links::{Claims, Purpose, Signer};
 use paperboy::mail::{DigestMessage, build_digest_message};
-use paperboy::matching::CandidateIndex;
+use paperboy::matching::{Blend, CandidateIndex};
 use paperboy::model::EmailAddress;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -91,9 +91,12 @@ fn main() {
     let picks: Vec<Vec<DigestPaper>> = interests
         .iter()
         .map(|interests| {
-            let query = index.parse_interests(interests).expect("interests parse");
+            // As planning ranks (without its trending boost); `Default` is the empty profile.
+            let profile = index
+                .profile(Some(interests), &Default::default())
+                .expect("interests parse");
             index
-                .rank(query.as_ref(), |_| true, 10, 1.0)
+                .rank_profile(&profile, &Blend::floor(1.0), |_| true, 10)
                 .expect("ranking works")
                 .into_iter()
                 .enumerate()

@@ -3,7 +3,8 @@
 # missing, builds once, runs every test target on SQLite and then again on PostgreSQL.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh digest_flow     # extra arguments go to the test runner (a filter, ...)
+#   scripts/test.sh digest_flow::   # extra arguments go to the test runner (a filter, ...);
+#                                   # integration tests are named <area>::<test> (tests/it/)
 #
 # Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy,
 # Chromium with chromedriver; it starts PostgreSQL when installed.
@@ -53,14 +54,14 @@ else
     say "PostgreSQL is not installed; tests that need it will say so"
 fi
 
-# dkimpy (with PyNaCl for Ed25519): the independent DKIM verifier of tests/delivery_dkim.rs.
+# dkimpy (with PyNaCl for Ed25519): the independent DKIM verifier of tests/it/delivery_dkim.rs.
 if ! python3 -c "import dkim, nacl" >/dev/null 2>&1; then
     say "installing dkimpy for the DKIM test"
     python3 -m pip install --quiet 'dkimpy[ed25519]' \
         || say "could not install dkimpy; the DKIM test will say so"
 fi
 
-# Headless Chromium and chromedriver: the real browser of tests/browser.rs (Debian packages).
+# Headless Chromium and chromedriver: the real browser of tests/it/browser.rs (Debian packages).
 if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing chromium and chromium-driver for the browser test"
@@ -75,7 +76,7 @@ say "building (all targets)"
 cargo build --all-targets
 
 # Two passes over the same build: every test on SQLite, then every test again with each
-# harness on a fresh PostgreSQL database (PAPERBOY_TEST_DATABASE=postgres; tests/common).
+# harness on a fresh PostgreSQL database (PAPERBOY_TEST_DATABASE=postgres; tests/it/common.rs).
 postgres_up() {
     command -v psql >/dev/null 2>&1 \
         && psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1' >/dev/null 2>&1

@@ -11,7 +11,7 @@
 //! What it is not for: tuning. The figures come from whatever `matching` and the configuration
 //! do; nothing here adjusts per query. It does no network or database I/O, only reads two files.
 
-use crate::matching::{Blend, CandidateIndex, ProfileInput};
+use crate::matching::{Blend, CandidateIndex, ProfileSignals};
 use crate::model::{Paper, PaperId, PaperLinks};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -172,7 +172,7 @@ pub fn evaluate(
     let mut unparsed = Vec::new();
     let blend = Blend::floor(min_score);
     for (query, relevant) in qrels {
-        let answer = match ours.profile(Some(query), &ProfileInput::default()) {
+        let answer = match ours.profile(Some(query), &ProfileSignals::default()) {
             Ok(profile) => {
                 let full = ours
                     .rank_profile(&profile, &Blend::floor(0.0), |_| true, RANK_DEPTH)

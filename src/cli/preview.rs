@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use paperboy::config::Settings;
 use paperboy::digest::{DigestPaper, DigestView};
-use paperboy::jobs::plan::{Candidates, window_start};
+use paperboy::jobs::plan::Candidates;
 use paperboy::model::EmailAddress;
 use std::process::ExitCode;
 
@@ -35,11 +35,7 @@ pub async fn run(
     let now = app.clock.now();
     let date = now.with_timezone(&subscriber.timezone.0).date_naive();
     let candidates = Candidates::load(&app, now).await?;
-    let start = window_start(&app, &subscriber, candidates.oldest).await?;
-    let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-    let picks = candidates
-        .rank_subscriber(&app, &subscriber, start, &delivered)
-        .await?;
+    let picks = candidates.digest_for(&app, &subscriber, date).await?;
     let papers: Vec<_> = picks
         .into_iter()
         .enumerate()

@@ -4,7 +4,7 @@ use paperboy::config::Settings;
 use paperboy::delivery::{SendOptions, send_due, worker_id};
 use paperboy::digest::{DigestPaper, DigestView};
 use paperboy::jobs::App;
-use paperboy::jobs::plan::{Candidates, PlanMode, due_date, plan, window_start};
+use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, due_page, plan};
 use paperboy::mail::Mailer;
 use paperboy::shutdown::Shutdown;
 use std::process::ExitCode;
@@ -138,71 +138,65 @@ async fn dry_run_send(
     let mailer = Mailer::to_dir(dir);
     let candidates = Candidates::load(app, now).await?;
     let mut written = 0;
-    for row in app.store.active_subscribers().await? {
-        if shutdown.requested() {
-            println!("stopped on request; nothing was recorded, so run the same command again");
-            break;
-        }
-        let Ok(subscriber) = row.parse() else {
-            continue;
-        };
-        let Some(date) = due_date(&subscriber, now, mode) else {
-            continue;
-        };
-        if app.store.has_delivery(subscriber.id, date).await? {
-            continue;
-        }
-        let start = window_start(app, &subscriber, candidates.oldest).await?;
-        let delivered = app.store.delivered_paper_ids(subscriber.id, start).await?;
-        let picks = match candidates
-            .rank_subscriber(app, &subscriber, start, &delivered)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("warning: subscriber {}: {e}", subscriber.id);
+    // The planner's own reading and ranking, page by page; nothing is recorded.
+    let (mut after, mut report) = (0, PlanReport::default());
+    'pages: while let Some((last, page)) =
+        due_page(app, after, now, mode, candidates.oldest, &mut report).await?
+    {
+        after = last;
+        for due in page {
+            if shutdown.requested() {
+                println!("stopped on request; nothing was recorded, so run the same command again");
+                break 'pages;
+            }
+            let (subscriber, date) = (&due.subscriber, due.date);
+            let picks = match candidates.digest(&due.recipient) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("warning: subscriber {}: {e}", subscriber.id);
+                    continue;
+                }
+            };
+            if picks.is_empty() {
                 continue;
             }
-        };
-        if picks.is_empty() {
-            continue;
+            let papers = picks
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    DigestPaper::new(
+                        &candidates.papers[p.index].paper,
+                        i as u32 + 1,
+                        p.score,
+                        p.explanation,
+                    )
+                })
+                .collect();
+            let view = DigestView::new(
+                &app.signer,
+                &app.settings.web.base_url,
+                subscriber,
+                date,
+                papers,
+                None,
+            );
+            let rendered = app.renderer.render(&view)?;
+            let key = format!("dry-run.{date}.{}", subscriber.id);
+            let message = paperboy::mail::build_digest_message(
+                &app.settings.mail.from,
+                &paperboy::mail::DigestMessage {
+                    to: subscriber.email.clone(),
+                    message_key: key.clone(),
+                    subject: rendered.subject,
+                    text: rendered.text,
+                    html: rendered.html,
+                    unsubscribe_url: view.unsubscribe_url.clone(),
+                    date: now,
+                },
+            )?;
+            mailer.send(&message, &key).await?;
+            written += 1;
         }
-        let papers = picks
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                DigestPaper::new(
-                    &candidates.papers[p.index].paper,
-                    i as u32 + 1,
-                    p.score,
-                    p.explanation,
-                )
-            })
-            .collect();
-        let view = DigestView::new(
-            &app.signer,
-            &app.settings.web.base_url,
-            &subscriber,
-            date,
-            papers,
-            None,
-        );
-        let rendered = app.renderer.render(&view)?;
-        let key = format!("dry-run.{date}.{}", subscriber.id);
-        let message = paperboy::mail::build_digest_message(
-            &app.settings.mail.from,
-            &paperboy::mail::DigestMessage {
-                to: subscriber.email.clone(),
-                message_key: key.clone(),
-                subject: rendered.subject,
-                text: rendered.text,
-                html: rendered.html,
-                unsubscribe_url: view.unsubscribe_url.clone(),
-                date: now,
-            },
-        )?;
-        mailer.send(&message, &key).await?;
-        written += 1;
     }
     println!(
         "wrote {written} digests to {} (nothing was sent or recorded)",

@@ -330,7 +330,7 @@ fn profile_from_flags(
     categories: Vec<String>,
     category_mode: &str,
     like: Vec<String>,
-) -> anyhow::Result<paperboy::store::ProfileRow> {
+) -> anyhow::Result<paperboy::model::Profile> {
     paperboy::model::Profile::parse(authors, categories, category_mode, like).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()

@@ -20,7 +20,7 @@ use paperboy::model::{
     TimeZoneName, split_list,
 };
 use paperboy::shutdown::Shutdown;
-use paperboy::store::{NewSubscriber, ProfileRow, SubscriberRow};
+use paperboy::store::{NewSubscriber, SubscriberRow};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -224,7 +224,7 @@ pub async fn import(
     let span = tracing::info_span!("subscriber_import", file = %file.display(), rows = good);
     let _enter = span.enter();
     let mut reader = source.reader()?;
-    let mut batch: Vec<(NewSubscriber, ProfileRow)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(NewSubscriber, Profile)> = Vec::with_capacity(BATCH);
     loop {
         let more = match reader.read_record(&mut record) {
             Ok(more) => more,
@@ -302,7 +302,7 @@ impl Row<'_> {
 }
 
 /// One row as domain types, or what is wrong with it (naming the column).
-fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, ProfileRow), String> {
+fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, Profile), String> {
     let cell = |name: &str| row.cell(name);
     let bad = |column: &str, e: &dyn std::fmt::Display| format!("{column} `{}`: {e}", cell(column));
     let email = EmailAddress::parse(cell("email")).map_err(|e| bad("email", &e))?;
@@ -406,7 +406,7 @@ pub async fn export(settings: Settings, output: Option<&Path>) -> anyhow::Result
 fn write_row<W: Write>(
     w: &mut csv::Writer<W>,
     r: SubscriberRow,
-    profile: ProfileRow,
+    profile: Profile,
 ) -> anyhow::Result<()> {
     w.write_record([
         r.email,

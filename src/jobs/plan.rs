@@ -7,6 +7,12 @@
 //! above the relevance floor, at most their maximum. The delivery and its papers are written in
 //! one transaction; planning the same date twice is a no-op thanks to the unique key.
 //!
+//! One decision, one place: [`Candidates::digest`] decides what a digest holds, for the planner
+//! and for everything that shows a digest before it is planned (`paperboy preview`,
+//! `send --dry-run`, the live preview). What it ranks for a subscriber is assembled in one place
+//! too ([`due_page`], or [`Candidates::digest_for`] for one subscriber, both through
+//! `recipients`), from the store's page reads (`store::planning`).
+//!
 //! The daemon plans as the holder of the leader lease ([`plan_as_leader`]): each write batch
 //! checks the lease's generation in its transaction, so an instance that lost the lease (it
 //! was paused past its expiry and another took over) stops instead of planning a second time.
@@ -14,11 +20,13 @@
 //! a second planning of the same date harmless.
 
 use super::App;
-use crate::matching::{Blend, CandidateIndex, Pick, ProfileInput};
-use crate::model::{DigestDate, Subscriber};
-use crate::store::{LeaderFence, PlannedDelivery, PlannedPaper, StoreError, StoredPaper};
+use crate::matching::{Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals};
+use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
+use crate::store::{
+    LeaderFence, PageHistory, PlannedDelivery, PlannedPaper, StoreError, StoredPaper,
+};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -42,15 +50,57 @@ pub struct PlanReport {
     pub bad_rows: usize,
 }
 
-/// The papers a planning run chooses from, indexed once for every subscriber.
+/// The papers a planning run chooses from, indexed once for every subscriber, and how they are
+/// weighed.
 pub struct Candidates {
     pub papers: Vec<StoredPaper>,
     pub index: CandidateIndex,
     /// Papers first seen before this are too old for any digest.
     pub oldest: DateTime<Utc>,
+    /// The relevance floor and the trending weight (`[matching]`), the same for every digest.
+    pub blend: Blend,
     /// Paper id → position in `papers`, to turn a subscriber's known papers into positions
     /// once instead of hashing every candidate's id for every subscriber.
-    positions: std::collections::HashMap<String, usize>,
+    positions: HashMap<String, usize>,
+}
+
+/// Whom a digest is for, as ranking reads them.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub interests: Interests,
+    /// The most papers their digest holds.
+    pub max_papers: MaxPapers,
+    /// Only papers first seen since then: their previous digest's planning, at most
+    /// `digest.max_age_days` back.
+    pub window_start: DateTime<Utc>,
+    /// Papers they already have, and the example papers they gave: never sent (again).
+    pub known: HashSet<String>,
+    pub signals: ProfileSignals,
+}
+
+impl Recipient {
+    /// Someone who just signed up with `interests`: no profile, no votes, nothing sent yet.
+    /// What the live preview ranks for.
+    pub fn newcomer(
+        interests: Interests,
+        max_papers: MaxPapers,
+        candidates: &Candidates,
+    ) -> Recipient {
+        Recipient {
+            interests,
+            max_papers,
+            window_start: candidates.oldest,
+            known: HashSet::new(),
+            signals: ProfileSignals::default(),
+        }
+    }
+}
+
+/// A subscriber due a digest on their local `date`, and what ranking reads about them.
+pub struct Due {
+    pub subscriber: Subscriber,
+    pub date: DigestDate,
+    pub recipient: Recipient,
 }
 
 impl Candidates {
@@ -64,101 +114,77 @@ impl Candidates {
             // With a clock set back (PAPERBOY_NOW), papers "from the future" are not yet seen.
             .filter(|p| p.first_seen_at <= now)
             .collect();
-        // Indexing is CPU work: off the runtime's threads, which serve the web meanwhile.
-        let (papers, index) = tokio::task::spawn_blocking(move || {
-            let index = CandidateIndex::build(papers.iter().map(|p| &p.paper));
-            (papers, index)
-        })
-        .await
-        .map_err(|e| PlanError::Matching(e.to_string()))?;
-        let index = index.map_err(|e| PlanError::Matching(e.to_string()))?;
-        let positions = papers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.paper.id.to_string(), i))
-            .collect();
-        Ok(Candidates {
-            papers,
-            index,
-            oldest,
-            positions,
-        })
-    }
-
-    /// The papers `subscriber` would get now, with their stored profile (followed authors,
-    /// categories, example papers, feedback votes) and the configured floor and trending weight.
-    pub async fn rank_subscriber(
-        &self,
-        app: &App,
-        subscriber: &Subscriber,
-        window_start: DateTime<Utc>,
-        delivered: &HashSet<String>,
-    ) -> Result<Vec<Pick>, PlanError> {
-        let (profile, examples) = load_profile(app, subscriber).await?;
         let blend = Blend {
             min_score: app.settings.matching.min_score,
             trending_weight: app.settings.matching.trending_weight,
         };
-        if examples.is_empty() {
-            return self.rank_for(subscriber, &profile, window_start, delivered, &blend);
-        }
-        // The example papers are what the subscriber already knows: never send them back.
-        let mut known = delivered.clone();
-        known.extend(examples);
-        self.rank_for(subscriber, &profile, window_start, &known, &blend)
+        // Indexing is CPU work: off the runtime's threads, which serve the web meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let index = CandidateIndex::build(papers.iter().map(|p| &p.paper))
+                .map_err(|e| PlanError::Matching(e.to_string()))?;
+            let positions = papers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.paper.id.to_string(), i))
+                .collect();
+            Ok(Candidates {
+                papers,
+                index,
+                oldest,
+                blend,
+                positions,
+            })
+        })
+        .await
+        .map_err(|e| PlanError::Matching(e.to_string()))?
     }
 
-    /// The papers `subscriber` would get now: first seen since `window_start`, not in
-    /// `delivered`, ranked for their interests and `profile`, above the floor, at most their
-    /// maximum. The interests are parsed once here, not per paper.
-    pub fn rank_for(
-        &self,
-        subscriber: &Subscriber,
-        profile: &ProfileInput,
-        window_start: DateTime<Utc>,
-        delivered: &HashSet<String>,
-        blend: &Blend,
-    ) -> Result<Vec<Pick>, PlanError> {
-        let parsed = self
+    /// What `recipient`'s digest holds: the papers first seen since their window start that
+    /// they do not have, ranked for their interests and profile signals (the floor on
+    /// relevance, then the trending boost), at most their maximum, each with its explanation.
+    ///
+    /// The one decision of what a subscriber gets: the planner, `paperboy preview`,
+    /// `send --dry-run` and the live preview all rank through here.
+    pub fn digest(&self, recipient: &Recipient) -> Result<Vec<Pick>, PlanError> {
+        let profile = self
             .index
-            .profile(Some(subscriber.interests.as_str()), profile)
-            .map_err(|e| PlanError::Interests(e.to_string()))?;
+            .profile(Some(recipient.interests.as_str()), &recipient.signals)?;
         let mut known = vec![false; self.papers.len()];
-        for id in delivered {
+        for id in &recipient.known {
             if let Some(&i) = self.positions.get(id) {
                 known[i] = true;
             }
         }
         self.index
             .rank_profile(
-                &parsed,
-                blend,
-                |i| !known[i] && self.papers[i].first_seen_at >= window_start,
-                subscriber.max_papers.get() as usize,
+                &profile,
+                &self.blend,
+                |i| !known[i] && self.papers[i].first_seen_at >= recipient.window_start,
+                recipient.max_papers.get() as usize,
             )
             .map_err(|e| PlanError::Matching(e.to_string()))
     }
-}
 
-/// A subscriber's stored profile and the texts of the papers they liked, disliked or gave as
-/// examples, ready for `matching`; and the example papers' ids.
-pub async fn load_profile(
-    app: &App,
-    subscriber: &Subscriber,
-) -> Result<(ProfileInput, Vec<String>), StoreError> {
-    let row = app.store.profile(subscriber.id).await?;
-    let texts = app
-        .store
-        .profile_texts(subscriber.id, &row.examples)
-        .await?;
-    let input = ProfileInput {
-        authors: row.authors,
-        categories: row.categories,
-        category_mode: row.category_mode,
-        liked: texts.liked,
-        disliked: texts.disliked,
-    };
-    Ok((input, row.examples))
+    /// What `subscriber`'s digest for `date` would hold if planned now, recorded nowhere
+    /// (`paperboy preview`): read with the planner's statements over a page of one, ranked by
+    /// [`Candidates::digest`].
+    pub async fn digest_for(
+        &self,
+        app: &App,
+        subscriber: &Subscriber,
+        date: DigestDate,
+    ) -> Result<Vec<Pick>, PlanError> {
+        let id = subscriber.id.0;
+        let history = app
+            .store
+            .page_history(id - 1, id, date, self.oldest)
+            .await?;
+        let due = recipients(app, vec![(subscriber.clone(), date)], history, self.oldest).await?;
+        match due.first() {
+            Some(due) => self.digest(&due.recipient),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,8 +193,8 @@ pub enum PlanError {
     Store(#[from] StoreError),
     #[error("matching failed: {0}")]
     Matching(String),
-    #[error("{0}")]
-    Interests(String),
+    #[error(transparent)]
+    Interests(#[from] InterestsSyntaxError),
 }
 
 /// The local date for `subscriber` at `now`, if a digest is due then.
@@ -182,19 +208,6 @@ pub fn due_date(subscriber: &Subscriber, now: DateTime<Utc>, mode: PlanMode) -> 
         return None;
     }
     Some(date)
-}
-
-/// Where this subscriber's next digest starts: their previous digest, at most the maximum age.
-pub async fn window_start(
-    app: &App,
-    subscriber: &Subscriber,
-    oldest: DateTime<Utc>,
-) -> Result<DateTime<Utc>, StoreError> {
-    Ok(app
-        .store
-        .last_planned_at(subscriber.id)
-        .await?
-        .map_or(oldest, |last| last.max(oldest)))
 }
 
 pub async fn plan(app: &App, mode: PlanMode) -> Result<PlanReport, PlanError> {
@@ -220,20 +233,6 @@ pub async fn plan_as_leader(
 /// and one page is read while the previous one is ranked and the one before is written.
 const PAGE_SIZE: u32 = 2_000;
 
-/// One page of due subscribers with what planning knows about them, ready to rank.
-struct DuePage {
-    subscribers: Vec<DueSubscriber>,
-}
-
-struct DueSubscriber {
-    subscriber: Subscriber,
-    date: DigestDate,
-    window_start: DateTime<Utc>,
-    /// Papers they already have, and the example papers they gave: never sent (again).
-    known: HashSet<String>,
-    profile: ProfileInput,
-}
-
 /// What a page of ranking produced: the deliveries to write, and the subscribers whose
 /// interests no longer parse (counted, logged, skipped).
 struct RankedPage {
@@ -242,15 +241,17 @@ struct RankedPage {
 }
 
 /// Reads the next page of active subscribers after `after` and keeps those due now without a
-/// delivery for their date, with their history and profile. `None` when no subscriber is left.
-async fn read_page(
+/// delivery for their date, with what ranking reads about them. `None` when no subscriber is
+/// left; otherwise the page's last id (where the next page starts) and its due subscribers.
+/// The planner reads through this, and so does `send --dry-run`.
+pub async fn due_page(
     app: &App,
     after: i64,
     now: DateTime<Utc>,
     mode: PlanMode,
     oldest: DateTime<Utc>,
     report: &mut PlanReport,
-) -> Result<Option<(i64, DuePage)>, PlanError> {
+) -> Result<Option<(i64, Vec<Due>)>, PlanError> {
     let rows = app.store.active_subscribers_after(after, PAGE_SIZE).await?;
     let Some(last) = rows.last().map(|r| r.id) else {
         return Ok(None);
@@ -270,20 +271,26 @@ async fn read_page(
         }
     }
     let Some(first_date) = due.iter().map(|(_, d)| *d).min() else {
-        return Ok(Some((
-            last,
-            DuePage {
-                subscribers: Vec::new(),
-            },
-        )));
+        return Ok(Some((last, Vec::new())));
     };
-    let mut history = app
+    let history = app
         .store
         .page_history(after, last, first_date, oldest)
         .await?;
     due.retain(|(s, d)| !history.planned_dates.contains(&(s.id.0, d.to_string())));
+    Ok(Some((last, recipients(app, due, history, oldest).await?)))
+}
 
-    // Example papers of the whole page in one read.
+/// The one assembly from a page's rows (`history`, read for ids covering every subscriber in
+/// `due`) to what ranking reads: the window since their previous digest, the papers they
+/// already have, and their profile signals ([`ProfileSignals::new`]). Reads the page's example
+/// papers in one statement.
+async fn recipients(
+    app: &App,
+    due: Vec<(Subscriber, DigestDate)>,
+    mut history: PageHistory,
+    oldest: DateTime<Utc>,
+) -> Result<Vec<Due>, PlanError> {
     let mut example_ids: Vec<String> = due
         .iter()
         .filter_map(|(s, _)| history.profiles.get(&s.id.0))
@@ -291,25 +298,21 @@ async fn read_page(
         .collect();
     example_ids.sort_unstable();
     example_ids.dedup();
-    let example_texts: std::collections::HashMap<String, String> = if example_ids.is_empty() {
-        Default::default()
+    let examples: HashMap<String, Paper> = if example_ids.is_empty() {
+        HashMap::new()
     } else {
         app.store
             .papers_by_ids(&example_ids)
             .await?
             .into_iter()
-            .map(|p| {
-                let text = format!("{}\n{}", p.paper.title, p.paper.abstract_text);
-                (p.paper.id.to_string(), text)
-            })
+            .map(|p| (p.paper.id.to_string(), p.paper))
             .collect()
     };
-
-    let subscribers = due
+    Ok(due
         .into_iter()
         .map(|(subscriber, date)| {
             let id = subscriber.id.0;
-            let start = history
+            let window_start = history
                 .last_planned
                 .get(&id)
                 .map_or(oldest, |last| (*last).max(oldest));
@@ -318,49 +321,44 @@ async fn read_page(
                 .remove(&id)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(_, seen)| *seen >= start)
+                .filter(|(_, seen)| *seen >= window_start)
                 .map(|(paper, _)| paper)
                 .collect();
-            let row = history.profiles.remove(&id).unwrap_or_default();
-            let mut liked = Vec::new();
-            let mut disliked = Vec::new();
-            for (vote, text) in history.votes.remove(&id).unwrap_or_default() {
-                if vote > 0 {
-                    liked.push(text);
-                } else {
-                    disliked.push(text);
-                }
-            }
-            liked.extend(
-                row.examples
+            let stated = history.profiles.remove(&id).unwrap_or_default();
+            let liked_examples: Vec<&Paper> = stated
+                .examples
+                .iter()
+                .filter_map(|e| examples.get(e))
+                .collect();
+            known.extend(stated.examples.iter().cloned());
+            let votes = history.votes.remove(&id).unwrap_or_default();
+            let signals = ProfileSignals::new(
+                stated,
+                votes
                     .iter()
-                    .filter_map(|e| example_texts.get(e).cloned()),
+                    .map(|v| (v.vote, v.title.as_str(), v.abstract_text.as_str())),
+                liked_examples,
             );
-            known.extend(row.examples.iter().cloned());
-            DueSubscriber {
+            Due {
+                recipient: Recipient {
+                    interests: subscriber.interests.clone(),
+                    max_papers: subscriber.max_papers,
+                    window_start,
+                    known,
+                    signals,
+                },
                 subscriber,
                 date,
-                window_start: start,
-                known,
-                profile: ProfileInput {
-                    authors: row.authors,
-                    categories: row.categories,
-                    category_mode: row.category_mode,
-                    liked,
-                    disliked,
-                },
             }
         })
-        .collect();
-    Ok(Some((last, DuePage { subscribers })))
+        .collect())
 }
 
-/// Ranks a page on every core: the page is cut into one chunk per core, each ranked on a
-/// blocking thread against the shared, read-only candidate index.
+/// Ranks a page on every core: the page is cut into slices, each ranked on a blocking thread
+/// against the shared, read-only candidate index.
 async fn rank_page(
     candidates: Arc<Candidates>,
-    page: DuePage,
-    blend: Blend,
+    page: Vec<Due>,
     now: DateTime<Utc>,
 ) -> Result<RankedPage, PlanError> {
     // One worker per core, each taking the next small slice of the page until none is left.
@@ -368,7 +366,7 @@ async fn rank_page(
     // share that had to make room for it finished last while the other core stood idle.
     const SLICE: usize = 64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let subscribers = Arc::new(page.subscribers);
+    let subscribers = Arc::new(page);
     let cursor = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..cores.min(subscribers.len().div_ceil(SLICE)).max(1))
         .map(|_| {
@@ -382,7 +380,7 @@ async fn rank_page(
                         return Ok(done);
                     }
                     let slice = &subscribers[start..(start + SLICE).min(subscribers.len())];
-                    done.push((start, rank_chunk(&candidates, slice, &blend, now)?));
+                    done.push((start, rank_chunk(&candidates, slice, now)?));
                 }
             })
         })
@@ -409,8 +407,7 @@ async fn rank_page(
 
 fn rank_chunk(
     candidates: &Candidates,
-    subscribers: &[DueSubscriber],
-    blend: &Blend,
+    subscribers: &[Due],
     now: DateTime<Utc>,
 ) -> Result<RankedPage, PlanError> {
     let mut out = RankedPage {
@@ -418,13 +415,7 @@ fn rank_chunk(
         bad_rows: 0,
     };
     for due in subscribers {
-        let picks = match candidates.rank_for(
-            &due.subscriber,
-            &due.profile,
-            due.window_start,
-            &due.known,
-            blend,
-        ) {
+        let picks = match candidates.digest(&due.recipient) {
             Ok(p) => p,
             Err(PlanError::Interests(e)) => {
                 warn!(subscriber = %due.subscriber.id, error = %e, "skipping a subscriber whose interests do not parse");
@@ -487,20 +478,16 @@ async fn plan_at(
 ) -> Result<PlanReport, PlanError> {
     let mut report = PlanReport::default();
     let oldest = now - Duration::days(i64::from(app.settings.digest.max_age_days));
-    let blend = Blend {
-        min_score: app.settings.matching.min_score,
-        trending_weight: app.settings.matching.trending_weight,
-    };
     let started = std::time::Instant::now();
     let mut timings = PlanTimings::default();
     // Built when the first due subscriber turns up: a run with nobody due reads no papers.
     let mut candidates: Option<Arc<Candidates>> = None;
     let mut writing: Option<tokio::task::JoinHandle<Result<PlanReport, PlanError>>> = None;
-    let mut next = read_page(app, 0, now, mode, oldest, &mut report).await?;
+    let mut next = due_page(app, 0, now, mode, oldest, &mut report).await?;
     while let Some((last, page)) = next {
-        report.due += page.subscribers.len();
-        if page.subscribers.is_empty() {
-            next = read_page(app, last, now, mode, oldest, &mut report).await?;
+        report.due += page.len();
+        if page.is_empty() {
+            next = due_page(app, last, now, mode, oldest, &mut report).await?;
             continue;
         }
         let index = match &candidates {
@@ -516,10 +503,10 @@ async fn plan_at(
         // written by its own task).
         let mut page_report = PlanReport::default();
         let (ranked, following) = tokio::join!(
-            timed(&mut timings.rank, rank_page(index, page, blend, now)),
+            timed(&mut timings.rank, rank_page(index, page, now)),
             timed(
                 &mut timings.read,
-                read_page(app, last, now, mode, oldest, &mut page_report)
+                due_page(app, last, now, mode, oldest, &mut page_report)
             )
         );
         let ranked = ranked?;

@@ -29,8 +29,7 @@ pub use deliveries::{
 pub use health::SourceState;
 pub use leader::LeaderFence;
 pub use papers::{PaperSource, SourceListing, StoredPaper, UpsertCounts};
-pub use planning::{PageHistory, PlanOutcome};
-pub use profile::{ProfileRow, ProfileTexts};
+pub use planning::{PageHistory, PlanOutcome, VotedPaper};
 pub use sources::{SourceRun, SourceStatus};
 pub use subscribers::{ImportCounts, NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};

@@ -2,9 +2,10 @@
 //! to know about a page read with a handful of range queries, and a page of deliveries written
 //! in one transaction.
 //!
-//! What it is for: `jobs::plan` over 100,000 subscribers without 100,000 × 6 round trips (the
-//! per-subscriber statements in `deliveries.rs` and `profile.rs` serve the preview and the CLI,
-//! which look at one subscriber). What it is not for: deciding who is due or what to send.
+//! What it is for: `jobs::plan` over 100,000 subscribers without 100,000 × 6 round trips; one
+//! subscriber (`paperboy preview`) is read as a page of one, with the same statements. What it
+//! is not for: deciding who is due or what to send, or what a vote means for ranking
+//! (`matching::ProfileSignals`).
 //!
 //! Pages are ranges of subscriber ids (`after < id <= last`), so each per-page read is one
 //! range scan on an index whose first column is `subscriber_id`, whatever the page holds.
@@ -14,11 +15,11 @@ use super::leader::check_fence;
 use super::{
     LeaderFence, PlannedDelivery, Store, StoreError, SubscriberRow, from_ms, on_pool, to_ms,
 };
-use crate::model::DigestDate;
+use crate::model::{DigestDate, Profile};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
-/// At most this many feedback votes per subscriber count (the newest), as in `profile_texts`.
+/// At most this many feedback votes per subscriber count (the newest).
 const VOTES_PER_SUBSCRIBER: usize = 200;
 /// Rows per multi-row `INSERT`. (Its parameters are anonymous on SQLite, see
 /// [`dialect::value_rows`]: with numbered ones binding 500 rows × 6 took longer than inserting.)
@@ -34,20 +35,24 @@ pub struct PageHistory {
     /// Papers first seen at or after `since` already sent to each subscriber, with the time
     /// each paper was first seen (each subscriber's own window starts later or at `since`).
     pub delivered: HashMap<i64, Vec<(String, DateTime<Utc>)>>,
-    /// Stored profiles: authors, categories, category mode, examples (JSON lists as stored).
-    pub profiles: HashMap<i64, super::ProfileRow>,
-    /// Title + abstract of the papers each subscriber voted on, newest first: (vote, text).
-    pub votes: HashMap<i64, Vec<(i64, String)>>,
+    /// Stated profiles: authors, categories, category mode, examples.
+    pub profiles: HashMap<i64, Profile>,
+    /// The papers each subscriber voted on, newest first.
+    pub votes: HashMap<i64, Vec<VotedPaper>>,
+}
+
+/// A paper a subscriber voted on in a digest.
+#[derive(Debug)]
+pub struct VotedPaper {
+    /// As stored: 1 for "more like this", -1 for "less like this".
+    pub vote: i64,
+    pub title: String,
+    pub abstract_text: String,
 }
 
 /// One delivery of a page after writing: its id, or `None` when the subscriber already had one
 /// for that date or one of its papers was already theirs (nothing of it is kept).
 pub type PlanOutcome = Option<i64>;
-
-fn list(json: &str) -> Vec<String> {
-    // As in `profile.rs`: a hand-edited row that is not a JSON list counts as empty.
-    serde_json::from_str(json).unwrap_or_default()
-}
 
 impl Store {
     /// Up to `limit` active subscribers with an id above `after`, by id: one page of planning.
@@ -115,25 +120,7 @@ impl Store {
                 .push((paper, from_ms(seen)));
         }
 
-        let profiles: Vec<(i64, String, String, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT subscriber_id, authors, categories, category_mode, examples
-             FROM subscriber_profiles WHERE subscriber_id > $1 AND subscriber_id <= $2",
-        )
-        .bind(after)
-        .bind(last)
-        .fetch_all(p)
-        .await)?;
-        for (s, authors, categories, mode, examples) in profiles {
-            h.profiles.insert(
-                s,
-                super::ProfileRow {
-                    authors: list(&authors),
-                    categories: list(&categories),
-                    category_mode: crate::model::CategoryMode::from_stored(&mode),
-                    examples: list(&examples),
-                },
-            );
-        }
+        h.profiles = self.profiles_between(after, last).await?;
 
         let votes: Vec<(i64, i64, String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT f.subscriber_id, f.vote, p.title, p.abstract FROM feedback f
@@ -145,19 +132,24 @@ impl Store {
         .bind(last)
         .fetch_all(p)
         .await)?;
-        for (s, vote, title, abs) in votes {
+        for (s, vote, title, abstract_text) in votes {
             let list = h.votes.entry(s).or_default();
             if list.len() < VOTES_PER_SUBSCRIBER {
-                list.push((vote, format!("{title}\n{abs}")));
+                list.push(VotedPaper {
+                    vote,
+                    title,
+                    abstract_text,
+                });
             }
         }
         Ok(h)
     }
 
     /// Writes a page of deliveries and their papers in one transaction, with multi-row
-    /// inserts. Returns, per delivery in order, its id or `None`, with the same rules as
-    /// [`Store::plan_delivery`]: a subscriber who already has a delivery for that date keeps
-    /// it, and a delivery one of whose papers they already have is not written at all.
+    /// inserts. Returns, per delivery in order, its id or `None`: a subscriber who already has
+    /// a delivery for that date keeps it (planning twice is harmless), and a delivery one of
+    /// whose papers they already have is not written at all ("no paper twice"; the next run
+    /// plans it again without that paper).
     ///
     /// With a `fence` (the daemon's planner) the transaction first checks that the leader
     /// lease is still at the generation the caller took, and writes nothing, returning

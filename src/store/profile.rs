@@ -1,33 +1,35 @@
 //! The statements behind a subscriber's profile: followed authors, categories and example
 //! papers (`subscriber_profiles`), and the text of the papers they voted on (`feedback`).
 //!
-//! What it is for: planning reads a profile and the liked / disliked texts for each due
-//! subscriber; the CLI (and the manage page) write the profile. What it is not for: deciding
-//! what a profile means for ranking — that is `matching`.
+//! What it is for: the manage page and the data export read one subscriber's profile; the CLI,
+//! the manage page and imports write it. (Planning reads a page of profiles and votes at once,
+//! `planning.rs`.) What it is not for: deciding what a profile means for ranking — that is
+//! `matching::ProfileSignals`.
 
 use super::{Store, StoreError, on_pool, to_ms};
-use crate::model::{CategoryMode, SubscriberId};
+use crate::model::{CategoryMode, Profile, SubscriberId};
 use chrono::{DateTime, Utc};
 
-/// A profile as stored: the domain type, parsed at the edge (`model::Profile`).
-pub use crate::model::Profile as ProfileRow;
-
-/// The texts a profile's liked and disliked papers stand for: title and abstract, one string a
-/// paper.
-#[derive(Debug, Clone, Default)]
-pub struct ProfileTexts {
-    pub liked: Vec<String>,
-    pub disliked: Vec<String>,
-}
-
-fn list(json: &str) -> Vec<String> {
-    // A hand-edited row that is not a JSON list counts as empty rather than stopping planning.
-    serde_json::from_str(json).unwrap_or_default()
+/// A `subscriber_profiles` row's columns as the profile they hold. A hand-edited list that is
+/// not a JSON list counts as empty rather than stopping planning.
+pub(super) fn from_columns(
+    authors: &str,
+    categories: &str,
+    category_mode: &str,
+    examples: &str,
+) -> Profile {
+    let list = |json: &str| -> Vec<String> { serde_json::from_str(json).unwrap_or_default() };
+    Profile {
+        authors: list(authors),
+        categories: list(categories),
+        category_mode: CategoryMode::from_stored(category_mode),
+        examples: list(examples),
+    }
 }
 
 impl Store {
     /// The stored profile of `id`; an empty one (mode `boost`) when none was set.
-    pub async fn profile(&self, id: SubscriberId) -> Result<ProfileRow, StoreError> {
+    pub async fn profile(&self, id: SubscriberId) -> Result<Profile, StoreError> {
         let row: Option<(String, String, String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT authors, categories, category_mode, examples
              FROM subscriber_profiles WHERE subscriber_id = $1",
@@ -36,13 +38,10 @@ impl Store {
         .fetch_optional(p)
         .await)?;
         Ok(match row {
-            Some((authors, categories, mode, examples)) => ProfileRow {
-                authors: list(&authors),
-                categories: list(&categories),
-                category_mode: CategoryMode::from_stored(&mode),
-                examples: list(&examples),
-            },
-            None => ProfileRow::default(),
+            Some((authors, categories, mode, examples)) => {
+                from_columns(&authors, &categories, &mode, &examples)
+            }
+            None => Profile::default(),
         })
     }
 
@@ -50,7 +49,7 @@ impl Store {
     pub async fn set_profile(
         &self,
         id: SubscriberId,
-        profile: &ProfileRow,
+        profile: &Profile,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
@@ -73,41 +72,5 @@ impl Store {
         .await
         .map(|_| ()))?;
         Ok(())
-    }
-
-    /// Title and abstract of the papers `id` voted on (liked: +1, disliked: -1), plus those of
-    /// the stored example papers (`examples`, as liked). Ids not in the store are skipped: an
-    /// example paper counts from the day paperboy has fetched it.
-    pub async fn profile_texts(
-        &self,
-        id: SubscriberId,
-        examples: &[String],
-    ) -> Result<ProfileTexts, StoreError> {
-        let votes: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT f.vote, p.title, p.abstract FROM feedback f
-             JOIN papers p ON p.id = f.paper_id
-             WHERE f.subscriber_id = $1 ORDER BY f.created_at DESC LIMIT 200",
-        )
-        .bind(id.0)
-        .fetch_all(p)
-        .await)?;
-        let mut texts = ProfileTexts::default();
-        for (vote, title, abs) in votes {
-            let text = format!("{title}\n{abs}");
-            if vote > 0 {
-                texts.liked.push(text);
-            } else {
-                texts.disliked.push(text);
-            }
-        }
-        if !examples.is_empty() {
-            for paper in self.papers_by_ids(examples).await? {
-                texts.liked.push(format!(
-                    "{}\n{}",
-                    paper.paper.title, paper.paper.abstract_text
-                ));
-            }
-        }
-        Ok(texts)
     }
 }

@@ -1,9 +1,8 @@
 //! The `subscribers` table.
 
-use super::ProfileRow;
 use super::{Store, StoreError, from_ms, on_pool, to_ms};
 use crate::model::{
-    CategoryMode, EmailAddress, Frequency, Interests, MaxPapers, SendTime, Subscriber,
+    CategoryMode, EmailAddress, Frequency, Interests, MaxPapers, Profile, SendTime, Subscriber,
     SubscriberId, SubscriberStatus, TimeZoneName,
 };
 use chrono::{DateTime, Utc};
@@ -142,15 +141,6 @@ impl Store {
         .await)?)
     }
 
-    /// Subscribers who may be mailed: status `active`, nothing else (invariant 3).
-    pub async fn active_subscribers(&self) -> Result<Vec<SubscriberRow>, StoreError> {
-        Ok(on_pool!(self, p => sqlx::query_as(&format!(
-            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE status = 'active' ORDER BY id"
-        ))
-        .fetch_all(p)
-        .await)?)
-    }
-
     /// Deletes the subscriber and their history (deliveries, feedback). Returns whether one was
     /// there.
     pub async fn remove_subscriber(&self, email: &EmailAddress) -> Result<bool, StoreError> {
@@ -197,7 +187,7 @@ impl Store {
         &self,
         after: i64,
         last: i64,
-    ) -> Result<std::collections::HashMap<i64, ProfileRow>, StoreError> {
+    ) -> Result<std::collections::HashMap<i64, Profile>, StoreError> {
         let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT subscriber_id, authors, categories, category_mode, examples
              FROM subscriber_profiles WHERE subscriber_id > $1 AND subscriber_id <= $2",
@@ -206,19 +196,11 @@ impl Store {
         .bind(last)
         .fetch_all(p)
         .await)?;
-        let list = |json: &str| -> Vec<String> { serde_json::from_str(json).unwrap_or_default() };
         Ok(rows
             .into_iter()
             .map(|(id, authors, categories, mode, examples)| {
-                (
-                    id,
-                    ProfileRow {
-                        authors: list(&authors),
-                        categories: list(&categories),
-                        category_mode: CategoryMode::from_stored(&mode),
-                        examples: list(&examples),
-                    },
-                )
+                let profile = super::profile::from_columns(&authors, &categories, &mode, &examples);
+                (id, profile)
             })
             .collect())
     }
@@ -228,7 +210,7 @@ impl Store {
     /// time); the caller has already refused repeats within the batch.
     pub async fn import_subscribers(
         &self,
-        batch: &[(NewSubscriber, ProfileRow)],
+        batch: &[(NewSubscriber, Profile)],
         now: DateTime<Utc>,
     ) -> Result<ImportCounts, StoreError> {
         let mut counts = ImportCounts::default();
@@ -278,7 +260,7 @@ impl Store {
                 counts.added += added.len();
                 counts.existing += chunk.len() - added.len();
 
-                let profiles: Vec<(i64, &ProfileRow)> = chunk
+                let profiles: Vec<(i64, &Profile)> = chunk
                     .iter()
                     .filter(|(_, profile)| !profile.is_empty() || profile.category_mode != CategoryMode::Boost)
                     .filter_map(|(new, profile)| {

@@ -311,7 +311,7 @@ fn revoked(web: &Web, s: &Subscriber, new_link: &NewLink) -> Response {
 async fn export(
     web: &Web,
     s: &Subscriber,
-) -> Result<(crate::store::SubscriberHistory, crate::store::ProfileRow), crate::store::StoreError> {
+) -> Result<(crate::store::SubscriberHistory, crate::model::Profile), crate::store::StoreError> {
     let history = web.app.store.subscriber_history(s.id).await?;
     let profile = web.app.store.profile(s.id).await?;
     Ok((history, profile))

@@ -1,9 +1,11 @@
 //! The live preview: what the last days' papers would have given someone with these interests.
 //!
-//! It is how a researcher learns to write a good query, so it uses exactly the planner's
-//! ranking (`jobs::plan::Candidates`, the same relevance floor) over the papers first seen within
-//! `digest.max_age_days`, without the per-subscriber filters (nothing was sent yet). The indexed
-//! candidates are kept for a minute, so typing does not rebuild the index on every keystroke.
+//! It is how a researcher learns to write a good query, so it is the digest: the planner's own
+//! decision ([`Candidates::digest`], with the same floor and trending weight) for someone who
+//! just signed up with these interests (no profile, no votes, nothing sent yet), over the papers
+//! first seen within `digest.max_age_days`, as many as a sign-up's digest holds
+//! (`digest.max_papers`). The indexed candidates are kept for a minute, so typing does not
+//! rebuild the index on every keystroke.
 //! `GET /preview?interests=…` answers an HTML fragment for the page's script; the forms embed the
 //! same fragment when JavaScript is off (their "Show preview" button).
 //!
@@ -15,8 +17,8 @@
 
 use super::Web;
 use super::forms::{interests_text, syntax_message};
-use crate::jobs::plan::Candidates;
-use crate::model::Interests;
+use crate::jobs::plan::{Candidates, PlanError, Recipient};
+use crate::model::{Interests, MaxPapers};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,8 +29,6 @@ use tokio::sync::{Mutex, Semaphore};
 
 /// How long an indexed candidate set is reused.
 const CACHE_FOR: Duration = Duration::from_secs(60);
-/// The preview shows at most this many papers.
-const PREVIEW_MAX: usize = 10;
 /// Previews parsed and ranked at the same time. Typing is debounced by the page's script, so a
 /// few visitors at once stay well under this; more means someone is hammering the endpoint.
 pub const MAX_RUNNING: usize = 4;
@@ -217,9 +217,10 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
         tracing::warn!(error = %e, "the preview could not load papers");
         ok(UNAVAILABLE.to_string())
     })?;
-    let min_score = web.app.settings.matching.min_score;
+    // A sign-up's digest size: what the subscribe form offers first.
+    let max_papers = web.app.settings.digest.max_papers;
     match slot
-        .run(move || rank(&candidates, &interests, min_score))
+        .run(move || rank(&candidates, interests, max_papers))
         .await
     {
         Ok(picked) => picked.map_err(ok),
@@ -233,18 +234,19 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
 }
 
 /// Parses and ranks: CPU work, run on a blocking thread by [`pick`].
-fn rank(candidates: &Candidates, interests: &Interests, min_score: f32) -> Result<Picked, String> {
-    let query = candidates
-        .index
-        .parse_interests(interests.as_str())
-        .map_err(|e| syntax_message(&e))?;
-    let picks = candidates
-        .index
-        .rank(&*query, |_| true, PREVIEW_MAX, min_score)
-        .map_err(|e| {
+fn rank(
+    candidates: &Candidates,
+    interests: Interests,
+    max_papers: MaxPapers,
+) -> Result<Picked, String> {
+    let newcomer = Recipient::newcomer(interests, max_papers, candidates);
+    let picks = candidates.digest(&newcomer).map_err(|e| match e {
+        PlanError::Interests(e) => syntax_message(&e),
+        e => {
             tracing::warn!(error = %e, "the preview ranking failed");
             UNAVAILABLE.to_string()
-        })?;
+        }
+    })?;
     let papers = picks
         .into_iter()
         .filter_map(|p| {

@@ -1,0 +1,429 @@
+//! Why a paper was picked: the matched words, the reasons in words, and the abstract snippet with
+//! the matched words marked (tantivy's snippet generator over the replayed tokens).
+//!
+//! What it is for: explanations, computed for the picks only. What it is not for: choosing the
+//! picks (`rank`) or storing explanations (`stored`).
+
+use super::MatchError;
+use super::analysis::{Remembered, Token, author_key, category_keys, is_stop_word};
+use super::index::{CandidateIndex, PaperFacts};
+use super::profile::RankingProfile;
+use super::stored::SnippetSpan;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tantivy::query::Query;
+use tantivy::schema::Field;
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::TextAnalyzer;
+
+/// How much of the abstract the digest shows around the matched words.
+pub const SNIPPET_CHARS: usize = 320;
+
+/// Upvotes (relative, log scale) above which "trending" is named as a reason: with 64 upvotes
+/// for the day's best, about 23 or more.
+const TRENDING_REASON: f32 = 0.75;
+
+/// A part of a snippet, highlighted when it is a matched word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fragment {
+    pub text: String,
+    pub highlighted: bool,
+}
+
+/// What the digest shows for one pick: the words that matched, the reasons in words, and the
+/// abstract snippet with the matched words marked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Explanation {
+    pub matched: Vec<String>,
+    pub reasons: Vec<String>,
+    pub snippet: Vec<Fragment>,
+    /// Where `snippet` lies in the abstract, when it is a matched passage (`None`: the
+    /// abstract's opening). What a delivery stores instead of the snippet's text.
+    #[serde(skip)]
+    pub span: Option<SnippetSpan>,
+}
+
+/// What made one paper a pick, beyond its words.
+pub(super) struct Signals {
+    pub(super) followed: bool,
+    pub(super) in_category: bool,
+    pub(super) liked: bool,
+    pub(super) trending: f32,
+    pub(super) browse: bool,
+}
+
+/// Builds the explanations of one subscriber's picks; the snippet generator is made once, and
+/// only when there are picks to explain.
+pub(super) struct Explainer<'a> {
+    pub(super) index: &'a CandidateIndex,
+    pub(super) profile: &'a RankingProfile,
+    pub(super) snippets: Option<SnippetGenerator>,
+    pub(super) analyzer: TextAnalyzer,
+}
+
+impl<'a> Explainer<'a> {
+    pub(super) fn new(
+        index: &'a CandidateIndex,
+        profile: &'a RankingProfile,
+    ) -> Result<Self, MatchError> {
+        let snippets = match &profile.interests {
+            Some(q) if !profile.terms.text.is_empty() => {
+                let (field, weights, ids) = index.snippet_terms(q.as_ref())?;
+                let tokenizer = Remembered {
+                    only: Some(ids.into()),
+                    ..index.remembered.clone()
+                };
+                Some(SnippetGenerator::new(
+                    weights,
+                    TextAnalyzer::from(tokenizer),
+                    field,
+                    SNIPPET_CHARS,
+                ))
+            }
+            _ => None,
+        };
+        Ok(Explainer {
+            index,
+            profile,
+            snippets,
+            analyzer: index.remembered.other_texts.clone(),
+        })
+    }
+
+    pub(super) fn explain(&mut self, i: usize, signals: &Signals) -> Explanation {
+        let paper = &self.index.papers[i];
+        let terms = &self.profile.terms;
+        let mut matched = Vec::new();
+        if !terms.text.is_empty() {
+            matched.extend(matched_phrases(
+                &paper.title,
+                &paper.title_tokens,
+                &paper.title_by_term,
+                &terms.text,
+            ));
+            matched.extend(matched_phrases(
+                &paper.abstract_text,
+                &paper.abstract_tokens,
+                &paper.abstract_by_term,
+                &terms.text,
+            ));
+            matched = without_repeats(matched, &mut self.analyzer);
+        }
+        let mut reasons = Vec::new();
+        if signals.followed {
+            let names = self.authors_where(paper, |key| self.profile.followed.contains(&key));
+            reasons.push(format!(
+                "new paper by {}, whom you follow",
+                names.join(", ")
+            ));
+        }
+        if !matched.is_empty() {
+            reasons.push(format!("matches your interests: {}", matched.join(", ")));
+        }
+        if !terms.author.is_empty() {
+            let names = self.authors_where(paper, |key| {
+                let words: Vec<&str> = key.split(' ').collect();
+                terms.author.iter().all(|t| words.contains(&t.as_str()))
+            });
+            if !names.is_empty() {
+                reasons.push(format!("by {}, an author you asked for", names.join(", ")));
+            }
+        }
+        let asked: Vec<&String> = paper
+            .categories
+            .iter()
+            .filter(|c| {
+                category_keys(c)
+                    .iter()
+                    .any(|k| terms.category.contains(k) || self.profile.categories.contains(k))
+            })
+            .collect();
+        if !asked.is_empty() && (signals.in_category || !terms.category.is_empty()) {
+            let names: Vec<&str> = asked.iter().map(|c| c.as_str()).collect();
+            reasons.push(format!("in {}, a category you follow", names.join(", ")));
+        }
+        if signals.liked {
+            reasons.push("like papers you liked".to_string());
+        }
+        // Trending is a reason when it decided the pick (browse) or the paper is among the
+        // day's most upvoted.
+        if paper.upvotes > 0 && (signals.browse || signals.trending >= TRENDING_REASON) {
+            reasons.push(format!(
+                "trending: {} upvote{} on Hugging Face",
+                paper.upvotes,
+                if paper.upvotes == 1 { "" } else { "s" }
+            ));
+        }
+        let span = self.snippets.as_ref().and_then(|g| {
+            let starts =
+                std::iter::once(0).chain(paper.abstract_tokens.iter().map(|t| t.start as usize));
+            snippet_span(&paper.abstract_text, starts, g)
+        });
+        let snippet = span
+            .as_ref()
+            .and_then(|span| fragments_in(&paper.abstract_text, span))
+            .unwrap_or_else(|| opening(&paper.abstract_text));
+        Explanation {
+            matched,
+            reasons,
+            snippet,
+            span,
+        }
+    }
+
+    /// The paper's author names whose lookup key passes `keep`, as the paper spells them.
+    fn authors_where(&self, paper: &PaperFacts, keep: impl Fn(String) -> bool) -> Vec<String> {
+        paper
+            .authors
+            .iter()
+            .filter(|a| keep(author_key(a)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The field a snippet reads, its terms' weights, and their vocabulary ids.
+type SnippetTerms = (Field, BTreeMap<String, f32>, Vec<u32>);
+
+impl CandidateIndex {
+    /// What a snippet generator for `query` highlights: the field whose terms it reads, their
+    /// weights, and their ids in [`CandidateIndex::vocabulary`].
+    ///
+    /// Plain words are terms of the `text` field; `abstract:` ones of the abstract field. The
+    /// generator highlights one field's terms: take the field the query uses (both share one
+    /// analyzer, so either reads the abstract right). The weights are the ones
+    /// `SnippetGenerator::create` gives (rarer words weigh more).
+    pub(super) fn snippet_terms(&self, query: &dyn Query) -> Result<SnippetTerms, MatchError> {
+        let field = if query_uses(query, self.fields.text) {
+            self.fields.text
+        } else {
+            self.fields.abstract_text
+        };
+        let mut weights = BTreeMap::new();
+        let mut ids = Vec::new();
+        let mut terms = Vec::new();
+        query.query_terms(&mut |t, _| {
+            if t.field() == field {
+                terms.push(t.clone());
+            }
+        });
+        for t in terms {
+            let df = self.searcher.doc_freq(&t)?;
+            if let Some(text) = t.value().as_str()
+                && df > 0
+            {
+                weights.insert(text.to_string(), 1.0 / (1.0 + df as f32));
+                ids.extend(self.vocabulary.get(text));
+            }
+        }
+        Ok((field, weights, ids))
+    }
+}
+
+fn query_uses(query: &dyn Query, field: Field) -> bool {
+    let mut found = false;
+    query.query_terms(&mut |t, _| found |= t.field() == field);
+    found
+}
+
+/// The matched words of a text, adjacent ones joined into phrases, stop words trimmed from the
+/// ends: every occurrence of a query term, as the snippet generator would highlight it, found
+/// in the tokens computed once when the index was built.
+fn matched_phrases(
+    text: &str,
+    tokens: &[Token],
+    by_term: &[(u32, u32)],
+    terms: &[u32],
+) -> Vec<String> {
+    // The query's few terms are looked up in the text's (term, token) list rather than every
+    // token compared with every term: this ran for each pick of each subscriber.
+    let mut hits: Vec<u32> = Vec::new();
+    for &term in terms {
+        let from = by_term.partition_point(|&(t, _)| t < term);
+        hits.extend(
+            by_term[from..]
+                .iter()
+                .take_while(|&&(t, _)| t == term)
+                .map(|&(_, i)| i),
+        );
+    }
+    hits.sort_unstable();
+    let mut phrases = Vec::new();
+    let mut current: Option<std::ops::Range<usize>> = None;
+    for t in hits.iter().map(|&i| &tokens[i as usize]) {
+        let r = t.start as usize..t.end as usize;
+        current = match current {
+            Some(c) if text.get(c.end..r.start).is_some_and(joins_words) => Some(c.start..r.end),
+            Some(c) => {
+                push_phrase(&mut phrases, &text[c]);
+                Some(r)
+            }
+            None => Some(r),
+        };
+    }
+    if let Some(c) = current {
+        push_phrase(&mut phrases, &text[c]);
+    }
+    phrases
+}
+
+/// A phrase without the stop words at either end; `None` when nothing else is left.
+fn without_edge_stop_words(phrase: &str) -> Option<String> {
+    let words: Vec<&str> = phrase.split_whitespace().collect();
+    let first = words.iter().position(|w| !is_stop_word(w))?;
+    let last = words.iter().rposition(|w| !is_stop_word(w))?;
+    Some(words[first..=last].join(" "))
+}
+
+/// Whether the text between two highlighted words makes them one phrase: white space or a
+/// hyphen ("long-context" is the phrase "long context").
+fn joins_words(between: &str) -> bool {
+    between.chars().all(|c| c.is_whitespace() || c == '-')
+}
+
+fn push_phrase(phrases: &mut Vec<String>, raw: &str) {
+    let raw = raw.replace('-', " ");
+    if let Some(p) = without_edge_stop_words(&raw.to_lowercase()) {
+        push_unique(phrases, p);
+    }
+}
+
+/// Drops repeats — the same words up to stemming ("window" after "windows") — and single words
+/// already said as part of a longer phrase ("contrastive" after "contrastive loss"), keeping the
+/// first-seen order.
+pub(super) fn without_repeats(phrases: Vec<String>, analyzer: &mut TextAnalyzer) -> Vec<String> {
+    let mut stems = |p: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stream = analyzer.token_stream(p);
+        while let Some(t) = stream.next() {
+            out.push(t.text.clone());
+        }
+        out
+    };
+    let keyed: Vec<(String, Vec<String>)> = phrases
+        .into_iter()
+        .map(|p| {
+            let k = stems(&p);
+            (p, k)
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for (phrase, key) in &keyed {
+        let inside_longer = keyed.iter().any(|(_, other)| {
+            other.len() > key.len() && other.windows(key.len()).any(|w| w == key.as_slice())
+        });
+        if !inside_longer && !seen.contains(key) {
+            seen.push(key.clone());
+            out.push(phrase.clone());
+        }
+    }
+    out
+}
+
+pub(super) fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+/// The abstract's best-matching passage and the words to highlight in it; `None` when no
+/// query word is in the abstract (the title matched).
+fn snippet_span(
+    text: &str,
+    mut starts: impl Iterator<Item = usize>,
+    generator: &SnippetGenerator,
+) -> Option<SnippetSpan> {
+    let snippet = generator.snippet(text);
+    let fragment = snippet.fragment();
+    if fragment.is_empty() {
+        return None;
+    }
+    // Tantivy hands the passage back as a copy: find where it is. A fragment starts at the
+    // text's start or at a word (`starts`); `str::find` with a 300-byte needle cost more than
+    // the snippet itself. (Were the passage in the abstract twice, either place shows the
+    // same words.)
+    let at = starts.find(|&at| text[at..].starts_with(fragment))?;
+    // "Contrastive loss" reads as one highlight, not two with a plain gap between them.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for r in snippet.highlighted() {
+        if is_stop_word(&fragment[r.clone()]) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(last) if joins_words(&fragment[last.end..r.start]) => last.end = r.end,
+            _ => runs.push(r.clone()),
+        }
+    }
+    let offset = |n: usize| (at + n) as u32;
+    Some(SnippetSpan {
+        len: text.len() as u32,
+        cut: [offset(0), offset(fragment.len())],
+        marks: runs
+            .iter()
+            .map(|r| [offset(r.start), offset(r.end)])
+            .collect(),
+    })
+}
+
+/// The snippet a span describes, as plain and highlighted parts, with an ellipsis where it
+/// starts or ends inside the abstract; `None` when the span does not fit `text`.
+pub(super) fn fragments_in(text: &str, span: &SnippetSpan) -> Option<Vec<Fragment>> {
+    if span.len as usize != text.len() {
+        return None;
+    }
+    let range = |r: [u32; 2]| r[0] as usize..r[1] as usize;
+    let cut = range(span.cut);
+    text.get(cut.clone())?;
+    let mut parts = Vec::with_capacity(2 * span.marks.len() + 3);
+    let plain = |parts: &mut Vec<Fragment>, s: &str| {
+        if !s.is_empty() {
+            parts.push(Fragment {
+                text: s.to_string(),
+                highlighted: false,
+            });
+        }
+    };
+    if cut.start > 0 {
+        plain(&mut parts, "… ");
+    }
+    let mut at = cut.start;
+    for &mark in &span.marks {
+        let r = range(mark);
+        if r.start < at || r.end > cut.end || r.start >= r.end {
+            return None;
+        }
+        plain(&mut parts, text.get(at..r.start)?);
+        parts.push(Fragment {
+            text: text.get(r.clone())?.to_string(),
+            highlighted: true,
+        });
+        at = r.end;
+    }
+    plain(&mut parts, text.get(at..cut.end)?);
+    if cut.end < text.len() {
+        plain(&mut parts, " …");
+    }
+    Some(parts)
+}
+
+/// The abstract's opening: the snippet when no query word is in it.
+pub(super) fn opening(text: &str) -> Vec<Fragment> {
+    vec![Fragment {
+        text: trim_to_chars(text, SNIPPET_CHARS),
+        highlighted: false,
+    }]
+}
+
+pub(super) fn trim_to_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    // Cut at a word boundary so the snippet does not end mid-word.
+    let cut = match cut.rfind(' ') {
+        Some(pos) if pos > max / 2 => &cut[..pos],
+        _ => cut.as_str(),
+    };
+    format!("{} …", cut.trim_end())
+}

@@ -1,0 +1,245 @@
+//! The candidate index: one planning run's papers in an in-memory tantivy index, with what
+//! ranking and explanations need about each paper computed once.
+//!
+//! What it is for: building the index and reaching its documents by position. What it is not
+//! for: parsing interests (`query`), scoring (`rank`) or explaining (`explain`).
+
+use super::MatchError;
+use super::analysis::{
+    CATEGORY, FOLDED, KnownStems, Remembered, Replay, STEMMED, Token, author_key, by_term,
+    category_keys, english_analyzer, folded_analyzer, register_tokenizers, text_options, tokens_of,
+};
+use super::explain::SNIPPET_CHARS;
+use crate::model::Paper;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tantivy::query::{EnableScoring, Query, QueryParser};
+use tantivy::schema::{FAST, Field, Schema};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{Index, Searcher, TantivyDocument, doc};
+
+/// Title words say more about a paper than abstract words: on top of counting in the text, a
+/// word in the title earns this share again. (`paperboy eval` on Inspec: 0.5 beats 2.0, which
+/// let one title word outweigh a whole matching abstract.)
+const TITLE_BOOST: f32 = 0.5;
+
+pub(super) struct Fields {
+    pub(super) title: Field,
+    pub(super) abstract_text: Field,
+    pub(super) author: Field,
+    pub(super) cat: Field,
+    /// Title and abstract together: what plain words are scored against, so that a word in
+    /// both is one match with one length normalisation, not two.
+    pub(super) text: Field,
+}
+
+/// Per paper, what explanations and the non-text signals need, computed once per run.
+pub(super) struct PaperFacts {
+    pub(super) title: String,
+    pub(super) abstract_text: String,
+    pub(super) title_tokens: Vec<Token>,
+    /// (term, position in `title_tokens`), sorted: where each term occurs.
+    pub(super) title_by_term: Box<[(u32, u32)]>,
+    /// The same for `abstract_tokens`.
+    pub(super) abstract_by_term: Box<[(u32, u32)]>,
+    /// Shared with the snippet tokenizer ([`Remembered`]).
+    pub(super) abstract_tokens: Arc<[Token]>,
+    pub(super) authors: Vec<String>,
+    pub(super) categories: Vec<String>,
+    pub(super) upvotes: i64,
+    /// Upvotes relative to the day's most-upvoted candidate, log scale, 0 to 1.
+    pub(super) trending: f32,
+}
+
+/// The candidate papers of one planning run, indexed for ranking.
+pub struct CandidateIndex {
+    pub(super) searcher: Searcher,
+    pub(super) fields: Fields,
+    pub(super) parser: QueryParser,
+    /// For each segment, document id → position in the slice given to `build`.
+    doc_ord: Vec<Vec<usize>>,
+    pub(super) papers: Vec<PaperFacts>,
+    /// Stemmed title and abstract words → ids used in [`Token`].
+    pub(super) vocabulary: HashMap<String, u32>,
+    /// Folded author name → papers by them.
+    pub(super) by_author: HashMap<String, Vec<usize>>,
+    /// Lower-cased category and archive (`cs.lg`, `cs`) → papers in it.
+    pub(super) by_category: HashMap<String, Vec<usize>>,
+    /// The snippet tokenizer: candidates' abstracts come from the tokens computed at build time,
+    /// other text (`other_texts`) from the stems learned then ([`KnownStems`]).
+    pub(super) remembered: Remembered,
+}
+
+impl CandidateIndex {
+    pub fn build<'a>(papers: impl IntoIterator<Item = &'a Paper>) -> Result<Self, MatchError> {
+        let mut sb = Schema::builder();
+        let title = sb.add_text_field("title", text_options(STEMMED));
+        let abstract_text = sb.add_text_field("abstract", text_options(STEMMED));
+        let author = sb.add_text_field("author", text_options(FOLDED));
+        let cat = sb.add_text_field("cat", text_options(CATEGORY));
+        let text = sb.add_text_field("text", text_options(STEMMED));
+        let ord = sb.add_u64_field("ord", FAST);
+        let index = Index::create_in_ram(sb.build());
+        register_tokenizers(&index);
+
+        let mut facts = Vec::new();
+        let mut vocabulary = HashMap::new();
+        let mut by_author: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_category: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut analyzers = (english_analyzer(), folded_analyzer());
+        let mut stems = HashMap::new();
+        {
+            // One thread and one commit: with this budget a few thousand abstracts stay in one
+            // segment (fewer segments, faster searches); more would still be correct (`ord`).
+            let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
+            for (i, paper) in papers.into_iter().enumerate() {
+                let mut d = doc!(
+                    title => paper.title.as_str(),
+                    abstract_text => paper.abstract_text.as_str(),
+                    text => format!("{}\n{}", paper.title, paper.abstract_text),
+                    ord => i as u64,
+                );
+                for name in &paper.authors {
+                    d.add_text(author, name);
+                    let key = author_key(name);
+                    let list = by_author.entry(key).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+                let mut categories = Vec::new();
+                for c in &paper.categories {
+                    for key in category_keys(c) {
+                        if !categories.contains(&key) {
+                            d.add_text(cat, &key);
+                            by_category.entry(key.clone()).or_default().push(i);
+                            categories.push(key);
+                        }
+                    }
+                }
+                writer.add_document(d)?;
+                let title_tokens =
+                    tokens_of(&paper.title, &mut analyzers, &mut vocabulary, &mut stems);
+                let abstract_tokens = tokens_of(
+                    &paper.abstract_text,
+                    &mut analyzers,
+                    &mut vocabulary,
+                    &mut stems,
+                );
+                facts.push(PaperFacts {
+                    title_by_term: by_term(&title_tokens),
+                    abstract_by_term: by_term(&abstract_tokens),
+                    title_tokens,
+                    abstract_tokens: abstract_tokens.into(),
+                    title: paper.title.clone(),
+                    abstract_text: paper.abstract_text.clone(),
+                    authors: paper.authors.clone(),
+                    categories: paper.categories.clone(),
+                    upvotes: paper.upvotes.unwrap_or(0).max(0),
+                    trending: 0.0,
+                });
+            }
+            writer.commit()?;
+        }
+        let searcher = index.reader()?.searcher();
+        // Tantivy may split the documents into several segments, in any order: each
+        // document's position in the slice is read back from its `ord` fast field once here.
+        let mut doc_ord = Vec::new();
+        for segment in searcher.segment_readers() {
+            let column = segment.fast_fields().u64("ord")?;
+            let map: Vec<usize> = (0..segment.max_doc())
+                .map(|d| column.first(d).map_or(usize::MAX, |v| v as usize))
+                .collect();
+            doc_ord.push(map);
+        }
+        // Plain words are scored against title + abstract as one text (a word in both is one
+        // match, with one length normalisation); the title field adds a half-weight bonus.
+        let mut parser = QueryParser::for_index(&index, vec![text, title]);
+        parser.set_field_boost(title, TITLE_BOOST);
+        let max_upvotes = facts.iter().map(|f| f.upvotes).max().unwrap_or(0);
+        // Upvotes relative to the day's most-upvoted paper, on a log scale: 0 to 1.
+        let log_max = (max_upvotes as f32).ln_1p();
+        for f in &mut facts {
+            if log_max > 0.0 {
+                f.trending = (f.upvotes as f32).ln_1p() / log_max;
+            }
+        }
+        let other_texts = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .filter(KnownStems {
+                table: Arc::new(stems),
+            })
+            .build();
+        let mut terms = vec![String::new(); vocabulary.len()];
+        for (text, &id) in &vocabulary {
+            terms[id as usize] = text.clone();
+        }
+        let known = facts
+            .iter()
+            .filter(|f| !f.abstract_text.is_empty())
+            .map(|f| {
+                let key = (f.abstract_text.as_ptr() as usize, f.abstract_text.len());
+                (key, Replay::new(f.abstract_tokens.clone(), SNIPPET_CHARS))
+            })
+            .collect();
+        let remembered = Remembered {
+            known: Arc::new(known),
+            terms: Arc::new(terms),
+            other_texts,
+            only: None,
+        };
+        // From now on the index only analyses queries (the parser's words, more-like-this
+        // texts): the stems learned while indexing give the same terms as the Snowball stemmer
+        // without running it for every word of every subscriber's query.
+        index
+            .tokenizers()
+            .register(STEMMED, remembered.other_texts.clone());
+        Ok(CandidateIndex {
+            searcher,
+            fields: Fields {
+                title,
+                abstract_text,
+                author,
+                cat,
+                text,
+            },
+            parser,
+            doc_ord,
+            papers: facts,
+            vocabulary,
+            by_author,
+            by_category,
+            remembered,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.papers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.papers.is_empty()
+    }
+
+    /// Calls `f` with (paper position, score) for every candidate `query` matches.
+    pub(super) fn for_each_hit(
+        &self,
+        query: &dyn Query,
+        mut f: impl FnMut(usize, f32),
+    ) -> Result<(), MatchError> {
+        let weight = query.weight(EnableScoring::enabled_from_searcher(&self.searcher))?;
+        for (ord, segment) in self.searcher.segment_readers().iter().enumerate() {
+            let map = &self.doc_ord[ord];
+            weight.for_each(segment, &mut |doc, score| {
+                if let Some(&i) = map.get(doc as usize).filter(|&&i| i != usize::MAX) {
+                    f(i, score);
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
