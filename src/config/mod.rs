@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(s.database.url.expose(), "sqlite://paperboy.db");
         assert_eq!(s.mail.max_connections, 10);
         assert_eq!(s.schedule.send_time.to_string(), "07:00");
-        assert_eq!(s.digest.max_papers, 10);
+        assert_eq!(s.digest.max_papers.get(), 10);
         assert_eq!(s.mail_domain(), "example.org");
     }
 

@@ -6,7 +6,7 @@
 use super::ConfigError;
 use super::secrets::Secret;
 use super::values::{invalid, nonempty, parse_bool, parse_http_url, parse_range};
-use crate::model::{SendTime, TimeZoneName};
+use crate::model::{MaxPapers, SendTime, TimeZoneName};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -184,7 +184,9 @@ impl ScheduleSettings {
 
 #[derive(Debug, Clone)]
 pub struct DigestSettings {
-    pub max_papers: u32,
+    /// New subscribers' default, and what `paperboy eval` cuts at; each subscriber chooses
+    /// their own within `MaxPapers`.
+    pub max_papers: MaxPapers,
     pub max_age_days: u32,
 }
 
@@ -198,7 +200,10 @@ pub(super) struct RawDigest {
 impl DigestSettings {
     pub(super) fn parse(raw: &RawDigest) -> Result<DigestSettings, ConfigError> {
         Ok(DigestSettings {
-            max_papers: parse_range("digest.max_papers", &raw.max_papers, 1, 100)?,
+            max_papers: raw
+                .max_papers
+                .parse()
+                .map_err(|_| invalid("digest.max_papers", &raw.max_papers, MaxPapers::allowed()))?,
             max_age_days: parse_range("digest.max_age_days", &raw.max_age_days, 1, 90)?,
         })
     }

@@ -21,7 +21,7 @@
 
 use super::App;
 use crate::matching::{Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals};
-use crate::model::{DigestDate, Interests, Paper, Subscriber};
+use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
 use crate::store::{
     LeaderFence, PageHistory, PlannedDelivery, PlannedPaper, StoreError, StoredPaper,
 };
@@ -69,7 +69,7 @@ pub struct Candidates {
 pub struct Recipient {
     pub interests: Interests,
     /// The most papers their digest holds.
-    pub max_papers: u32,
+    pub max_papers: MaxPapers,
     /// Only papers first seen since then: their previous digest's planning, at most
     /// `digest.max_age_days` back.
     pub window_start: DateTime<Utc>,
@@ -81,7 +81,11 @@ pub struct Recipient {
 impl Recipient {
     /// Someone who just signed up with `interests`: no profile, no votes, nothing sent yet.
     /// What the live preview ranks for.
-    pub fn newcomer(interests: Interests, max_papers: u32, candidates: &Candidates) -> Recipient {
+    pub fn newcomer(
+        interests: Interests,
+        max_papers: MaxPapers,
+        candidates: &Candidates,
+    ) -> Recipient {
         Recipient {
             interests,
             max_papers,
@@ -156,7 +160,7 @@ impl Candidates {
                 &profile,
                 &self.blend,
                 |i| !known[i] && self.papers[i].first_seen_at >= recipient.window_start,
-                recipient.max_papers as usize,
+                recipient.max_papers.get() as usize,
             )
             .map_err(|e| PlanError::Matching(e.to_string()))
     }

@@ -37,38 +37,8 @@ pub use query::{InterestsSyntaxError, TRENDING_ONLY, check_interests};
 pub use rank::{Blend, Pick};
 pub use stored::SnippetSpan;
 
-use serde::{Deserialize, Serialize};
-
 #[derive(Debug, thiserror::Error)]
 pub enum MatchError {
     #[error("the search index could not be built: {0}")]
     Index(#[from] tantivy::TantivyError),
-}
-
-/// Whether a subscriber's categories narrow the day to those categories or lift their papers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CategoryMode {
-    /// Papers in the categories rank higher; others can still be picked.
-    #[default]
-    Boost,
-    /// Only papers in the categories (or by a followed author) are picked.
-    Filter,
-}
-
-impl CategoryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CategoryMode::Boost => "boost",
-            CategoryMode::Filter => "filter",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "boost" => Some(CategoryMode::Boost),
-            "filter" => Some(CategoryMode::Filter),
-            _ => None,
-        }
-    }
 }

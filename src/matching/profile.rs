@@ -7,11 +7,10 @@
 //! profiles (`store`), or checking what a subscriber typed (`model::Profile`, the stated
 //! profile).
 
-use super::CategoryMode;
 use super::analysis::{STOP_WORDS, author_key};
 use super::index::CandidateIndex;
 use super::query::{InterestsSyntaxError, QueryTerms, TRENDING_ONLY};
-use crate::model::{Paper, Profile};
+use crate::model::{CategoryMode, Paper, Profile};
 use tantivy::query::{MoreLikeThisQuery, Query};
 use tantivy::schema::OwnedValue;
 
@@ -61,7 +60,7 @@ impl ProfileSignals {
                 .map(|p| paper_text(&p.title, &p.abstract_text)),
         );
         ProfileSignals {
-            category_mode: CategoryMode::parse(&stated.category_mode).unwrap_or_default(),
+            category_mode: stated.category_mode,
             authors: stated.authors,
             categories: stated.categories,
             liked,

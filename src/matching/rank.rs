@@ -5,10 +5,11 @@
 //! papers a subscriber may get (the caller's `allowed`), or the words of an explanation
 //! (`explain`).
 
+use super::MatchError;
 use super::explain::{Explainer, Explanation, Signals};
 use super::index::CandidateIndex;
 use super::profile::RankingProfile;
-use super::{CategoryMode, MatchError};
+use crate::model::CategoryMode;
 
 /// A paper in one of the subscriber's categories (boost mode) scores this much more.
 const CATEGORY_BOOST: f32 = 0.5;

@@ -67,46 +67,14 @@ impl EmailError {
     }
 }
 
-/// What kind of invisible character `c` is, if it is one an address must not contain: control
-/// and format characters (general categories Cc and Cf: bidi controls, zero-width spaces and
-/// joiners, the byte order mark, soft hyphens, tags…), non-ASCII spaces (Zs, Zl, Zp), and the
-/// few other default-ignorable code points that render as nothing (fillers, variation
-/// selectors, the combining grapheme joiner).
+/// What kind of invisible character `c` is, if it is one an address must not contain: the
+/// unseen characters of `model::text` outside ASCII. ASCII controls and spaces are refused by
+/// the address grammar itself, with its reason.
 fn invisible(c: char) -> Option<&'static str> {
-    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     if c.is_ascii() {
-        // ASCII controls and spaces are refused by the address grammar itself, with its reason.
         return None;
     }
-    match c {
-        '\u{061C}'
-        | '\u{200E}'
-        | '\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2066}'..='\u{2069}' => {
-            return Some("a bidirectional text control");
-        }
-        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}' => {
-            return Some("a zero-width character");
-        }
-        '\u{034F}'
-        | '\u{115F}'
-        | '\u{1160}'
-        | '\u{17B4}'
-        | '\u{17B5}'
-        | '\u{180B}'..='\u{180D}'
-        | '\u{180F}'
-        | '\u{3164}'
-        | '\u{FE00}'..='\u{FE0F}'
-        | '\u{FFA0}'
-        | '\u{E0100}'..='\u{E01EF}' => return Some("an invisible character"),
-        _ => {}
-    }
-    match c.general_category() {
-        G::Control | G::Format => Some("an invisible formatting character"),
-        G::SpaceSeparator | G::LineSeparator | G::ParagraphSeparator => Some("a non-ASCII space"),
-        _ => None,
-    }
+    super::text::unseen(c).map(super::text::Unseen::what)
 }
 
 /// The domain in its ASCII form: UTS 46 mapping (lower case, compatibility forms), punycode,

@@ -8,11 +8,12 @@ mod email;
 mod paper;
 mod profile;
 mod subscriber;
+mod text;
 
 pub use email::{EmailAddress, EmailError};
 pub use paper::{ArxivMeta, Paper, PaperId, PaperIdError, PaperLinks, normalize_whitespace};
-pub use profile::{MAX_PROFILE_ENTRIES, Profile, ProfileError, split_list};
+pub use profile::{CategoryMode, MAX_PROFILE_ENTRIES, Profile, ProfileError, split_list};
 pub use subscriber::{
-    DigestDate, Frequency, Interests, InterestsError, SendTime, Subscriber, SubscriberId,
-    SubscriberStatus, TimeZoneName,
+    DigestDate, Frequency, Interests, InterestsError, MaxPapers, MaxPapersError, SendTime,
+    Subscriber, SubscriberId, SubscriberStatus, TimeZoneName,
 };

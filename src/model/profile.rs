@@ -14,14 +14,49 @@ pub const MAX_PROFILE_ENTRIES: usize = 50;
 /// Longest author name, in characters.
 pub const MAX_AUTHOR_LEN: usize = 100;
 
-/// A profile as stored. Lists keep the order given, without blanks or repeats.
+/// Whether a subscriber's categories narrow the day to those categories or lift their papers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryMode {
+    /// Papers in the categories rank higher; others can still be picked.
+    #[default]
+    Boost,
+    /// Only papers in the categories (or by a followed author) are picked.
+    Filter,
+}
+
+impl CategoryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategoryMode::Boost => "boost",
+            CategoryMode::Filter => "filter",
+        }
+    }
+
+    /// What a person typed: `boost` or `filter` in any case; empty is the default, `boost`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "boost" => Some(CategoryMode::Boost),
+            "filter" => Some(CategoryMode::Filter),
+            _ => None,
+        }
+    }
+
+    /// The stored text. The schema allows only `boost` and `filter`; anything else reads as
+    /// the default rather than losing the subscriber's digest.
+    pub fn from_stored(s: &str) -> Self {
+        Self::parse(s).unwrap_or_default()
+    }
+}
+
+/// A profile as stored. Lists keep the order given, without blanks or repeats. The default is
+/// the empty profile: no authors, categories or examples; categories boost.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     pub authors: Vec<String>,
     /// arXiv categories (`cs.LG`) or whole archives (`cs`).
     pub categories: Vec<String>,
-    /// `boost` or `filter`.
-    pub category_mode: String,
+    pub category_mode: CategoryMode,
     /// arXiv ids (without version) of papers the subscriber gave as examples.
     pub examples: Vec<String>,
 }
@@ -61,14 +96,6 @@ impl ProfileError {
 }
 
 impl Profile {
-    /// An empty profile: no authors, categories or examples; categories boost.
-    pub fn empty() -> Self {
-        Profile {
-            category_mode: "boost".to_string(),
-            ..Profile::default()
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.authors.is_empty() && self.categories.is_empty() && self.examples.is_empty()
     }
@@ -106,15 +133,10 @@ impl Profile {
                 errors.push(ProfileError::Category(c.clone()));
             }
         }
-        let mode = mode.trim().to_ascii_lowercase();
-        let category_mode = match mode.as_str() {
-            "" | "boost" => "boost",
-            "filter" => "filter",
-            _ => {
-                errors.push(ProfileError::Mode(mode.clone()));
-                "boost"
-            }
-        };
+        let category_mode = CategoryMode::parse(mode).unwrap_or_else(|| {
+            errors.push(ProfileError::Mode(mode.trim().to_ascii_lowercase()));
+            CategoryMode::Boost
+        });
         let mut ids: Vec<String> = Vec::new();
         for raw in distinct(examples) {
             match PaperId::parse_arxiv(&raw) {
@@ -138,7 +160,7 @@ impl Profile {
             Ok(Profile {
                 authors,
                 categories,
-                category_mode: category_mode.to_string(),
+                category_mode,
                 examples: ids,
             })
         } else {
@@ -211,7 +233,7 @@ mod tests {
             p.categories,
             ["cs.LG", "stat.ML", "cond-mat.mes-hall", "astro-ph"]
         );
-        assert_eq!(p.category_mode, "filter");
+        assert_eq!(p.category_mode, CategoryMode::Filter);
         assert_eq!(p.examples, ["2410.17243", "quant-ph/0210005"]);
         assert!(!p.is_empty());
         assert!(

@@ -1,6 +1,7 @@
 //! Subscribers and the small types that describe when and what they receive.
 
 use super::EmailAddress;
+use super::text::{self, Unseen};
 use chrono::{Datelike, NaiveDate, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -169,6 +170,57 @@ impl Serialize for TimeZoneName {
     }
 }
 
+/// The most papers one digest may carry. Every path that sets it (the command line, a CSV
+/// import, the manage page, `digest.max_papers`, a stored row) goes through [`MaxPapers::new`]
+/// or its `FromStr`, so the range is decided here alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MaxPapers(u32);
+
+impl MaxPapers {
+    pub const MIN: u32 = 1;
+    /// A digest is read in one sitting; more papers than this is a listing, not a digest.
+    pub const MAX: u32 = 100;
+
+    pub fn new(n: u32) -> Result<Self, MaxPapersError> {
+        if (Self::MIN..=Self::MAX).contains(&n) {
+            Ok(MaxPapers(n))
+        } else {
+            Err(MaxPapersError(n.to_string()))
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// What is allowed, in words: "a whole number from 1 to 100".
+    pub fn allowed() -> String {
+        format!("a whole number from {} to {}", Self::MIN, Self::MAX)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not a number of papers per digest; use {allowed}", allowed = MaxPapers::allowed())]
+pub struct MaxPapersError(String);
+
+impl FromStr for MaxPapers {
+    type Err = MaxPapersError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| MaxPapers::new(n).ok())
+            .ok_or_else(|| MaxPapersError(s.to_string()))
+    }
+}
+
+impl fmt::Display for MaxPapers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What a subscriber cares about, as they typed it: words and "quoted phrases" (the matcher
 /// decides what the syntax means and rejects what it cannot parse; this type guarantees a sane,
 /// bounded, single-line string that no parser can choke on).
@@ -217,23 +269,20 @@ pub enum InterestsError {
     TooManyClauses(usize),
 }
 
-/// Characters that change how text is shown without being seen: bidi embeddings, overrides and
-/// isolates, zero-width space and joiners, the byte-order mark. In interests they only hide
-/// what the query says.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
 impl Interests {
     pub fn parse(input: &str) -> Result<Self, InterestsError> {
         // Positions count characters of the input as given, so the person can find the fault.
+        // Whitespace of any kind becomes a space below; every other unseen character
+        // (`model::text`) only hides what the query says.
         for (i, c) in input.chars().enumerate() {
             let (position, code) = (i + 1, c as u32);
-            if c.is_control() && !c.is_whitespace() {
-                return Err(InterestsError::ControlCharacter { position, code });
-            }
-            if is_invisible_format(c) {
-                return Err(InterestsError::InvisibleCharacter { position, code });
+            match text::unseen(c) {
+                _ if c.is_whitespace() => {}
+                Some(Unseen::Control) => {
+                    return Err(InterestsError::ControlCharacter { position, code });
+                }
+                Some(_) => return Err(InterestsError::InvisibleCharacter { position, code }),
+                None => {}
             }
         }
         let t = input.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -335,7 +384,7 @@ pub struct Subscriber {
     pub frequency: Frequency,
     pub send_time: SendTime,
     pub timezone: TimeZoneName,
-    pub max_papers: u32,
+    pub max_papers: MaxPapers,
     /// Bumped to revoke the manage, feedback and digest links mailed so far (`jobs::revoke`);
     /// unsubscribe links survive it.
     pub token_version: i64,
@@ -379,6 +428,19 @@ mod tests {
         );
         let err = "Mars/Olympus".parse::<TimeZoneName>().unwrap_err();
         assert!(err.to_string().contains("Mars/Olympus"));
+    }
+
+    #[test]
+    fn max_papers_is_one_to_a_hundred() {
+        assert_eq!(" 50 ".parse::<MaxPapers>().unwrap().get(), 50);
+        assert_eq!(MaxPapers::new(1).unwrap().to_string(), "1");
+        assert_eq!(MaxPapers::new(100).unwrap().get(), 100);
+        for bad in ["0", "101", "1000", "-3", "ten", ""] {
+            let err = bad.parse::<MaxPapers>().unwrap_err();
+            assert!(err.to_string().contains("from 1 to 100"), "{err}");
+        }
+        assert!(MaxPapers::new(0).is_err());
+        assert!(MaxPapers::new(101).is_err());
     }
 
     #[test]
@@ -441,6 +503,21 @@ mod tests {
             );
             assert!(err.to_string().contains("character 11"), "{err}");
         }
+        // The same rule as addresses (`model::text`): soft hyphens, variation selectors and
+        // the Arabic letter mark hide in interests as well.
+        for (c, code) in [('\u{AD}', 0xAD), ('\u{FE0F}', 0xFE0F), ('\u{061C}', 0x61C)] {
+            assert_eq!(
+                Interests::parse(&format!("ab{c}")).unwrap_err(),
+                InterestsError::InvisibleCharacter { position: 3, code }
+            );
+        }
+        assert_eq!(
+            Interests::parse("ab\u{9F}").unwrap_err(),
+            InterestsError::ControlCharacter {
+                position: 3,
+                code: 0x9F
+            }
+        );
         // Letters outside ASCII are text, not format characters.
         assert!(Interests::parse("Schrödinger équation 量子").is_ok());
     }

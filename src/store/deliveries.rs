@@ -443,7 +443,7 @@ fn placeholders(n: usize) -> String {
 mod tests {
     use super::*;
     use crate::model::{
-        EmailAddress, Frequency, Interests, SendTime, SubscriberStatus, TimeZoneName,
+        EmailAddress, Frequency, Interests, MaxPapers, SendTime, SubscriberStatus, TimeZoneName,
     };
     use crate::store::NewSubscriber;
 
@@ -468,7 +468,7 @@ mod tests {
                     frequency: Frequency::Daily,
                     send_time: "07:00".parse::<SendTime>().unwrap(),
                     timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                    max_papers: 10,
+                    max_papers: MaxPapers::new(10).unwrap(),
                 },
                 at(0),
             )

@@ -7,7 +7,7 @@
 //! `matching::ProfileSignals`.
 
 use super::{Store, StoreError, on_pool, to_ms};
-use crate::model::{Profile, SubscriberId};
+use crate::model::{CategoryMode, Profile, SubscriberId};
 use chrono::{DateTime, Utc};
 
 /// A `subscriber_profiles` row's columns as the profile they hold. A hand-edited list that is
@@ -15,14 +15,14 @@ use chrono::{DateTime, Utc};
 pub(super) fn from_columns(
     authors: &str,
     categories: &str,
-    category_mode: String,
+    category_mode: &str,
     examples: &str,
 ) -> Profile {
     let list = |json: &str| -> Vec<String> { serde_json::from_str(json).unwrap_or_default() };
     Profile {
         authors: list(authors),
         categories: list(categories),
-        category_mode,
+        category_mode: CategoryMode::from_stored(category_mode),
         examples: list(examples),
     }
 }
@@ -39,9 +39,9 @@ impl Store {
         .await)?;
         Ok(match row {
             Some((authors, categories, mode, examples)) => {
-                from_columns(&authors, &categories, mode, &examples)
+                from_columns(&authors, &categories, &mode, &examples)
             }
-            None => Profile::empty(),
+            None => Profile::default(),
         })
     }
 
@@ -65,7 +65,7 @@ impl Store {
         .bind(id.0)
         .bind(json(&profile.authors))
         .bind(json(&profile.categories))
-        .bind(&profile.category_mode)
+        .bind(profile.category_mode.as_str())
         .bind(json(&profile.examples))
         .bind(to_ms(now))
         .execute(p)

@@ -2,8 +2,8 @@
 
 use super::{Store, StoreError, from_ms, on_pool, to_ms};
 use crate::model::{
-    EmailAddress, Frequency, Interests, Profile, SendTime, Subscriber, SubscriberId,
-    SubscriberStatus, TimeZoneName,
+    CategoryMode, EmailAddress, Frequency, Interests, MaxPapers, Profile, SendTime, Subscriber,
+    SubscriberId, SubscriberStatus, TimeZoneName,
 };
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ pub struct NewSubscriber {
     pub frequency: Frequency,
     pub send_time: SendTime,
     pub timezone: TimeZoneName,
-    pub max_papers: u32,
+    pub max_papers: MaxPapers,
 }
 
 /// A row as stored. Converting it to a [`Subscriber`] can fail (someone edited the database by
@@ -65,7 +65,7 @@ impl SubscriberRow {
                 .map_err(|e| bad("timezone", e.to_string()))?,
             max_papers: u32::try_from(self.max_papers)
                 .ok()
-                .filter(|n| (1..=100).contains(n))
+                .and_then(|n| MaxPapers::new(n).ok())
                 .ok_or_else(|| bad("max_papers", self.max_papers.to_string()))?,
             token_version: self.token_version,
             created_at: from_ms(self.created_at),
@@ -95,7 +95,7 @@ impl Store {
         .bind(new.frequency.to_string())
         .bind(new.send_time.to_string())
         .bind(new.timezone.to_string())
-        .bind(i64::from(new.max_papers))
+        .bind(i64::from(new.max_papers.get()))
         .bind(to_ms(now))
         .bind(confirmed_at)
         .fetch_optional(p)
@@ -199,7 +199,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|(id, authors, categories, mode, examples)| {
-                let profile = super::profile::from_columns(&authors, &categories, mode, &examples);
+                let profile = super::profile::from_columns(&authors, &categories, &mode, &examples);
                 (id, profile)
             })
             .collect())
@@ -247,7 +247,7 @@ impl Store {
                         .bind(new.frequency.to_string())
                         .bind(new.send_time.to_string())
                         .bind(new.timezone.to_string())
-                        .bind(i64::from(new.max_papers))
+                        .bind(i64::from(new.max_papers.get()))
                         .bind(now_ms)
                         .bind(confirmed_at);
                 }
@@ -262,7 +262,7 @@ impl Store {
 
                 let profiles: Vec<(i64, &Profile)> = chunk
                     .iter()
-                    .filter(|(_, profile)| !profile.is_empty() || profile.category_mode != "boost")
+                    .filter(|(_, profile)| !profile.is_empty() || profile.category_mode != CategoryMode::Boost)
                     .filter_map(|(new, profile)| {
                         added.get(new.email.as_str()).map(|&id| (id, profile))
                     })
@@ -291,7 +291,7 @@ impl Store {
                         .bind(id)
                         .bind(json(&profile.authors))
                         .bind(json(&profile.categories))
-                        .bind(profile.category_mode.clone())
+                        .bind(profile.category_mode.as_str())
                         .bind(json(&profile.examples))
                         .bind(now_ms);
                 }

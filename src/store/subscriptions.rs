@@ -9,7 +9,8 @@
 
 use super::{Store, StoreError, on_pool, to_ms};
 use crate::model::{
-    EmailAddress, Frequency, Interests, SendTime, SubscriberId, SubscriberStatus, TimeZoneName,
+    EmailAddress, Frequency, Interests, MaxPapers, SendTime, SubscriberId, SubscriberStatus,
+    TimeZoneName,
 };
 use chrono::{DateTime, Utc};
 
@@ -20,7 +21,7 @@ pub struct Preferences {
     pub frequency: Frequency,
     pub send_time: SendTime,
     pub timezone: TimeZoneName,
-    pub max_papers: u32,
+    pub max_papers: MaxPapers,
 }
 
 /// A vote on one paper from a digest.
@@ -101,7 +102,7 @@ impl Store {
         .bind(prefs.frequency.to_string())
         .bind(prefs.send_time.to_string())
         .bind(prefs.timezone.to_string())
-        .bind(i64::from(prefs.max_papers))
+        .bind(i64::from(prefs.max_papers.get()))
         .bind(to_ms(now))
         .bind(nonce)
         .fetch_optional(p)
@@ -133,7 +134,7 @@ impl Store {
         .bind(prefs.frequency.to_string())
         .bind(prefs.send_time.to_string())
         .bind(prefs.timezone.to_string())
-        .bind(i64::from(prefs.max_papers))
+        .bind(i64::from(prefs.max_papers.get()))
         .bind(nonce)
         .bind(to_ms(now))
         .bind(id.0)
@@ -247,7 +248,7 @@ impl Store {
         .bind(prefs.frequency.to_string())
         .bind(prefs.send_time.to_string())
         .bind(prefs.timezone.to_string())
-        .bind(i64::from(prefs.max_papers))
+        .bind(i64::from(prefs.max_papers.get()))
         .bind(to_ms(now))
         .bind(id.0)
         .execute(p)
@@ -412,7 +413,7 @@ mod tests {
                     frequency: Frequency::Daily,
                     send_time: "07:00".parse::<SendTime>().unwrap(),
                     timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                    max_papers: 10,
+                    max_papers: MaxPapers::new(10).unwrap(),
                 },
                 now,
             )

@@ -7,7 +7,8 @@
 use crate::config::Settings;
 use crate::matching::{InterestsSyntaxError, check_interests};
 use crate::model::{
-    EmailAddress, Frequency, Interests, Profile, SendTime, Subscriber, TimeZoneName, split_list,
+    CategoryMode, EmailAddress, Frequency, Interests, MaxPapers, Profile, SendTime, Subscriber,
+    TimeZoneName, split_list,
 };
 use crate::store::Preferences;
 use chrono::Weekday;
@@ -124,7 +125,7 @@ impl FormView {
             max_papers: settings.digest.max_papers.to_string(),
             authors: String::new(),
             categories: String::new(),
-            category_mode: "boost".into(),
+            category_mode: CategoryMode::default().as_str().into(),
             examples: String::new(),
         }
     }
@@ -143,7 +144,7 @@ impl FormView {
             max_papers: subscriber.max_papers.to_string(),
             authors: String::new(),
             categories: String::new(),
-            category_mode: "boost".into(),
+            category_mode: CategoryMode::default().as_str().into(),
             examples: String::new(),
         }
     }
@@ -152,7 +153,7 @@ impl FormView {
     pub fn with_profile(mut self, profile: &Profile) -> Self {
         self.authors = profile.authors.join("\n");
         self.categories = profile.categories.join(", ");
-        self.category_mode = profile.category_mode.clone();
+        self.category_mode = profile.category_mode.as_str().into();
         self.examples = profile.examples.join("\n");
         self
     }
@@ -259,7 +260,7 @@ pub fn parse_profile(f: &Fields) -> Result<Profile, Vec<FieldError>> {
     Profile::parse(
         list(&f.authors),
         list(&f.categories),
-        f.category_mode.as_deref().unwrap_or("boost"),
+        f.category_mode.as_deref().unwrap_or(""),
         list(&f.examples),
     )
     .map_err(|errors| {
@@ -275,7 +276,7 @@ pub fn parse_profile(f: &Fields) -> Result<Profile, Vec<FieldError>> {
 pub async fn parse_preferences(
     f: &Fields,
     settings: &Settings,
-    default_max: u32,
+    default_max: MaxPapers,
 ) -> Result<Preferences, Vec<FieldError>> {
     let mut errors = Vec::new();
     let interests = parse_interests(f.interests.as_deref().unwrap_or(""))
@@ -297,19 +298,22 @@ pub async fn parse_preferences(
             .ok(),
     };
     let frequency = parse_frequency(f).map_err(|e| errors.push(e)).ok();
-    let limit = settings.digest.max_papers;
+    // The same range as everywhere else (`MaxPapers`): `digest.max_papers` is only the
+    // default, so a subscriber added with `--max-papers 50` can save this page.
     let max_papers = match f.max_papers.as_deref().map(str::trim) {
-        None | Some("") => Some(default_max.min(limit)),
-        Some(n) => match n.parse::<u32>() {
-            Ok(n) if (1..=limit).contains(&n) => Some(n),
-            _ => {
+        None | Some("") => Some(default_max),
+        Some(n) => n
+            .parse::<MaxPapers>()
+            .map_err(|_| {
                 errors.push(FieldError::new(
                     "max_papers",
-                    format!("The most papers per digest must be a whole number from 1 to {limit}."),
-                ));
-                None
-            }
-        },
+                    format!(
+                        "The most papers per digest must be {}.",
+                        MaxPapers::allowed()
+                    ),
+                ))
+            })
+            .ok(),
     };
     match (interests, send_time, timezone, frequency, max_papers) {
         (Some(interests), Some(send_time), Some(timezone), Some(frequency), Some(max_papers))
@@ -375,7 +379,9 @@ mod tests {
             weekday: Some("thu".into()),
             ..Fields::default()
         };
-        let p = parse_preferences(&f, &settings(), 10).await.unwrap();
+        let p = parse_preferences(&f, &settings(), MaxPapers::new(10).unwrap())
+            .await
+            .unwrap();
         assert_eq!(p.frequency.to_string(), "weekly:thu");
         assert_eq!(p.send_time.to_string(), "07:00");
     }
@@ -390,7 +396,9 @@ mod tests {
             max_papers: Some("1000".into()),
             ..Fields::default()
         };
-        let errors = parse_preferences(&f, &settings(), 10).await.unwrap_err();
+        let errors = parse_preferences(&f, &settings(), MaxPapers::new(10).unwrap())
+            .await
+            .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,

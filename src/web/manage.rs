@@ -18,7 +18,7 @@ use super::security::{
 use super::subscribe::{attachment, bad_form, load};
 use crate::jobs::revoke::{NewLink, revoke_links};
 use crate::links::{Claims, Purpose};
-use crate::model::{Subscriber, SubscriberStatus};
+use crate::model::{MaxPapers, Subscriber, SubscriberStatus};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
@@ -96,7 +96,7 @@ fn render(
     ctx.insert("csrf", &csrf_token(web, s.id.0, s.token_version));
     ctx.insert("timezones", &*forms::TIMEZONES);
     ctx.insert("weekdays", &forms::weekday_options());
-    ctx.insert("max_papers_limit", &web.app.settings.digest.max_papers);
+    ctx.insert("max_papers_limit", &MaxPapers::MAX);
     let unsubscribe = web.app.signer.url(
         &web.app.settings.web.base_url,
         &Claims {

@@ -18,7 +18,7 @@
 use super::Web;
 use super::forms::{interests_text, syntax_message};
 use crate::jobs::plan::{Candidates, PlanError, Recipient};
-use crate::model::Interests;
+use crate::model::{Interests, MaxPapers};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -234,7 +234,11 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
 }
 
 /// Parses and ranks: CPU work, run on a blocking thread by [`pick`].
-fn rank(candidates: &Candidates, interests: Interests, max_papers: u32) -> Result<Picked, String> {
+fn rank(
+    candidates: &Candidates,
+    interests: Interests,
+    max_papers: MaxPapers,
+) -> Result<Picked, String> {
     let newcomer = Recipient::newcomer(interests, max_papers, candidates);
     let picks = candidates.digest(&newcomer).map_err(|e| match e {
         PlanError::Interests(e) => syntax_message(&e),

@@ -28,7 +28,7 @@ async fn subscriber(store: &Store, email: &str) -> SubscriberId {
                 frequency: Frequency::Daily,
                 send_time: "07:00".parse::<SendTime>().unwrap(),
                 timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                max_papers: 10,
+                max_papers: paperboy::model::MaxPapers::new(10).unwrap(),
             },
             t0(),
         )

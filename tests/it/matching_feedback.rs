@@ -58,7 +58,7 @@ async fn subscriber(app: &App, email: &str, interests: &str) -> Subscriber {
                 frequency: Frequency::Daily,
                 send_time: "07:00".parse::<SendTime>().unwrap(),
                 timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                max_papers: 10,
+                max_papers: paperboy::model::MaxPapers::new(10).unwrap(),
             },
             now(),
         )
@@ -159,7 +159,7 @@ async fn the_stored_profile_is_used_when_planning() {
             &Profile {
                 authors: vec!["Brando Miranda".into()],
                 categories: vec![],
-                category_mode: "boost".into(),
+                category_mode: paperboy::model::CategoryMode::Boost,
                 examples: vec![],
             },
             now(),
@@ -188,7 +188,7 @@ async fn the_stored_profile_is_used_when_planning() {
             &Profile {
                 authors: vec![],
                 categories: vec![],
-                category_mode: "boost".into(),
+                category_mode: paperboy::model::CategoryMode::Boost,
                 examples: vec!["2410.16251".into()],
             },
             now(),

@@ -9,9 +9,9 @@
 //! sent must list the same papers in the same order.
 
 use paperboy::matching::{
-    Blend, CandidateIndex, CategoryMode, Pick, ProfileSignals, TRENDING_ONLY, check_interests,
+    Blend, CandidateIndex, Pick, ProfileSignals, TRENDING_ONLY, check_interests,
 };
-use paperboy::model::Paper;
+use paperboy::model::{CategoryMode, Paper};
 
 fn day() -> Vec<Paper> {
     let body = std::fs::read_to_string(concat!(
@@ -511,7 +511,7 @@ async fn the_live_preview_is_the_digest() {
     assert!(m.trending_weight > 0.0);
     let papers = self::day();
     let index = CandidateIndex::build(&papers).unwrap();
-    let max = settings.digest.max_papers as usize;
+    let max = settings.digest.max_papers.get() as usize;
     for interests in LIVE_PREVIEW_TRENDING {
         let profile = index
             .profile(Some(interests), &ProfileSignals::default())

@@ -369,3 +369,86 @@ fn subscriber_add_reads_tabs_as_spaces_and_refuses_hostile_nesting() {
     }
     assert_eq!(app.subscribers_json(NOW).len(), 1);
 }
+
+/// Issue 17: a row's profile is checked by `model::Profile::parse`, the same as `subscriber add`
+/// and the manage page: a category that is not arXiv's, an author that is not a name and more
+/// entries than a profile may hold are bad rows, reported with the column and the same words
+/// `subscriber add` uses. Lists split as the other paths split them (`model::split_list`).
+#[test]
+fn import_checks_profiles_as_subscriber_add_does() {
+    let app = TestApp::builder().build();
+    let many_authors: Vec<String> = (1..=51).map(|i| format!("Author {i}")).collect();
+    let csv = format!(
+        "email,interests,authors,categories,category_mode,examples\n\
+         pat@example.org,agents,,Computer Science; cs.LG,,\n\
+         quin@example.org,agents,{},,,\n\
+         rae@example.org,agents,1234,cs.LG,filter,not-an-id\n\
+         sam@example.org,agents,\"Fulu Li, fulu li; Yann LeCun\",\"cs.LG, stat.ML\",Filter,arXiv:2410.17243\n",
+        many_authors.join("; ")
+    );
+    let file = write(&app, "profiles.csv", &csv);
+    let out = app
+        .paperboy(["subscriber", "import", &file, "--confirmed"])
+        .at(NOW)
+        .run();
+    println!("{out}");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let category = "categories: `Computer Science` is not an arXiv category";
+    for (line, needles) in [
+        (2, vec![category]),
+        (3, vec!["authors: too many authors (51); keep at most 50"]),
+        (
+            4,
+            vec![
+                "authors: the author `1234` is not a name",
+                "examples: `not-an-id` is not an arXiv paper",
+            ],
+        ),
+    ] {
+        let prefix = format!("profiles.csv: line {line}: ");
+        let reported = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(&prefix))
+            .unwrap_or_else(|| panic!("line {line} not reported:\n{out}"));
+        for needle in needles {
+            assert!(reported.contains(needle), "{needle:?} not in {reported:?}");
+        }
+    }
+    assert!(
+        out.stdout.contains(
+            "imported 1 subscribers; 0 already subscribed (left unchanged); 3 bad rows skipped"
+        ),
+        "{out}"
+    );
+    let exported = app.paperboy(["subscriber", "export"]).at(NOW).run();
+    exported.assert_success();
+    assert_eq!(exported.stdout.lines().count(), 2, "{exported}");
+    assert!(
+        exported.stdout.contains(
+            "sam@example.org,active,agents,daily,07:00,UTC,10,Fulu Li; Yann LeCun,cs.LG; stat.ML,filter,2410.17243"
+        ),
+        "{exported}"
+    );
+
+    // `subscriber add` refuses the same category with the same words.
+    let added = app
+        .paperboy([
+            "subscriber",
+            "add",
+            "pat@example.org",
+            "--interests",
+            "agents",
+            "--categories",
+            "Computer Science,cs.LG",
+        ])
+        .at(NOW)
+        .run();
+    added.assert_failure();
+    assert!(
+        added
+            .stderr
+            .contains("--categories: `Computer Science` is not an arXiv category"),
+        "{added}"
+    );
+}

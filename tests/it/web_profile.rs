@@ -467,3 +467,105 @@ async fn an_operator_revokes_links_from_the_command_line() {
     );
     d.stop();
 }
+
+/// Issue 17: `max_papers` is one rule (`model::MaxPapers`, 1 to 100) on every path. A subscriber
+/// added with `--max-papers 50` (above `digest.max_papers`, 10 by default) sees 50 on their
+/// manage page and can save it; the manage page bounds the field as the command line does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_added_with_more_papers_than_the_default_can_save_the_manage_page() {
+    let app = TestApp::builder().build();
+    let fay = "fay@example.org";
+    app.paperboy([
+        "subscriber",
+        "add",
+        fay,
+        "--interests",
+        INTERESTS,
+        "--confirmed",
+        "--max-papers",
+        "50",
+    ])
+    .at(SEND1)
+    .run()
+    .assert_success();
+    // The command line refuses what the page refuses, naming the flag.
+    let refused = app
+        .paperboy([
+            "subscriber",
+            "add",
+            "gus@example.org",
+            "--interests",
+            INTERESTS,
+            "--max-papers",
+            "101",
+        ])
+        .at(SEND1)
+        .run();
+    refused.assert_failure();
+    assert!(
+        refused.stderr.contains("--max-papers") && refused.stderr.contains("from 1 to 100"),
+        "{refused}"
+    );
+    assert!(subscriber_row(&app, SEND1, "gus@example.org").is_none());
+
+    let d = WebDaemon::start(&app, SEND1, &[]);
+    let c = client();
+    let asked = post_form(&c, &d.url("/manage"), &[("email", fay)]).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(wait_until(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || !app.outbox_messages().is_empty()
+    ));
+    let manage = d.local(&link_to(&app.outbox_messages()[0], "manage"));
+    let page = get(&c, &manage).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(r#"max="100" value="50""#),
+        "the field shows 50 and allows up to 100:\n{}",
+        page.body
+    );
+    let csrf = page.hidden("csrf");
+    let save = |max: &'static str| {
+        let (c, manage, csrf) = (c.clone(), manage.clone(), csrf.clone());
+        async move {
+            post_form(
+                &c,
+                &manage,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("action", "save"),
+                    ("interests", INTERESTS),
+                    ("time", "07:00"),
+                    ("timezone", "UTC"),
+                    ("frequency", "daily"),
+                    ("max_papers", max),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The page as it was shown, saved unchanged.
+    let saved = save("50").await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(
+        saved.body.contains("Your changes are saved"),
+        "{}",
+        saved.body
+    );
+    assert_eq!(subscriber_row(&app, SEND1, fay).unwrap()["max_papers"], 50);
+    // Up to the same bound as the command line, and no further.
+    let more = save("100").await;
+    assert_eq!(more.status, 200, "{}", more.body);
+    assert_eq!(subscriber_row(&app, SEND1, fay).unwrap()["max_papers"], 100);
+    let too_many = save("101").await;
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+    assert!(
+        too_many.body.contains("a whole number from 1 to 100"),
+        "{}",
+        too_many.body
+    );
+    assert_eq!(subscriber_row(&app, SEND1, fay).unwrap()["max_papers"], 100);
+    d.stop();
+}

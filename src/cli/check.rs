@@ -184,7 +184,7 @@ async fn sources_and_summary(
                         continue;
                     }
                     let line =
-                        crate::cli::source_status_line(&name, state.as_ref(), stale.as_deref());
+                        super::shared::source_status_line(&name, state.as_ref(), stale.as_deref());
                     let failing = state.as_ref().is_some_and(|s| {
                         s.last_error.is_some() && s.last_error_at > s.last_success_at
                     });

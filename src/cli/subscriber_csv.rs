@@ -8,14 +8,16 @@
 //!
 //! Columns (header line required, any order; only `email` and `interests` are required):
 //! `email, status, interests, frequency, send_time, timezone, max_papers, authors, categories,
-//! category_mode, examples`. Lists (`authors`, `categories`, `examples`) are separated by `;`.
+//! category_mode, examples`. Lists (`authors`, `categories`, `examples`) are separated by `;`
+//! (`model::split_list`, which also splits at commas and line breaks) and checked as a whole
+//! by `model::Profile::parse`, as `subscriber add` and the manage page do.
 
-use crate::cli::progress;
 use anyhow::{Context, bail};
 use paperboy::config::Settings;
-use paperboy::matching::{CandidateIndex, CategoryMode, TRENDING_ONLY};
+use paperboy::matching::{CandidateIndex, TRENDING_ONLY};
 use paperboy::model::{
-    EmailAddress, Frequency, Interests, PaperId, Profile, SendTime, SubscriberStatus, TimeZoneName,
+    EmailAddress, Frequency, Interests, MaxPapers, Profile, SendTime, SubscriberStatus,
+    TimeZoneName, split_list,
 };
 use paperboy::shutdown::Shutdown;
 use paperboy::store::{NewSubscriber, SubscriberRow};
@@ -23,6 +25,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+
+use super::progress::progress;
+use super::shared::open_app;
 
 /// The columns, in the order `export` writes them.
 pub const COLUMNS: [&str; 11] = [
@@ -60,7 +65,7 @@ struct Defaults {
     status: SubscriberStatus,
     send_time: SendTime,
     timezone: TimeZoneName,
-    max_papers: u32,
+    max_papers: MaxPapers,
 }
 
 /// Where the CSV comes from: a file, opened again for each pass, or standard input, read once.
@@ -212,7 +217,7 @@ pub async fn import(
 
     drop(seen);
     let bad_lines: std::collections::HashSet<u64> = bad.iter().map(|b| b.line).collect();
-    let app = crate::cli::open_app(settings).await?;
+    let app = open_app(settings).await?;
     let bar = progress(good, "importing subscribers");
     let mut added = 0;
     let mut existing = 0;
@@ -331,22 +336,25 @@ fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, Profile),
     };
     let max_papers = match cell("max_papers") {
         "" => defaults.max_papers,
-        m => m
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| bad("max_papers", &"use a whole number from 1 to 100"))?,
+        m => m.parse::<MaxPapers>().map_err(|e| bad("max_papers", &e))?,
     };
-    let category_mode = match cell("category_mode") {
-        "" => CategoryMode::Boost,
-        m => CategoryMode::parse(m).ok_or_else(|| bad("category_mode", &"use boost or filter"))?,
-    };
-    let mut examples = Vec::new();
-    for id in split_list(cell("examples")) {
-        let parsed = PaperId::parse_arxiv(&id)
-            .map_err(|_| format!("examples: `{id}` is not an arXiv id such as 2410.17243"))?;
-        examples.push(parsed.as_str().to_string());
-    }
+    let profile = Profile::parse(
+        split_list(cell("authors")),
+        split_list(cell("categories")),
+        cell("category_mode"),
+        split_list(cell("examples")),
+    )
+    .map_err(|errors| {
+        let problems: Vec<String> = errors
+            .iter()
+            .map(|e| match e.field() {
+                // One value, quoted like the other one-value columns; lists name the entry.
+                "category_mode" => bad("category_mode", e),
+                column => format!("{column}: {e}"),
+            })
+            .collect();
+        problems.join("; ")
+    })?;
     Ok((
         NewSubscriber {
             email,
@@ -357,29 +365,13 @@ fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, Profile),
             timezone,
             max_papers,
         },
-        Profile {
-            authors: split_list(cell("authors")),
-            categories: split_list(cell("categories")),
-            category_mode: category_mode.as_str().to_string(),
-            examples,
-        },
+        profile,
     ))
-}
-
-/// A `;`-separated cell: trimmed, blanks and repeats (ignoring case) dropped.
-fn split_list(cell: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for item in cell.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(item)) {
-            out.push(item.to_string());
-        }
-    }
-    out
 }
 
 /// Writes every subscriber, a page at a time, with their profile.
 pub async fn export(settings: Settings, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let app = crate::cli::open_app(settings).await?;
+    let app = open_app(settings).await?;
     let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -416,11 +408,6 @@ fn write_row<W: Write>(
     r: SubscriberRow,
     profile: Profile,
 ) -> anyhow::Result<()> {
-    let mode = if profile.category_mode.is_empty() {
-        "boost".to_string()
-    } else {
-        profile.category_mode
-    };
     w.write_record([
         r.email,
         r.status,
@@ -431,7 +418,7 @@ fn write_row<W: Write>(
         r.max_papers.to_string(),
         profile.authors.join("; "),
         profile.categories.join("; "),
-        mode,
+        profile.category_mode.as_str().to_string(),
         profile.examples.join("; "),
     ])?;
     Ok(())
