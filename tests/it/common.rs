@@ -375,8 +375,13 @@ impl SmtpSink {
         files
             .into_iter()
             .filter_map(|(_, path)| {
-                let bytes =
-                    fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                // A dump listed a moment ago was seen to be gone when read (under load); a file
+                // that is gone is no message to count.
+                let bytes = match fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => panic!("read {}: {e}", path.display()),
+                };
                 ReceivedMail::from_dump(&bytes, path.clone())
                     .unwrap_or_else(|e| panic!("parse smtp-sink dump {}: {e}", path.display()))
             })

@@ -388,7 +388,7 @@ fn harness_smtp_sink_on_a_given_port_with_flags_and_stops_on_drop() {
     assert!(rejecting.messages().is_empty());
     // smtp-sink writes its dump when the session closes, which can be a moment after our
     // client has read the rejection and hung up: wait for it rather than race it.
-    wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+    wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
         rejecting.transactions_without_message() > 0
     });
     assert_eq!(rejecting.transactions_without_message(), 1);
