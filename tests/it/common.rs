@@ -86,6 +86,33 @@ pub fn running_as_root() -> bool {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read, released).
+/// Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port` (Linux: the
+/// socket's inode from `/proc/net/tcp`, found among the process's open files).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&LISTEN))
+                .then(|| cols.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
@@ -324,17 +351,10 @@ impl SmtpSink {
                     log.trim()
                 ));
             }
-            if port_accepts(port) {
-                // It might be another process that took the port: make sure ours still runs.
-                thread::sleep(Duration::from_millis(20));
-                if child
-                    .try_wait()
-                    .map_err(|e| format!("wait: {e}"))?
-                    .is_none()
-                {
-                    return Ok(Self { child, port, dir });
-                }
-                continue;
+            // Ours, not merely someone's: under parallel tests another smtp-sink may hold the
+            // port while ours has yet to fail its bind, and the test would then talk to it.
+            if listens_on(child.id(), port) {
+                return Ok(Self { child, port, dir });
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -388,8 +408,8 @@ impl SmtpSink {
             .collect()
     }
 
-    /// How many transactions started (MAIL FROM) but never got to DATA, e.g. because every
-    /// RCPT was rejected: smtp-sink leaves a dump file for them without a message.
+    /// How many dump files hold a transaction that never got to DATA. smtp-sink deletes such a
+    /// dump when its session ends, so this sees only sessions still open: a zero proves little.
     pub fn transactions_without_message(&self) -> usize {
         let mail_dir = self.dir.path().join("mail");
         fs::read_dir(&mail_dir)
@@ -748,54 +768,27 @@ pub fn smtp_send_raw(port: u16, from: &str, to: &[&str], data: &str) -> Result<(
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);
 
-    fn reply(reader: &mut impl BufRead, expect: &str) -> Result<(), String> {
-        loop {
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .map_err(|e| format!("read reply: {e}"))?;
-            if line.is_empty() {
-                return Err(format!("connection closed waiting for {expect}"));
-            }
-            if line.len() >= 4 && &line[3..4] == "-" {
-                continue;
-            }
-            return if line.starts_with(expect) {
-                Ok(())
-            } else {
-                Err(format!("expected {expect}, got {:?}", line.trim_end()))
-            };
-        }
-    }
-    fn command(
-        writer: &mut impl Write,
-        reader: &mut impl BufRead,
-        line: &str,
-        expect: &str,
-    ) -> Result<(), String> {
-        writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .map_err(|e| format!("write {line}: {e}"))?;
-        reply(reader, expect).map_err(|e| format!("{line}: {e}"))
-    }
-
     reply(&mut reader, "220")?;
     command(&mut writer, &mut reader, "EHLO harness.test", "250")?;
-    command(
-        &mut writer,
-        &mut reader,
-        &format!("MAIL FROM:<{from}>"),
-        "250",
-    )?;
+    let sent = transaction(&mut writer, &mut reader, from, to, data);
+    // A refused transaction still ends with QUIT, as a real client's does: hanging up instead
+    // left smtp-sink's dump of it to a race (seen missing under load).
+    let quit = command(&mut writer, &mut reader, "QUIT", "221");
+    sent.and(quit)
+}
+
+fn transaction(
+    writer: &mut impl Write,
+    reader: &mut impl BufRead,
+    from: &str,
+    to: &[&str],
+    data: &str,
+) -> Result<(), String> {
+    command(writer, reader, &format!("MAIL FROM:<{from}>"), "250")?;
     for rcpt in to {
-        command(
-            &mut writer,
-            &mut reader,
-            &format!("RCPT TO:<{rcpt}>"),
-            "250",
-        )?;
+        command(writer, reader, &format!("RCPT TO:<{rcpt}>"), "250")?;
     }
-    command(&mut writer, &mut reader, "DATA", "354")?;
+    command(writer, reader, "DATA", "354")?;
     let mut body = String::new();
     for line in data.lines() {
         if line.starts_with('.') {
@@ -808,8 +801,41 @@ pub fn smtp_send_raw(port: u16, from: &str, to: &[&str], data: &str) -> Result<(
     writer
         .write_all(body.as_bytes())
         .map_err(|e| format!("write data: {e}"))?;
-    reply(&mut reader, "250").map_err(|e| format!("end of data: {e}"))?;
-    command(&mut writer, &mut reader, "QUIT", "221")
+    reply(reader, "250").map_err(|e| format!("end of data: {e}"))
+}
+
+/// One SMTP reply (multi-line ones read to their last line), which must start with `expect`.
+fn reply(reader: &mut impl BufRead, expect: &str) -> Result<(), String> {
+    loop {
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("read reply: {e}"))?;
+        if line.is_empty() {
+            return Err(format!("connection closed waiting for {expect}"));
+        }
+        if line.len() >= 4 && &line[3..4] == "-" {
+            continue;
+        }
+        return if line.starts_with(expect) {
+            Ok(())
+        } else {
+            Err(format!("expected {expect}, got {:?}", line.trim_end()))
+        };
+    }
+}
+
+/// One SMTP command and its reply.
+fn command(
+    writer: &mut impl Write,
+    reader: &mut impl BufRead,
+    line: &str,
+    expect: &str,
+) -> Result<(), String> {
+    writer
+        .write_all(format!("{line}\r\n").as_bytes())
+        .map_err(|e| format!("write {line}: {e}"))?;
+    reply(reader, expect).map_err(|e| format!("{line}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------

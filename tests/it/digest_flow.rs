@@ -385,13 +385,9 @@ fn harness_smtp_sink_on_a_given_port_with_flags_and_stops_on_drop() {
     )
     .expect_err("RCPT is soft-rejected");
     assert!(error.contains("RCPT") && error.contains("\"4"), "{error}");
+    // No message was recorded. (A transaction refused before DATA leaves no dump to count:
+    // smtp-sink deletes its empty dump when the session ends.)
     assert!(rejecting.messages().is_empty());
-    // smtp-sink writes its dump when the session closes, which can be a moment after our
-    // client has read the rejection and hung up: wait for it rather than race it.
-    wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        rejecting.transactions_without_message() > 0
-    });
-    assert_eq!(rejecting.transactions_without_message(), 1);
 }
 
 #[tokio::test]
