@@ -18,7 +18,7 @@
 
 mod forms;
 mod limits;
-mod links;
+mod link_pages;
 mod manage;
 mod pages;
 mod preview;
@@ -97,13 +97,13 @@ pub fn router(app: App) -> Router {
         .route("/manage/{token}", get(manage::page).post(manage::submit))
         .route(
             "/unsubscribe/{token}",
-            get(links::unsubscribe_page).post(links::unsubscribe),
+            get(link_pages::unsubscribe_page).post(link_pages::unsubscribe),
         )
         .route(
             "/feedback/{token}",
-            get(links::feedback_page).post(links::feedback),
+            get(link_pages::feedback_page).post(link_pages::feedback),
         )
-        .route("/digest/{token}", get(links::digest))
+        .route("/digest/{token}", get(link_pages::digest))
         .route("/preview", get(preview::fragment))
         .route("/static/style.css", get(static_css))
         .route("/static/app.js", get(static_js))
