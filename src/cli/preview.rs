@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use paperboy::config::Settings;
-use paperboy::digest::{DigestPaper, DigestView};
+use paperboy::digest::DigestView;
 use paperboy::jobs::plan::Candidates;
 use paperboy::model::EmailAddress;
 use std::process::ExitCode;
@@ -36,18 +36,7 @@ pub async fn run(
     let date = now.with_timezone(&subscriber.timezone.0).date_naive();
     let candidates = Candidates::load(&app, now).await?;
     let picks = candidates.digest_for(&app, &subscriber, date).await?;
-    let papers: Vec<_> = picks
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            DigestPaper::new(
-                &candidates.papers[p.index].paper,
-                i as u32 + 1,
-                p.score,
-                p.explanation,
-            )
-        })
-        .collect();
+    let papers = candidates.digest_papers(picks);
     match format {
         PreviewFormat::Json => {
             let out = serde_json::json!({

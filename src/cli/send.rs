@@ -2,7 +2,7 @@
 
 use paperboy::config::Settings;
 use paperboy::delivery::{SendOptions, send_due, worker_id};
-use paperboy::digest::{DigestPaper, DigestView};
+use paperboy::digest::DigestView;
 use paperboy::jobs::App;
 use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, due_page, plan};
 use paperboy::mail::Mailer;
@@ -160,18 +160,7 @@ async fn dry_run_send(
             if picks.is_empty() {
                 continue;
             }
-            let papers = picks
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    DigestPaper::new(
-                        &candidates.papers[p.index].paper,
-                        i as u32 + 1,
-                        p.score,
-                        p.explanation,
-                    )
-                })
-                .collect();
+            let papers = candidates.digest_papers(picks);
             let view = DigestView::new(
                 &app.signer,
                 &app.settings.web.base_url,

@@ -20,6 +20,7 @@
 //! a second planning of the same date harmless.
 
 use super::App;
+use crate::digest::DigestPaper;
 use crate::matching::{Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals};
 use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
 use crate::store::{
@@ -137,6 +138,23 @@ impl Candidates {
         })
         .await
         .map_err(|e| PlanError::Matching(e.to_string()))?
+    }
+
+    /// Ranked picks as a digest shows them, numbered from 1 in their order: what `preview` and
+    /// `send --dry-run` render before anything is stored.
+    pub fn digest_papers(&self, picks: Vec<Pick>) -> Vec<DigestPaper> {
+        picks
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                DigestPaper::new(
+                    &self.papers[p.index].paper,
+                    i as u32 + 1,
+                    p.score,
+                    p.explanation,
+                )
+            })
+            .collect()
     }
 
     /// What `recipient`'s digest holds: the papers first seen since their window start that
