@@ -24,31 +24,61 @@ const INTERESTS: &str = r#""contrastive loss" memory"#;
 const FOLLOWED: &str = "Fulu Li";
 const FOLLOWED_PAPER: &str = "2410.18441";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_manage_page_edits_the_profile_and_the_next_digest_follows_it() {
-    let test = "the_manage_page_edits_the_profile_and_the_next_digest_follows_it";
-    let Some(sink) = SmtpSink::start_or_skip(test) else {
-        return;
-    };
+/// The daemon on day 1 with its papers fetched, and `email` subscribed through the pages and
+/// confirmed, with a late send time so the daemon's own round leaves the digest to
+/// `send --now`. `_hf` keeps the fixture server alive for the test.
+struct DayOne {
+    sink: SmtpSink,
+    _hf: FixtureServer,
+    app: TestApp,
+    d: WebDaemon,
+    c: reqwest::Client,
+    manage: String,
+}
+
+async fn subscribed_on_day_one(test: &str, email: &str) -> Option<DayOne> {
+    let sink = SmtpSink::start_or_skip(test)?;
     let hf = FixtureServer::start();
     hf.set_day_fixture(DAY1, HF_DAY_2024_10_25);
     let app = TestApp::builder().hf(&hf).smtp(&sink).build();
     fetch_fixture_day(&app, DAY1, FETCH1);
     let d = WebDaemon::start(&app, SEND1, &[]);
     let c = client();
-    let bob = "bob@example.org";
-
-    // A late send time, so the daemon's own round leaves the digest to `send --now` below.
     let manage = subscribe_and_confirm(
         &d,
         &c,
         &sink,
-        bob,
+        email,
         INTERESTS,
         &[("time", "23:30"), ("timezone", "UTC")],
         1,
     )
     .await;
+    Some(DayOne {
+        sink,
+        _hf: hf,
+        app,
+        d,
+        c,
+        manage,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manage_page_edits_the_profile_and_the_next_digest_follows_it() {
+    let test = "the_manage_page_edits_the_profile_and_the_next_digest_follows_it";
+    let bob = "bob@example.org";
+    let Some(DayOne {
+        sink,
+        _hf,
+        app,
+        d,
+        c,
+        manage,
+    }) = subscribed_on_day_one(test, bob).await
+    else {
+        return;
+    };
     let page = get(&c, &manage).await;
     assert_eq!(page.status, 200, "{}", page.body);
     for field in [
@@ -209,26 +239,18 @@ fn assert_replaced(page: &Page, what: &str, email: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_from_the_manage_page_replaces_every_link_but_unsubscribe() {
     let test = "revoking_from_the_manage_page_replaces_every_link_but_unsubscribe";
-    let Some(sink) = SmtpSink::start_or_skip(test) else {
+    let cam = "cam@example.org";
+    let Some(DayOne {
+        sink,
+        _hf,
+        app,
+        d,
+        c,
+        manage: confirmed_manage,
+    }) = subscribed_on_day_one(test, cam).await
+    else {
         return;
     };
-    let hf = FixtureServer::start();
-    hf.set_day_fixture(DAY1, HF_DAY_2024_10_25);
-    let app = TestApp::builder().hf(&hf).smtp(&sink).build();
-    fetch_fixture_day(&app, DAY1, FETCH1);
-    let d = WebDaemon::start(&app, SEND1, &[]);
-    let c = client();
-    let cam = "cam@example.org";
-    let confirmed_manage = subscribe_and_confirm(
-        &d,
-        &c,
-        &sink,
-        cam,
-        INTERESTS,
-        &[("time", "23:30"), ("timezone", "UTC")],
-        1,
-    )
-    .await;
     send_now(&app, SEND1);
     let digest = wait_for_mail_to(&sink, cam, 2);
     let old_manage = d.local(&link_to(&digest, "manage"));
