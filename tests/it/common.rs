@@ -113,6 +113,20 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     })
 }
 
+/// Leaves the developer's own `PAPERBOY*` variables out of a command the tests start: only
+/// the ones a test sets reach the program.
+pub fn without_developer_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("PAPERBOY")
+        {
+            command.env_remove(&key);
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
@@ -1478,15 +1492,7 @@ impl Invocation {
     pub fn run(self) -> CmdOutput {
         let mut command = Command::new(&self.program);
         command.args(&self.args).current_dir(&self.cwd);
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_string_lossy()
-                .to_ascii_uppercase()
-                .starts_with("PAPERBOY")
-            {
-                command.env_remove(&key);
-            }
-        }
+        without_developer_env(&mut command);
         command.env("NO_COLOR", "1");
         if let Some(now) = &self.now {
             command.env("PAPERBOY_NOW", now);

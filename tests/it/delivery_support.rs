@@ -268,15 +268,7 @@ impl Daemon {
             .arg(&app.config_path)
             .arg("run")
             .current_dir(app.dir());
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_string_lossy()
-                .to_ascii_uppercase()
-                .starts_with("PAPERBOY")
-            {
-                command.env_remove(&key);
-            }
-        }
+        crate::common::without_developer_env(&mut command);
         command.env("PAPERBOY_NOW", now).env("NO_COLOR", "1");
         for (k, v) in env {
             command.env(k, v);

@@ -33,15 +33,7 @@ fn start_quiet_daemon(app: &TestApp, env: &[(&str, &str)]) -> Daemon {
         .expect("daemon log");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paperboy"));
     // Only the variables this test sets, as the shared harness does.
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("PAPERBOY")
-        {
-            command.env_remove(&key);
-        }
-    }
+    crate::common::without_developer_env(&mut command);
     command
         .arg("--config")
         .arg(&app.config_path)
@@ -344,15 +336,7 @@ impl Background {
         let out = app.dir().join(format!("{name}.out"));
         let err = app.dir().join(format!("{name}.err"));
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paperboy"));
-        for (key, _) in std::env::vars_os() {
-            if key
-                .to_string_lossy()
-                .to_ascii_uppercase()
-                .starts_with("PAPERBOY")
-            {
-                command.env_remove(&key);
-            }
-        }
+        crate::common::without_developer_env(&mut command);
         command
             .arg("--config")
             .arg(&app.config_path)
