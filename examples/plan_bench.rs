@@ -55,8 +55,8 @@ fn main() {
     let min_score: f32 = arg(3, "1.0").parse().expect("MIN_SCORE is a number");
     let max_papers: usize = arg(4, "10").parse().expect("MAX_PAPERS is a number");
     let blend = Blend {
-        min_score,
         trending_weight: arg(5, "1.0").parse().expect("TRENDING_WEIGHT is a number"),
+        ..Blend::floor(min_score)
     };
 
     let text = std::fs::read_to_string(path).expect("DOCS can be read");

@@ -21,8 +21,8 @@
 
 use crate::delivery::{SendOptions, host_name, send_due, worker_id};
 use crate::jobs::App;
-use crate::jobs::fetch;
 use crate::jobs::plan::{PlanMode, plan_as_leader};
+use crate::jobs::{embed, fetch};
 use crate::metrics::SCHEDULER_STALE_AFTER;
 use crate::notify::{self, Notifier};
 use crate::shutdown::Shutdown;
@@ -151,6 +151,13 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
             {
                 error!(error = %e, "web server failed");
             }
+        }
+    });
+    // The embedding model loads in about a second: once now, in the background, rather than
+    // inside the first live preview's time budget.
+    tokio::task::spawn_blocking(|| {
+        if let Err(e) = crate::embed::Embedder::shared() {
+            error!(error = %e, "matching by meaning is off; digests are matched by words alone");
         }
     });
     let holder = instance_id(&app.settings);
@@ -435,9 +442,20 @@ async fn run_fetch(app: &App, fence: &LeaderFence) {
             return;
         }
     };
-    fetch::fetch_scheduled(app, &sources, today)
-        .instrument(info_span!("fetch_run", date = %today, generation = fence.generation))
-        .await;
+    let span = info_span!("fetch_run", date = %today, generation = fence.generation);
+    async {
+        fetch::fetch_scheduled(app, &sources, today).await;
+        // The new papers' vectors, and any interest clause a failed embedding left without
+        // one: before the next planning run reads them.
+        if let Err(e) = embed::embed_papers(app, &embed::Quiet).await {
+            error!(error = %e, "could not embed the new papers; they are matched by words alone");
+        }
+        if let Err(e) = embed::embed_all_interests(app, &embed::Quiet).await {
+            error!(error = %e, "could not embed interests; those are matched by words alone");
+        }
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Why the daemon should fetch as it starts, if it should: an enabled source that has never

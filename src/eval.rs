@@ -6,15 +6,19 @@
 //! and the F1 of the set a subscriber would actually be sent (after the relevance floor and the
 //! cut at `max_papers`). A plain baseline — tantivy's BM25 over title + abstract as one field, no
 //! stemming, no phrases, no title boost, every query word OR'd — runs on the same documents in
-//! the same run, so the two columns are comparable.
+//! the same run, so the columns are comparable. Each fusion of words and meaning (words alone,
+//! meaning alone, weighted sums, reciprocal-rank fusion) is scored in the same run, and a
+//! second mode, "more like these", hides a keyphrase's papers behind three liked examples.
 //!
 //! What it is not for: tuning. The figures come from whatever `matching` and the configuration
-//! do; nothing here adjusts per query. It does no network or database I/O, only reads two files.
+//! do; nothing here adjusts per query. It does no network or database I/O, only reads two files
+//! (and runs the built-in embedding model on every document).
 
-use crate::matching::{Blend, CandidateIndex, ProfileSignals};
-use crate::model::{Paper, PaperId, PaperLinks};
+use crate::embed::{Embedder, Embedding, paper_text};
+use crate::matching::{Blend, CandidateIndex, Fusion, ProfileSignals, meaning_clauses};
+use crate::model::{Paper, PaperId, PaperLinks, Profile};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
@@ -143,9 +147,57 @@ pub struct EvalReport {
     /// Queries the matcher refused to parse (scored as finding nothing).
     pub unparsed: Vec<String>,
     pub min_score: f32,
+    pub min_closeness: f32,
     pub max_papers: usize,
+    /// What planning uses ([`Fusion::CHOSEN`]).
     pub ours: Metrics,
     pub baseline: Metrics,
+    /// Every way of ranking compared, words alone and meaning alone first.
+    pub systems: Vec<System>,
+    /// "More like these": papers found from liked examples alone.
+    pub like_these: LikeThese,
+    /// Seconds spent computing the documents' and queries' vectors.
+    pub embed_seconds: f64,
+}
+
+/// One way of ranking and its figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct System {
+    pub name: String,
+    pub metrics: Metrics,
+}
+
+/// The "more like these" mode: for each keyphrase with at least four papers, three of them are
+/// given as liked examples (no interests), the rest are hidden among all the documents; how
+/// well each system finds the hidden ones.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LikeThese {
+    pub keyphrases: usize,
+    pub systems: Vec<LikeSystem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LikeSystem {
+    pub name: String,
+    /// Share of the hidden papers in the first ten, averaged over keyphrases.
+    pub recall_at_10: f64,
+    /// Mean reciprocal rank of the first hidden paper (0 when none is in the first 50).
+    pub mrr: f64,
+}
+
+/// Examples given per keyphrase in the "more like these" mode.
+const LIKED_EXAMPLES: usize = 3;
+
+/// The fusions compared, by name; the planner's is [`Fusion::CHOSEN`].
+fn systems() -> Vec<(String, Fusion)> {
+    vec![
+        ("words".into(), Fusion::Words),
+        ("meaning".into(), Fusion::Meaning),
+        ("hybrid 0.3".into(), Fusion::Weighted(0.3)),
+        ("hybrid 0.5".into(), Fusion::Weighted(0.5)),
+        ("hybrid 0.7".into(), Fusion::Weighted(0.7)),
+        ("reciprocal rank".into(), Fusion::ReciprocalRank),
+    ]
 }
 
 /// One system's answers to one query: the full ranking (best first, at most [`RANK_DEPTH`])
@@ -155,55 +207,198 @@ struct Answer {
     sent: Vec<String>,
 }
 
-/// Runs every query through paperboy's matcher and through the baseline.
+/// Runs every query through paperboy's matcher, each fusion of words and meaning, and the
+/// baseline. `embedded(n)` is told of each batch of texts embedded (a progress bar).
 pub fn evaluate(
     docs: &[EvalDoc],
     qrels: &BTreeMap<String, HashSet<String>>,
     min_score: f32,
+    min_closeness: f32,
     max_papers: usize,
+    embedded: &(dyn Fn(usize) + Sync),
 ) -> Result<EvalReport, EvalError> {
     let papers: Vec<Paper> = docs.iter().map(as_paper).collect();
-    let ours = CandidateIndex::build(&papers).map_err(|e| EvalError::Index(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let model = Embedder::shared().map_err(|e| EvalError::Index(e.to_string()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| paper_text(&d.title, &d.abstract_text))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = model
+        .embed_parallel(&refs, cores, embedded)
+        .map_err(|e| EvalError::Index(e.to_string()))?;
+    let mut clauses: Vec<String> = qrels.keys().flat_map(|q| meaning_clauses(q)).collect();
+    clauses.sort_unstable();
+    clauses.dedup();
+    let clause_refs: Vec<&str> = clauses.iter().map(String::as_str).collect();
+    let clause_vectors: HashMap<String, Embedding> = clauses
+        .iter()
+        .cloned()
+        .zip(
+            model
+                .embed_parallel(&clause_refs, cores, embedded)
+                .map_err(|e| EvalError::Index(e.to_string()))?,
+        )
+        .collect();
+    let embed_seconds = started.elapsed().as_secs_f64();
+    let ours = CandidateIndex::build(&papers)
+        .map_err(|e| EvalError::Index(e.to_string()))?
+        .with_vectors(vectors.iter().cloned().map(Some).collect());
     let baseline = Baseline::build(docs)?;
     let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+    let rank_err = |e: crate::matching::MatchError| EvalError::Index(e.to_string());
 
-    let mut ours_sum = Sums::default();
+    let systems = systems();
+    let mut sums: Vec<Sums> = systems.iter().map(|_| Sums::default()).collect();
     let mut base_sum = Sums::default();
     let mut unparsed = Vec::new();
-    let blend = Blend::floor(min_score);
     for (query, relevant) in qrels {
-        let answer = match ours.profile(Some(query), &ProfileSignals::default()) {
+        let mut signals = ProfileSignals::default();
+        signals.meaning.clauses = meaning_clauses(query)
+            .into_iter()
+            .filter_map(|c| clause_vectors.get(&c).map(|v| (c, v.clone())))
+            .collect();
+        match ours.profile(Some(query), &signals) {
             Ok(profile) => {
-                let full = ours
-                    .rank_profile(&profile, &Blend::floor(0.0), |_| true, RANK_DEPTH)
-                    .map_err(|e| EvalError::Index(e.to_string()))?;
-                let sent = ours
-                    .rank_profile(&profile, &blend, |_| true, max_papers)
-                    .map_err(|e| EvalError::Index(e.to_string()))?;
-                Answer {
-                    ranked: full.iter().map(|p| ids[p.index].to_string()).collect(),
-                    sent: sent.iter().map(|p| ids[p.index].to_string()).collect(),
+                for ((_, fusion), sum) in systems.iter().zip(&mut sums) {
+                    let full = ours
+                        .rank_profile(&profile, &whole_ranking(*fusion), |_| true, RANK_DEPTH)
+                        .map_err(rank_err)?;
+                    let blend = Blend {
+                        fusion: *fusion,
+                        meaning_floor: min_closeness,
+                        ..Blend::floor(min_score)
+                    };
+                    let sent = ours
+                        .rank_profile(&profile, &blend, |_| true, max_papers)
+                        .map_err(rank_err)?;
+                    let answer = Answer {
+                        ranked: full.iter().map(|p| ids[p.index].to_string()).collect(),
+                        sent: sent.iter().map(|p| ids[p.index].to_string()).collect(),
+                    };
+                    sum.add(&answer, relevant);
                 }
             }
             Err(_) => {
                 unparsed.push(query.clone());
-                Answer {
+                let nothing = Answer {
                     ranked: Vec::new(),
                     sent: Vec::new(),
+                };
+                for sum in &mut sums {
+                    sum.add(&nothing, relevant);
                 }
             }
-        };
-        ours_sum.add(&answer, relevant);
+        }
         base_sum.add(&baseline.answer(query, min_score, max_papers)?, relevant);
     }
+    let like_these = like_these(&ours, &papers, &vectors, qrels, &ids)?;
+    let chosen = systems
+        .iter()
+        .position(|(_, f)| *f == Fusion::CHOSEN)
+        .unwrap_or(0);
     Ok(EvalReport {
         documents: docs.len(),
         queries: qrels.len(),
         unparsed,
         min_score,
+        min_closeness,
         max_papers,
-        ours: ours_sum.mean(),
+        ours: sums[chosen].mean(),
         baseline: base_sum.mean(),
+        systems: systems
+            .into_iter()
+            .zip(&sums)
+            .map(|((name, _), s)| System {
+                name,
+                metrics: s.mean(),
+            })
+            .collect(),
+        like_these,
+        embed_seconds,
+    })
+}
+
+/// The whole ranking a fusion gives, for nDCG and recall: no floor on either signal.
+fn whole_ranking(fusion: Fusion) -> Blend {
+    Blend {
+        meaning_floor: -1.0,
+        fusion,
+        ..Blend::floor(0.0)
+    }
+}
+
+/// The "more like these" mode (see [`LikeThese`]): the examples' ids are the first three of the
+/// keyphrase's papers in id order, so every run hides the same ones.
+fn like_these(
+    index: &CandidateIndex,
+    papers: &[Paper],
+    vectors: &[Embedding],
+    qrels: &BTreeMap<String, HashSet<String>>,
+    ids: &[&str],
+) -> Result<LikeThese, EvalError> {
+    let position: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let systems = [
+        ("words (more-like-this)", Fusion::Words),
+        ("meaning", Fusion::Meaning),
+        ("hybrid", Fusion::CHOSEN),
+    ];
+    let mut recall = [0f64; 3];
+    let mut mrr = [0f64; 3];
+    let mut n = 0usize;
+    for relevant in qrels.values() {
+        let mut known: Vec<usize> = relevant
+            .iter()
+            .filter_map(|id| position.get(id.as_str()).copied())
+            .collect();
+        if known.len() <= LIKED_EXAMPLES {
+            continue;
+        }
+        known.sort_unstable_by_key(|&i| ids[i]);
+        let (examples, hidden) = known.split_at(LIKED_EXAMPLES);
+        let signals = ProfileSignals::new(
+            Profile::default(),
+            std::iter::empty(),
+            examples.iter().map(|&i| (&papers[i], Some(&vectors[i]))),
+        );
+        let profile = index
+            .profile(None, &signals)
+            .map_err(|e| EvalError::Index(e.to_string()))?;
+        n += 1;
+        for (k, (_, fusion)) in systems.iter().enumerate() {
+            let ranked = index
+                .rank_profile(
+                    &profile,
+                    &whole_ranking(*fusion),
+                    |i| !examples.contains(&i),
+                    RANK_DEPTH,
+                )
+                .map_err(|e| EvalError::Index(e.to_string()))?;
+            let found = ranked
+                .iter()
+                .take(10)
+                .filter(|p| hidden.contains(&p.index))
+                .count();
+            recall[k] += found as f64 / hidden.len() as f64;
+            if let Some(r) = ranked.iter().position(|p| hidden.contains(&p.index)) {
+                mrr[k] += 1.0 / (r + 1) as f64;
+            }
+        }
+    }
+    let n_f = n.max(1) as f64;
+    Ok(LikeThese {
+        keyphrases: n,
+        systems: systems
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _))| LikeSystem {
+                name: name.to_string(),
+                recall_at_10: recall[k] / n_f,
+                mrr: mrr[k] / n_f,
+            })
+            .collect(),
     })
 }
 
@@ -481,13 +676,29 @@ mod tests {
         ];
         let mut qrels = BTreeMap::new();
         qrels.insert("library".to_string(), set(&["1"]));
-        let report = evaluate(&docs, &qrels, 0.0, 10).unwrap();
+        let report = evaluate(
+            &docs,
+            &qrels,
+            0.0,
+            crate::matching::MEANING_FLOOR,
+            10,
+            &|_| {},
+        )
+        .unwrap();
         // "library" is in doc 1 as written ("library services"): both find it.
         assert_eq!(report.baseline.precision_at_10, 0.1);
         assert_eq!(report.ours.precision_at_10, 0.1);
         let mut qrels = BTreeMap::new();
         qrels.insert("libraries lending".to_string(), set(&["1"]));
-        let report = evaluate(&docs, &qrels, 0.0, 10).unwrap();
+        let report = evaluate(
+            &docs,
+            &qrels,
+            0.0,
+            crate::matching::MEANING_FLOOR,
+            10,
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!(report.ours.recall_at_50, 1.0);
         assert!(report.ours.ndcg_at_10 > 0.99);
     }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod digest;
+pub mod embed;
 pub mod eval;
 pub mod jobs;
 pub mod links;

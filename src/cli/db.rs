@@ -1,4 +1,4 @@
-//! `paperboy migrate` and `paperboy db copy`: the database tools.
+//! `paperboy migrate`, `paperboy db copy` and `paperboy db embed`: the database tools.
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -8,7 +8,9 @@ use paperboy::shutdown::Shutdown;
 use paperboy::store::Store;
 use std::process::ExitCode;
 
-use super::progress::progress;
+use super::progress::{EmbedBars, progress};
+use super::shared::open_app;
+use paperboy::jobs::embed;
 
 #[derive(Subcommand)]
 pub enum DbCommand {
@@ -25,6 +27,14 @@ pub enum DbCommand {
         /// Empty a target that already holds data before copying (its rows are deleted).
         #[arg(long)]
         force: bool,
+    },
+    /// Compute the sentence vectors that are missing: papers stored before vectors existed,
+    /// and interests whose embedding failed or was left for later. Fetch, sign-up and import
+    /// do this by themselves; this is for an upgraded database or after --again.
+    Embed {
+        /// Forget every stored vector first and compute them all again (after a model change).
+        #[arg(long)]
+        again: bool,
     },
 }
 
@@ -53,7 +63,37 @@ pub async fn run(settings: Settings, command: DbCommand) -> anyhow::Result<ExitC
             let shutdown = Shutdown::install()?;
             copy(&settings, &from, &to, force, &shutdown).await
         }
+        DbCommand::Embed { again } => embed_missing(settings, again).await,
     }
+}
+
+/// `paperboy db embed`: every paper and interest clause without a vector gets one, under a
+/// progress bar per phase. Each batch is stored as it is done, so a stop keeps what was done.
+async fn embed_missing(settings: Settings, again: bool) -> anyhow::Result<ExitCode> {
+    let app = open_app(settings).await?;
+    if again {
+        app.store.forget_vectors().await?;
+        println!("forgot every stored vector");
+    }
+    let bars = EmbedBars::default();
+    let started = std::time::Instant::now();
+    let papers = embed::embed_papers(&app, &bars).await?;
+    let paper_secs = started.elapsed().as_secs_f64();
+    let interests = embed::embed_all_interests(&app, &bars).await?;
+    drop(bars);
+    let rate = |n: usize, secs: f64| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!(" ({:.0} a second)", n as f64 / secs.max(1e-3))
+        }
+    };
+    println!(
+        "embedded {papers} papers{}, {interests} interest clauses{}",
+        rate(papers, paper_secs),
+        rate(interests, started.elapsed().as_secs_f64() - paper_secs)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `paperboy db copy`: both databases are opened and migrated to this binary's schema; a

@@ -6,8 +6,9 @@ use paperboy::jobs::fetch;
 use paperboy::shutdown::Shutdown;
 use std::process::ExitCode;
 
-use super::progress::progress;
+use super::progress::{EmbedBars, progress};
 use super::shared::open_app;
+use paperboy::jobs::embed;
 
 /// `paperboy fetch`: the scheduled fetch (catch-up + current listings), one `--date`, or a
 /// `--from/--to` backfill with a progress bar.
@@ -123,6 +124,26 @@ pub async fn run(
     }
     if let Some(stopped) = stopped {
         println!("{stopped}");
+    } else {
+        // The new papers' vectors, now: planning reads them (a stop leaves them to the next
+        // fetch or `paperboy db embed`).
+        let bars = EmbedBars::default();
+        let embedded = tokio::select! {
+            r = embed::embed_papers(&app, &bars) => Some(r),
+            _ = shutdown.wait() => None,
+        };
+        drop(bars);
+        match embedded {
+            Some(Ok(0)) | None => {}
+            Some(Ok(n)) => println!("embedded {n} new papers"),
+            Some(Err(e)) => {
+                failed += 1;
+                eprintln!(
+                    "error: could not embed the new papers ({e}); they are matched by words \
+                     alone until `paperboy db embed` succeeds"
+                );
+            }
+        }
     }
     Ok(if failed > 0 {
         ExitCode::FAILURE

@@ -35,7 +35,13 @@ pub async fn run(
     let now = app.clock.now();
     let date = now.with_timezone(&subscriber.timezone.0).date_naive();
     let candidates = Candidates::load(&app, now).await?;
-    let picks = candidates.digest_for(&app, &subscriber, date).await?;
+    let (picks, without_vectors) = candidates.digest_for(&app, &subscriber, date).await?;
+    if without_vectors > 0 {
+        eprintln!(
+            "note: {without_vectors} of the interests' clauses have no vector yet, so this \
+             digest is matched by words alone; `paperboy db embed` computes them"
+        );
+    }
     let papers = candidates.digest_papers(picks);
     match format {
         PreviewFormat::Json => {

@@ -124,3 +124,38 @@ impl Progress {
         }
     }
 }
+
+/// The embed job's progress (`jobs::embed`) as [`progress`] bars: one per phase (papers, then
+/// interests), each finished when the next starts or the bar is dropped.
+#[derive(Default)]
+pub struct EmbedBars {
+    current: std::sync::Mutex<Option<Progress>>,
+}
+
+impl paperboy::jobs::embed::EmbedProgress for EmbedBars {
+    fn start(&self, total: u64, what: &'static str) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = current.replace(progress(total, what)) {
+            previous.finish();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = &*self.current.lock().unwrap_or_else(|e| e.into_inner()) {
+            bar.inc(n);
+        }
+    }
+}
+
+impl Drop for EmbedBars {
+    fn drop(&mut self) {
+        if let Some(bar) = self
+            .current
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish();
+        }
+    }
+}

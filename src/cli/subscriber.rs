@@ -142,7 +142,7 @@ pub async fn run(settings: Settings, cmd: SubscriberCommand) -> anyhow::Result<E
                     &NewSubscriber {
                         email: email.clone(),
                         status,
-                        interests,
+                        interests: interests.clone(),
                         frequency,
                         send_time,
                         timezone,
@@ -154,6 +154,7 @@ pub async fn run(settings: Settings, cmd: SubscriberCommand) -> anyhow::Result<E
             if !profile.is_empty() {
                 app.store.set_profile(id, &profile, app.clock.now()).await?;
             }
+            embed_interests_now(&app, &interests).await;
             println!(
                 "added subscriber {id}: {email} ({}; {frequency} at {send_time} {timezone})",
                 status.as_str()
@@ -346,4 +347,17 @@ fn profile_from_flags(
             .collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })
+}
+
+/// The new interests' vectors, now, so that their first digest is matched by meaning too. A
+/// failure does not fail the command: the digest falls back to words, and the daemon's next
+/// fetch run (or `paperboy db embed`) fills the vectors in.
+async fn embed_interests_now(app: &paperboy::jobs::App, interests: &Interests) {
+    use paperboy::jobs::embed;
+    if let Err(e) = embed::embed_interests(app, &[interests], &embed::Quiet).await {
+        eprintln!(
+            "warning: could not embed the interests ({e}); their digests are matched by words \
+             alone until `paperboy db embed` succeeds"
+        );
+    }
 }

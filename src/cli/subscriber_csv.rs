@@ -26,8 +26,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::progress::progress;
+use super::progress::{EmbedBars, progress};
 use super::shared::open_app;
+use paperboy::jobs::embed;
 
 /// The columns, in the order `export` writes them.
 pub const COLUMNS: [&str; 11] = [
@@ -274,6 +275,25 @@ pub async fn import(
          rows skipped",
         bad.len()
     );
+    // Their interests' vectors: each distinct clause once, in batches on every core. A stop
+    // or a failure here loses nothing imported: planning matches those by words alone until
+    // the daemon's next fetch run or `paperboy db embed` fills them in.
+    let bars = EmbedBars::default();
+    let embedded = tokio::select! {
+        r = embed::embed_all_interests(&app, &bars) => Some(r),
+        _ = shutdown.wait() => None,
+    };
+    drop(bars);
+    match embedded {
+        Some(Ok(n)) => println!("embedded {n} new interest clauses"),
+        Some(Err(e)) => eprintln!(
+            "warning: could not embed the interests ({e}); those digests are matched by words \
+             alone until `paperboy db embed` succeeds"
+        ),
+        None => println!(
+            "stopped on request while embedding interests; run `paperboy db embed` to finish"
+        ),
+    }
     Ok(exit_code(&bad))
 }
 

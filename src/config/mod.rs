@@ -149,6 +149,11 @@ mod tests {
         assert_eq!(s.schedule.send_time.to_string(), "07:00");
         assert_eq!(s.digest.max_papers.get(), 10);
         assert_eq!(s.mail_domain(), "example.org");
+        // The floor ranking code falls back on (`Blend::floor`) is the configured default.
+        assert_eq!(s.matching.min_closeness, crate::matching::MEANING_FLOOR);
+        let bad = Settings::load_with_env(None, env(&[("PAPERBOY__MATCHING__MIN_CLOSENESS", "2")]));
+        let message = bad.err().expect("a cosine above 1 is refused").to_string();
+        assert!(message.contains("matching.min_closeness"), "{message}");
     }
 
     #[test]

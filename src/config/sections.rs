@@ -212,6 +212,9 @@ impl DigestSettings {
 #[derive(Debug, Clone)]
 pub struct MatchingSettings {
     pub min_score: f32,
+    /// The floor of closeness in meaning (a cosine, 0 to 1): below it meaning alone never
+    /// qualifies a paper.
+    pub min_closeness: f32,
     /// The most Hugging Face upvotes can add to a matching paper's score (0 = off).
     pub trending_weight: f32,
 }
@@ -220,6 +223,7 @@ pub struct MatchingSettings {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMatching {
     min_score: String,
+    min_closeness: String,
     trending_weight: String,
 }
 
@@ -252,8 +256,22 @@ impl MatchingSettings {
                     "a number from 0 (off) to 100, e.g. 1.0",
                 )
             })?;
+        let min_closeness: f32 = raw
+            .min_closeness
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c: &f32| c.is_finite() && (0.0..=1.0).contains(c))
+            .ok_or_else(|| {
+                invalid(
+                    "matching.min_closeness",
+                    &raw.min_closeness,
+                    "a cosine from 0 to 1, e.g. 0.35 (1 turns matching by meaning alone off)",
+                )
+            })?;
         Ok(MatchingSettings {
             min_score,
+            min_closeness,
             trending_weight,
         })
     }

@@ -8,6 +8,7 @@
 //! manage page and `subscriber revoke-links`). Sending is `delivery`; scheduling the jobs is
 //! `daemon`, which this module does not know.
 
+pub mod embed;
 pub mod fetch;
 pub mod plan;
 pub mod revoke;

@@ -21,7 +21,10 @@
 
 use super::App;
 use crate::digest::DigestPaper;
-use crate::matching::{Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals};
+use crate::embed::Embedding;
+use crate::matching::{
+    Blend, CandidateIndex, Fusion, InterestsSyntaxError, Pick, ProfileSignals, meaning_clauses,
+};
 use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
 use crate::store::{
     LeaderFence, PageHistory, PlannedDelivery, PlannedPaper, StoreError, StoredPaper,
@@ -49,6 +52,8 @@ pub struct PlanReport {
     pub empty: usize,
     /// Subscriber rows that could not be read, or whose interests no longer parse.
     pub bad_rows: usize,
+    /// Due subscribers ranked by words alone: a clause of their interests has no vector yet.
+    pub words_only: usize,
 }
 
 /// The papers a planning run chooses from, indexed once for every subscriber, and how they are
@@ -77,24 +82,54 @@ pub struct Recipient {
     /// Papers they already have, and the example papers they gave: never sent (again).
     pub known: HashSet<String>,
     pub signals: ProfileSignals,
+    /// Clauses of their interests with no stored vector yet: ranked by words alone until
+    /// the embed job gives them one (said in the log and by `paperboy preview`).
+    pub clauses_without_vectors: usize,
 }
 
 impl Recipient {
     /// Someone who just signed up with `interests`: no profile, no votes, nothing sent yet.
     /// What the live preview ranks for.
+    /// `vectors` are the vectors their interests' clauses have (as a sign-up stores them).
     pub fn newcomer(
         interests: Interests,
         max_papers: MaxPapers,
         candidates: &Candidates,
+        vectors: &HashMap<String, Embedding>,
     ) -> Recipient {
+        let mut signals = ProfileSignals::default();
+        let clauses_without_vectors = with_clause_vectors(&mut signals, &interests, vectors);
         Recipient {
             interests,
             max_papers,
             window_start: candidates.oldest,
             known: HashSet::new(),
-            signals: ProfileSignals::default(),
+            signals,
+            clauses_without_vectors,
         }
     }
+}
+
+/// Gives `signals` the vectors of `interests`' clauses found in `vectors`; returns how many
+/// clauses have none. All or nothing: a subscriber with a clause not embedded yet is ranked
+/// by words alone, so that one interest does not drown the others.
+fn with_clause_vectors(
+    signals: &mut ProfileSignals,
+    interests: &Interests,
+    vectors: &HashMap<String, Embedding>,
+) -> usize {
+    let clauses = meaning_clauses(interests.as_str());
+    let found: Vec<(String, Embedding)> = clauses
+        .iter()
+        .filter_map(|c| vectors.get(c).map(|v| (c.clone(), v.clone())))
+        .collect();
+    let missing = clauses.len() - found.len();
+    if missing == 0 {
+        signals.meaning.clauses = found;
+    } else {
+        signals.meaning = Default::default();
+    }
+    missing
 }
 
 /// A subscriber due a digest on their local `date`, and what ranking reads about them.
@@ -117,12 +152,26 @@ impl Candidates {
             .collect();
         let blend = Blend {
             min_score: app.settings.matching.min_score,
+            meaning_floor: app.settings.matching.min_closeness,
             trending_weight: app.settings.matching.trending_weight,
+            fusion: Fusion::CHOSEN,
         };
+        let ids: Vec<String> = papers.iter().map(|p| p.paper.id.to_string()).collect();
+        let mut stored = app.store.paper_vectors(&ids).await?;
+        let vectors: Vec<Option<Embedding>> = ids.iter().map(|id| stored.remove(id)).collect();
+        let missing = vectors.iter().filter(|v| v.is_none()).count();
+        if missing > 0 {
+            warn!(
+                papers = missing,
+                "candidate papers without a vector yet are matched by words alone; \
+                 `paperboy db embed` computes them"
+            );
+        }
         // Indexing is CPU work: off the runtime's threads, which serve the web meanwhile.
         tokio::task::spawn_blocking(move || {
             let index = CandidateIndex::build(papers.iter().map(|p| &p.paper))
-                .map_err(|e| PlanError::Matching(e.to_string()))?;
+                .map_err(|e| PlanError::Matching(e.to_string()))?
+                .with_vectors(vectors);
             let positions = papers
                 .iter()
                 .enumerate()
@@ -185,13 +234,14 @@ impl Candidates {
 
     /// What `subscriber`'s digest for `date` would hold if planned now, recorded nowhere
     /// (`paperboy preview`): read with the planner's statements over a page of one, ranked by
-    /// [`Candidates::digest`].
+    /// [`Candidates::digest`]. With the picks, how many clauses of their interests have no
+    /// vector yet (more than 0: matched by words alone).
     pub async fn digest_for(
         &self,
         app: &App,
         subscriber: &Subscriber,
         date: DigestDate,
-    ) -> Result<Vec<Pick>, PlanError> {
+    ) -> Result<(Vec<Pick>, usize), PlanError> {
         let id = subscriber.id.0;
         let history = app
             .store
@@ -199,8 +249,11 @@ impl Candidates {
             .await?;
         let due = recipients(app, vec![(subscriber.clone(), date)], history, self.oldest).await?;
         match due.first() {
-            Some(due) => self.digest(&due.recipient),
-            None => Ok(Vec::new()),
+            Some(due) => Ok((
+                self.digest(&due.recipient)?,
+                due.recipient.clauses_without_vectors,
+            )),
+            None => Ok((Vec::new(), 0)),
         }
     }
 }
@@ -326,6 +379,24 @@ async fn recipients(
             .map(|p| (p.paper.id.to_string(), p.paper))
             .collect()
     };
+    // The vectors ranking reads: the voted and example papers', and the interests' clauses'.
+    let mut paper_ids: Vec<String> = example_ids;
+    paper_ids.extend(
+        due.iter()
+            .filter_map(|(s, _)| history.votes.get(&s.id.0))
+            .flatten()
+            .map(|v| v.paper_id.clone()),
+    );
+    paper_ids.sort_unstable();
+    paper_ids.dedup();
+    let paper_vectors = app.store.paper_vectors(&paper_ids).await?;
+    let mut clauses: Vec<String> = due
+        .iter()
+        .flat_map(|(s, _)| meaning_clauses(s.interests.as_str()))
+        .collect();
+    clauses.sort_unstable();
+    clauses.dedup();
+    let clause_vectors = app.store.interest_vectors(&clauses).await?;
     Ok(due
         .into_iter()
         .map(|(subscriber, date)| {
@@ -343,20 +414,27 @@ async fn recipients(
                 .map(|(paper, _)| paper)
                 .collect();
             let stated = history.profiles.remove(&id).unwrap_or_default();
-            let liked_examples: Vec<&Paper> = stated
+            let liked_examples: Vec<(&Paper, Option<&Embedding>)> = stated
                 .examples
                 .iter()
-                .filter_map(|e| examples.get(e))
+                .filter_map(|e| examples.get(e).map(|p| (p, paper_vectors.get(e))))
                 .collect();
             known.extend(stated.examples.iter().cloned());
             let votes = history.votes.remove(&id).unwrap_or_default();
-            let signals = ProfileSignals::new(
+            let mut signals = ProfileSignals::new(
                 stated,
-                votes
-                    .iter()
-                    .map(|v| (v.vote, v.title.as_str(), v.abstract_text.as_str())),
+                votes.iter().map(|v| {
+                    (
+                        v.vote,
+                        v.title.as_str(),
+                        v.abstract_text.as_str(),
+                        paper_vectors.get(&v.paper_id),
+                    )
+                }),
                 liked_examples,
             );
+            let clauses_without_vectors =
+                with_clause_vectors(&mut signals, &subscriber.interests, &clause_vectors);
             Due {
                 recipient: Recipient {
                     interests: subscriber.interests.clone(),
@@ -364,6 +442,7 @@ async fn recipients(
                     window_start,
                     known,
                     signals,
+                    clauses_without_vectors,
                 },
                 subscriber,
                 date,
@@ -504,6 +583,10 @@ async fn plan_at(
     let mut next = due_page(app, 0, now, mode, oldest, &mut report).await?;
     while let Some((last, page)) = next {
         report.due += page.len();
+        report.words_only += page
+            .iter()
+            .filter(|d| d.recipient.clauses_without_vectors > 0)
+            .count();
         if page.is_empty() {
             next = due_page(app, last, now, mode, oldest, &mut report).await?;
             continue;
@@ -543,6 +626,13 @@ async fn plan_at(
     if report.due == 0 {
         debug!("nobody is due");
         return Ok(report);
+    }
+    if report.words_only > 0 {
+        warn!(
+            subscribers = report.words_only,
+            "some subscribers' interests have no vector yet, so their digests were matched by \
+             words alone; `paperboy db embed` computes the missing vectors"
+        );
     }
     // Where the time went: reading and ranking overlap, and writing overlaps both, so
     // `write_wait_ms` is only the time planning stood still for the database.

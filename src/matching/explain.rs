@@ -50,6 +50,10 @@ pub(super) struct Signals {
     pub(super) liked: bool,
     pub(super) trending: f32,
     pub(super) browse: bool,
+    /// The interest clause a paper is close to in meaning, when meaning picked it.
+    pub(super) meaning: Option<String>,
+    /// The liked paper (its title) this one is closest to, when close enough to say.
+    pub(super) liked_title: Option<String>,
 }
 
 /// Builds the explanations of one subscriber's picks; the snippet generator is made once, and
@@ -142,7 +146,12 @@ impl<'a> Explainer<'a> {
             let names: Vec<&str> = asked.iter().map(|c| c.as_str()).collect();
             reasons.push(format!("in {}, a category you follow", names.join(", ")));
         }
-        if signals.liked {
+        if let Some(clause) = &signals.meaning {
+            reasons.push(format!("close in meaning to your interest “{clause}”"));
+        }
+        if let Some(title) = &signals.liked_title {
+            reasons.push(format!("like “{title}”, which you liked"));
+        } else if signals.liked {
             reasons.push("like papers you liked".to_string());
         }
         // Trending is a reason when it decided the pick (browse) or the paper is among the

@@ -10,9 +10,11 @@ use super::analysis::{
     category_keys, english_analyzer, folded_analyzer, register_tokenizers, text_options, tokens_of,
 };
 use super::explain::SNIPPET_CHARS;
+use super::meaning::PaperMatrix;
+use crate::embed::Embedding;
 use crate::model::Paper;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tantivy::query::{EnableScoring, Query, QueryParser};
 use tantivy::schema::{FAST, Field, Schema};
 use tantivy::tokenizer::{
@@ -70,7 +72,16 @@ pub struct CandidateIndex {
     /// The snippet tokenizer: candidates' abstracts come from the tokens computed at build time,
     /// other text (`other_texts`) from the stems learned then ([`KnownStems`]).
     pub(super) remembered: Remembered,
+    /// The candidates' sentence vectors, by position (zeros: not embedded yet). No rows when
+    /// the run has none at all: ranking is by words alone then.
+    pub(super) vectors: PaperMatrix,
+    /// Each interest clause's cosines with every candidate, computed once per run: many
+    /// subscribers share a clause ("language models"), and this is most of meaning's cost.
+    clause_cosines: Mutex<HashMap<String, Arc<[f32]>>>,
 }
+
+/// At most this many clauses' cosines are kept per run (8 KB each for 2,000 candidates).
+const CLAUSE_CACHE: usize = 8_192;
 
 impl CandidateIndex {
     pub fn build<'a>(papers: impl IntoIterator<Item = &'a Paper>) -> Result<Self, MatchError> {
@@ -214,7 +225,46 @@ impl CandidateIndex {
             by_author,
             by_category,
             remembered,
+            vectors: PaperMatrix::default(),
+            clause_cosines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Gives the candidates their vectors, by position (as many as were indexed; a missing
+    /// one is `None`). Without this call, or with no vector at all, ranking is by words alone.
+    pub fn with_vectors(mut self, vectors: Vec<Option<Embedding>>) -> Self {
+        if vectors.len() == self.papers.len() && vectors.iter().any(Option::is_some) {
+            self.vectors = PaperMatrix::new(&vectors);
+        }
+        self
+    }
+
+    /// Whether closeness in meaning can be measured in this run.
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.rows() > 0
+    }
+
+    /// `clause`'s cosines with every candidate, from the run's cache when another subscriber
+    /// asked for the same clause.
+    pub(super) fn clause_cosines(&self, key: &str, clause: &Embedding) -> Arc<[f32]> {
+        let hit = self
+            .clause_cosines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        if let Some(hit) = hit {
+            return hit;
+        }
+        let computed: Arc<[f32]> = self.vectors.cosines(clause.as_slice()).into();
+        let mut cached = self
+            .clause_cosines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cached.len() < CLAUSE_CACHE {
+            cached.insert(key.to_string(), computed.clone());
+        }
+        computed
     }
 
     pub fn len(&self) -> usize {

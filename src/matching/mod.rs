@@ -8,21 +8,25 @@
 //! blended in: followed authors (always included), categories (a filter or a boost), papers they
 //! liked or gave as examples (tantivy's more-like-this query over their text, pulling similar
 //! papers up; disliked ones push down), and Hugging Face upvotes as a bounded trending boost.
-//! A relevance floor keeps weak matches out however empty the day; at most `max` papers are
-//! picked. Each pick carries its reasons and an abstract snippet with the matched words marked
+//! Beside the words, closeness in meaning (`meaning`: the cosine between the paper's vector
+//! and the vectors of the interests, liked and disliked papers) is fused with BM25, so a
+//! paraphrase finds a paper that shares no word with it. A relevance floor for each signal
+//! keeps weak matches out however empty the day; at most `max` papers are picked. Each pick carries its reasons and an abstract snippet with the matched words marked
 //! (tantivy's snippet generator), computed for the picks only.
 //!
 //! What it is not for: I/O. It gets papers (and the texts of liked papers) and returns picks;
 //! loading profiles and votes is `store`'s job, choosing who is due is `jobs::plan`'s.
 //!
 //! The parts: `analysis` (analyzers, tokens kept from indexing, the replay tokenizers), `index`
-//! (the candidate index), `query` (the interests' language and its errors), `profile` (a
+//! (the candidate index), `query` (the interests' language and its errors), `meaning` (which
+//! clauses are embedded, closeness, the hard filters meaning obeys), `profile` (a
 //! subscriber's profile parsed against the index), `rank` (scores, signals, floor, trending),
 //! `explain` (reasons and snippets), `stored` (the explanation a delivery keeps).
 
 mod analysis;
 mod explain;
 mod index;
+mod meaning;
 mod profile;
 mod query;
 mod rank;
@@ -32,9 +36,12 @@ mod tests;
 
 pub use explain::{Explanation, Fragment, SNIPPET_CHARS};
 pub use index::CandidateIndex;
+pub use meaning::{
+    Closeness, MAX_MEANING_CLAUSES, MEANING_FLOOR, MeaningProfile, closeness, meaning_clauses,
+};
 pub use profile::{ProfileSignals, RankingProfile};
 pub use query::{InterestsSyntaxError, TRENDING_ONLY, check_interests};
-pub use rank::{Blend, Pick};
+pub use rank::{Blend, Fusion, Pick};
 pub use stored::SnippetSpan;
 
 #[derive(Debug, thiserror::Error)]

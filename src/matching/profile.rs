@@ -9,7 +9,9 @@
 
 use super::analysis::{STOP_WORDS, author_key};
 use super::index::CandidateIndex;
+use super::meaning::{MeaningProfile, hard_filters};
 use super::query::{InterestsSyntaxError, QueryTerms, TRENDING_ONLY};
+use crate::embed::Embedding;
 use crate::model::{CategoryMode, Paper, Profile};
 use tantivy::query::{MoreLikeThisQuery, Query};
 use tantivy::schema::OwnedValue;
@@ -31,6 +33,9 @@ pub struct ProfileSignals {
     pub liked: Vec<String>,
     /// Title and abstract of each paper voted "less like this".
     pub disliked: Vec<String>,
+    /// The vectors of their interests' clauses and of the papers above: what closeness in
+    /// meaning is measured against. Empty when none is stored yet (words alone then).
+    pub meaning: MeaningProfile,
 }
 
 impl ProfileSignals {
@@ -38,33 +43,40 @@ impl ProfileSignals {
     /// they voted on, with the vote as stored, +1 for "more like this" and -1 for "less") to
     /// what ranking reads. Papers voted above 0 and the example papers count as liked, the rest
     /// of the votes as disliked. `examples` are the stated example papers the store has (one
-    /// it has not fetched yet counts from the day it is).
+    /// it has not fetched yet counts from the day it is). Each paper comes with its stored
+    /// vector, if it has one.
     pub fn new<'a>(
         stated: Profile,
-        votes: impl IntoIterator<Item = (i64, &'a str, &'a str)>,
-        examples: impl IntoIterator<Item = &'a Paper>,
+        votes: impl IntoIterator<Item = (i64, &'a str, &'a str, Option<&'a Embedding>)>,
+        examples: impl IntoIterator<Item = (&'a Paper, Option<&'a Embedding>)>,
     ) -> ProfileSignals {
         let mut liked = Vec::new();
         let mut disliked = Vec::new();
-        for (vote, title, abstract_text) in votes {
+        let mut meaning = MeaningProfile::default();
+        let examples = examples
+            .into_iter()
+            .map(|(p, v)| (1, p.title.as_str(), p.abstract_text.as_str(), v));
+        for (vote, title, abstract_text, vector) in votes.into_iter().chain(examples) {
             let text = paper_text(title, abstract_text);
             if vote > 0 {
                 liked.push(text);
+                if let Some(v) = vector {
+                    meaning.liked.push((title.to_string(), v.clone()));
+                }
             } else {
                 disliked.push(text);
+                if let Some(v) = vector {
+                    meaning.disliked.push(v.clone());
+                }
             }
         }
-        liked.extend(
-            examples
-                .into_iter()
-                .map(|p| paper_text(&p.title, &p.abstract_text)),
-        );
         ProfileSignals {
             category_mode: stated.category_mode,
             authors: stated.authors,
             categories: stated.categories,
             liked,
             disliked,
+            meaning,
         }
     }
 }
@@ -86,6 +98,12 @@ pub struct RankingProfile {
     pub(super) category_mode: CategoryMode,
     pub(super) liked: Option<Box<dyn Query>>,
     pub(super) disliked: Option<Box<dyn Query>>,
+    /// What closeness in meaning is measured against (empty: words alone).
+    pub(super) meaning: MeaningProfile,
+    /// Papers the interests rule out (`NOT x`, `-x`): never picked, by meaning either.
+    pub(super) excluded: Option<Box<dyn Query>>,
+    /// The `title:` / `cat:` / `author:` terms, of which a paper picked by meaning must match one.
+    pub(super) required: Option<Box<dyn Query>>,
 }
 
 impl RankingProfile {
@@ -96,6 +114,7 @@ impl RankingProfile {
             && self.followed.is_empty()
             && self.categories.is_empty()
             && self.liked.is_none()
+            && self.meaning.is_empty()
     }
 }
 
@@ -122,6 +141,10 @@ impl CandidateIndex {
             .unwrap_or_default();
         let liked = self.more_like(&input.liked);
         let disliked = self.more_like(&input.disliked);
+        let filters = hard_filters(interests.unwrap_or_default());
+        let filter = |text: Option<String>| -> Result<_, InterestsSyntaxError> {
+            text.map(|t| self.parse_interests(&t)).transpose()
+        };
         let browse =
             browse_asked || (query.is_none() && liked.is_none() && !input.categories.is_empty());
         Ok(RankingProfile {
@@ -143,6 +166,13 @@ impl CandidateIndex {
             category_mode: input.category_mode,
             liked,
             disliked,
+            meaning: if browse_asked {
+                MeaningProfile::default()
+            } else {
+                input.meaning.clone()
+            },
+            excluded: filter(filters.excluded)?,
+            required: filter(filters.required)?,
         })
     }
 

@@ -20,6 +20,7 @@ pub enum ColumnKind {
     Int,
     Real,
     Text,
+    Bytes,
 }
 
 /// One copied table.
@@ -33,7 +34,7 @@ pub struct Table {
     pub identity: Option<&'static str>,
 }
 
-use ColumnKind::{Int, Real, Text};
+use ColumnKind::{Bytes, Int, Real, Text};
 
 /// Every table that holds data, parents before children. Not copied: `_sqlx_migrations` (each
 /// side is migrated by this binary) and `leader_leases` (who leads is a fact about running
@@ -188,6 +189,29 @@ pub const TABLES: &[Table] = &[
         key: &["subscriber_id"],
         identity: None,
     },
+    // Vectors are copied, not recomputed: the target ranks by meaning from its first run.
+    Table {
+        name: "paper_vectors",
+        columns: &[
+            ("paper_id", Text),
+            ("model", Text),
+            ("vector", Bytes),
+            ("created_at", Int),
+        ],
+        key: &["paper_id"],
+        identity: None,
+    },
+    Table {
+        name: "interest_vectors",
+        columns: &[
+            ("interest", Text),
+            ("model", Text),
+            ("vector", Bytes),
+            ("created_at", Int),
+        ],
+        key: &["interest"],
+        identity: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied (see [`TABLES`]).
@@ -199,6 +223,7 @@ enum Value {
     Int(Option<i64>),
     Real(Option<f64>),
     Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
 }
 
 /// Binds one [`Value`] with its column's type, also when it is null.
@@ -208,6 +233,7 @@ macro_rules! bind_value {
             Value::Int(x) => $q.bind(*x),
             Value::Real(x) => $q.bind(*x),
             Value::Text(x) => $q.bind(x.clone()),
+            Value::Bytes(x) => $q.bind(x.clone()),
         }
     };
 }
@@ -225,6 +251,7 @@ macro_rules! read_row {
                     ColumnKind::Int => Value::Int($row.try_get::<Option<i64>, _>(i)?),
                     ColumnKind::Real => Value::Real($row.try_get::<Option<f64>, _>(i)?),
                     ColumnKind::Text => Value::Text($row.try_get::<Option<String>, _>(i)?),
+                    ColumnKind::Bytes => Value::Bytes($row.try_get::<Option<Vec<u8>>, _>(i)?),
                 })
             })
             .collect::<Result<Vec<Value>, sqlx::Error>>()

@@ -20,6 +20,7 @@ mod profile;
 mod sources;
 mod subscribers;
 mod subscriptions;
+mod vectors;
 
 pub use bounces::BounceOutcome;
 pub use copy::{CopyReport, NOT_COPIED, TABLES};
@@ -33,6 +34,7 @@ pub use planning::{PageHistory, PlanOutcome, VotedPaper};
 pub use sources::{SourceRun, SourceStatus};
 pub use subscribers::{ImportCounts, NewSubscriber, SubscriberRow};
 pub use subscriptions::{Preferences, SubscriberHistory, Vote};
+pub use vectors::PaperToEmbed;
 
 use crate::config::without_password;
 use chrono::{DateTime, TimeZone, Utc};

@@ -44,6 +44,7 @@ pub struct PageHistory {
 /// A paper a subscriber voted on in a digest.
 #[derive(Debug)]
 pub struct VotedPaper {
+    pub paper_id: String,
     /// As stored: 1 for "more like this", -1 for "less like this".
     pub vote: i64,
     pub title: String,
@@ -122,8 +123,8 @@ impl Store {
 
         h.profiles = self.profiles_between(after, last).await?;
 
-        let votes: Vec<(i64, i64, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT f.subscriber_id, f.vote, p.title, p.abstract FROM feedback f
+        let votes: Vec<(i64, String, i64, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT f.subscriber_id, f.paper_id, f.vote, p.title, p.abstract FROM feedback f
              JOIN papers p ON p.id = f.paper_id
              WHERE f.subscriber_id > $1 AND f.subscriber_id <= $2
              ORDER BY f.subscriber_id, f.created_at DESC",
@@ -132,10 +133,11 @@ impl Store {
         .bind(last)
         .fetch_all(p)
         .await)?;
-        for (s, vote, title, abstract_text) in votes {
+        for (s, paper_id, vote, title, abstract_text) in votes {
             let list = h.votes.entry(s).or_default();
             if list.len() < VOTES_PER_SUBSCRIBER {
                 list.push(VotedPaper {
+                    paper_id,
                     vote,
                     title,
                     abstract_text,

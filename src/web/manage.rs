@@ -182,6 +182,7 @@ pub async fn submit(
                     match saved {
                         Ok(()) => {
                             info!(subscriber = %s.id, "preferences saved");
+                            crate::jobs::embed::embed_soon(&web.app, prefs.interests.clone());
                             reload_and_render(&web, &s, "Your changes are saved.").await
                         }
                         Err(e) => unavailable(&web, &e),

@@ -17,12 +17,15 @@
 
 use super::Web;
 use super::forms::{interests_text, syntax_message};
+use crate::embed::{Embedder, Embedding};
 use crate::jobs::plan::{Candidates, PlanError, Recipient};
+use crate::matching::meaning_clauses;
 use crate::model::{Interests, MaxPapers};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
@@ -219,8 +222,21 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
     })?;
     // A sign-up's digest size: what the subscribe form offers first.
     let max_papers = web.app.settings.digest.max_papers;
+    let clauses = meaning_clauses(interests.as_str());
+    let stored = web
+        .app
+        .store
+        .interest_vectors(&clauses)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the preview could not read interest vectors");
+            HashMap::new()
+        });
     match slot
-        .run(move || rank(&candidates, interests, max_papers))
+        .run(move || {
+            let vectors = with_missing_embedded(clauses, stored);
+            rank(&candidates, interests, max_papers, &vectors)
+        })
         .await
     {
         Ok(picked) => picked.map_err(ok),
@@ -233,13 +249,38 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
     }
 }
 
+/// The clauses' vectors: the stored ones, and the others computed now (as signing up with
+/// these interests would store them). Computed, not stored: a GET changes nothing. On a
+/// blocking thread: the model is CPU work.
+fn with_missing_embedded(
+    clauses: Vec<String>,
+    mut vectors: HashMap<String, Embedding>,
+) -> HashMap<String, Embedding> {
+    let missing: Vec<&str> = clauses
+        .iter()
+        .filter(|c| !vectors.contains_key(*c))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return vectors;
+    }
+    match Embedder::shared().and_then(|m| m.embed(&missing)) {
+        Ok(computed) => {
+            vectors.extend(missing.iter().map(|c| c.to_string()).zip(computed));
+        }
+        Err(e) => tracing::warn!(error = %e, "the preview ranks by words alone"),
+    }
+    vectors
+}
+
 /// Parses and ranks: CPU work, run on a blocking thread by [`pick`].
 fn rank(
     candidates: &Candidates,
     interests: Interests,
     max_papers: MaxPapers,
+    vectors: &HashMap<String, Embedding>,
 ) -> Result<Picked, String> {
-    let newcomer = Recipient::newcomer(interests, max_papers, candidates);
+    let newcomer = Recipient::newcomer(interests, max_papers, candidates, vectors);
     let picks = candidates.digest(&newcomer).map_err(|e| match e {
         PlanError::Interests(e) => syntax_message(&e),
         e => {

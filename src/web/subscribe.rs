@@ -159,8 +159,9 @@ pub async fn submit(
     // timing depends on the address.
     let worker = web.clone();
     tokio::spawn(async move {
-        if let Err(e) = sign_up(&worker, &email, &prefs).await {
-            warn!(error = %e, "a sign-up could not be processed");
+        match sign_up(&worker, &email, &prefs).await {
+            Ok(()) => crate::jobs::embed::embed_soon(&worker.app, prefs.interests),
+            Err(e) => warn!(error = %e, "a sign-up could not be processed"),
         }
     });
     check_inbox(&web)

@@ -1,6 +1,7 @@
 //! `paperboy db copy` from the SQLite file of a real run (fetched fixture day, subscribers
 //! with profiles, digests planned and sent through the file transport, votes, source state) to
-//! a fresh PostgreSQL database: every table arrives whole, the commands read the same data
+//! a fresh PostgreSQL database: every table arrives whole (the sentence vectors too, so the
+//! target ranks by meaning without embedding again), the commands read the same data
 //! from both, a non-empty target is refused without `--force`, and new rows on the target get
 //! fresh ids (the identity sequences were moved past the copied ones).
 //!
@@ -83,6 +84,8 @@ fn db_copy_moves_a_real_sqlite_database_to_postgresql() {
         "delivery_papers",
         "feedback",
         "source_state",
+        "paper_vectors",
+        "interest_vectors",
     ] {
         let n = before.iter().find(|(t, _)| *t == table).unwrap().1;
         assert!(n > 0, "the real run left no row in {table}: {before:?}");

@@ -31,6 +31,7 @@ mod delivery_schedule;
 mod digest_flow;
 mod leader_lease;
 mod matching_feedback;
+mod matching_meaning;
 mod matching_profile;
 mod ops_check;
 mod ops_metrics;

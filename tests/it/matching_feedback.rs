@@ -15,12 +15,12 @@ use paperboy::model::{
 };
 use paperboy::store::{NewSubscriber, Store, Vote};
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     "2024-10-25T09:00:00Z".parse().unwrap()
 }
 
 /// The app, and the test's PostgreSQL database in that pass (keep it until the test ends).
-async fn app_with_day(dir: &std::path::Path) -> (App, Option<PgDatabase>) {
+pub(crate) async fn app_with_day(dir: &std::path::Path) -> (App, Option<PgDatabase>) {
     let (url, pg) = test_database_url(&dir.join("pb.db"));
     let store = Store::open_and_migrate(&url, 2).await.unwrap();
     let body = std::fs::read_to_string(concat!(
@@ -47,7 +47,7 @@ async fn app_with_day(dir: &std::path::Path) -> (App, Option<PgDatabase>) {
     )
 }
 
-async fn subscriber(app: &App, email: &str, interests: &str) -> Subscriber {
+pub(crate) async fn subscriber(app: &App, email: &str, interests: &str) -> Subscriber {
     let id = app
         .store
         .add_subscriber(
@@ -73,7 +73,7 @@ async fn subscriber(app: &App, email: &str, interests: &str) -> Subscriber {
         .unwrap()
 }
 
-async fn digest(
+pub(crate) async fn digest(
     app: &App,
     candidates: &Candidates,
     who: &Subscriber,
@@ -82,6 +82,7 @@ async fn digest(
         .digest_for(app, who, now().date_naive())
         .await
         .unwrap()
+        .0
         .into_iter()
         .map(|p| {
             (

@@ -318,8 +318,8 @@ fn trending_only_and_the_bounded_trending_boost() {
         Some("language models"),
         &ProfileSignals::default(),
         Blend {
-            min_score: 1.0,
             trending_weight: 5.0,
+            ..Blend::floor(1.0)
         },
     );
     let set = |v: &[Pick]| {
@@ -521,8 +521,8 @@ async fn the_live_preview_is_the_digest() {
             picks.iter().map(|p| p.index).collect()
         };
         let blended = Blend {
-            min_score: m.min_score,
             trending_weight: m.trending_weight,
+            ..Blend::floor(m.min_score)
         };
         assert_ne!(
             order(&blended),

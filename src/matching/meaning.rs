@@ -1,0 +1,429 @@
+//! Closeness in meaning: which parts of the interests are embedded, and how a subscriber's
+//! vectors (interests, liked and disliked papers) score one day's candidates.
+//!
+//! What it is for: [`meaning_clauses`], the one rule of what an interest means as a sentence
+//! (the embedder and the planner both ask it), and [`Meaning`], the per-subscriber scores in
+//! meaning that `rank` fuses with BM25. What it is not for: computing vectors (`embed`) or
+//! storing them (`store::vectors`); the hard filters (`NOT`, `-word`, `cat:`, `title:`) stay
+//! with the query, which meaning never overrides.
+
+use crate::embed::{DIMENSIONS, Embedding, dot, interest_key};
+
+/// At most this many clauses of one subscriber's interests are embedded.
+pub const MAX_MEANING_CLAUSES: usize = 16;
+
+/// The parts of `interests` that say what the subscriber is interested in, as sentences the
+/// model reads: each quoted phrase, and the plain words of each `OR`-separated part together
+/// ("video generation" stays one idea). Left out: what only filters or names people
+/// (`NOT x`, `-x`, `author:`, `cat:`), operators and parentheses, and [`super::TRENDING_ONLY`].
+/// Each clause is in [`interest_key`] form, without repeats.
+pub fn meaning_clauses(interests: &str) -> Vec<String> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let push = |clause: String, clauses: &mut Vec<String>| {
+        let key = interest_key(&clause);
+        if key.chars().any(char::is_alphanumeric)
+            && !clauses.contains(&key)
+            && clauses.len() < MAX_MEANING_CLAUSES
+        {
+            clauses.push(key);
+        }
+    };
+    let mut negate_next = false;
+    for token in tokens(interests) {
+        match token {
+            Token::Or => push(std::mem::take(&mut words).join(" "), &mut clauses),
+            Token::And | Token::Paren => {}
+            Token::Not => negate_next = true,
+            Token::Term {
+                field,
+                text,
+                negated,
+            } => {
+                let dropped = negated
+                    || std::mem::take(&mut negate_next)
+                    || matches!(field.as_deref(), Some("author" | "cat"))
+                    || text == super::TRENDING_ONLY;
+                if dropped {
+                    continue;
+                }
+                if text.contains(' ') {
+                    push(text, &mut clauses);
+                } else {
+                    words.push(text);
+                }
+            }
+        }
+    }
+    push(words.join(" "), &mut clauses);
+    clauses
+}
+
+enum Token {
+    Or,
+    And,
+    Not,
+    Paren,
+    /// A word or a quoted phrase (without its quotes), with its field prefix if any.
+    Term {
+        field: Option<String>,
+        text: String,
+        negated: bool,
+    },
+}
+
+/// A scan that knows quotes, parentheses, operators, `-` and `field:`; everything else of the
+/// language is tantivy's, and does not change what a clause means.
+fn tokens(text: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '(' || c == ')' {
+            chars.next();
+            out.push(Token::Paren);
+            continue;
+        }
+        let mut negated = false;
+        if c == '-' || c == '+' {
+            negated = c == '-';
+            chars.next();
+        }
+        let mut field = None;
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() || c == '(' || c == ')' {
+                break;
+            }
+            if c == '"' {
+                chars.next();
+                if word.ends_with(':') {
+                    word.pop();
+                    field = Some(std::mem::take(&mut word).to_lowercase());
+                }
+                let phrase: String = chars.by_ref().take_while(|&c| c != '"').collect();
+                word.push_str(&phrase);
+                // A phrase with a proximity (`"a b"~2`) keeps its words.
+                while chars
+                    .peek()
+                    .is_some_and(|c| !c.is_whitespace() && *c != ')')
+                {
+                    chars.next();
+                }
+                break;
+            }
+            if c == ':' && field.is_none() && !word.is_empty() {
+                chars.next();
+                field = Some(std::mem::take(&mut word).to_lowercase());
+                continue;
+            }
+            word.push(c);
+            chars.next();
+        }
+        let token = match word.as_str() {
+            _ if field.is_some() || negated => Token::Term {
+                field,
+                text: word,
+                negated,
+            },
+            "OR" | "||" => Token::Or,
+            "AND" | "&&" => Token::And,
+            "NOT" => Token::Not,
+            "" => continue,
+            _ => Token::Term {
+                field,
+                text: word,
+                negated,
+            },
+        };
+        out.push(token);
+    }
+    out
+}
+
+/// The parts of the interests that filter rather than describe, as two query texts for the
+/// candidate index: `excluded` (what `NOT x` and `-x` rule out) and `required` (the `title:`,
+/// `cat:` and `author:` terms, of which a paper must match one). Words decide nothing here:
+/// a paper qualified by meaning alone must still pass these, so they stay hard.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HardFilters {
+    pub excluded: Option<String>,
+    pub required: Option<String>,
+}
+
+pub fn hard_filters(interests: &str) -> HardFilters {
+    let mut excluded = Vec::new();
+    let mut required = Vec::new();
+    let mut negate_next = false;
+    for token in tokens(interests) {
+        let Token::Term {
+            field,
+            text,
+            negated,
+        } = token
+        else {
+            negate_next = matches!(token, Token::Not);
+            continue;
+        };
+        let negated = negated || std::mem::take(&mut negate_next);
+        if text.is_empty() || text == super::TRENDING_ONLY {
+            continue;
+        }
+        // As the subscriber wrote it: a phrase quoted again, a word bare (a category's
+        // analyzer reads `cs.CV` as typed).
+        let quoted = if text.contains(' ') {
+            format!("\"{text}\"")
+        } else {
+            text
+        };
+        let term = match &field {
+            Some(f) => format!("{f}:{quoted}"),
+            None => quoted,
+        };
+        if negated {
+            excluded.push(term);
+        } else if matches!(field.as_deref(), Some("title" | "cat" | "author")) {
+            required.push(term);
+        }
+    }
+    let join = |terms: Vec<String>| (!terms.is_empty()).then(|| terms.join(" OR "));
+    HardFilters {
+        excluded: join(excluded),
+        required: join(required),
+    }
+}
+
+/// The default floor of closeness in meaning (`matching.min_closeness`; a test holds the
+/// embedded configuration to it): below it, meaning alone never qualifies a paper.
+/// all-MiniLM-L6-v2 gives unrelated abstracts 0.0 to 0.3 against a short interest. Chosen on the
+/// whole Inspec development set (`paperboy eval`, BENCHMARKS.md), not per query.
+pub const MEANING_FLOOR: f32 = 0.35;
+/// How much the taste (closeness to liked papers, away from disliked ones) counts beside the
+/// interests.
+const TASTE_WEIGHT: f32 = 0.5;
+
+/// A subscriber's vectors as ranking reads them: their interests' clauses (with the clause
+/// text, for explanations), the papers they liked or gave as examples, and those they
+/// disliked.
+#[derive(Debug, Clone, Default)]
+pub struct MeaningProfile {
+    pub clauses: Vec<(String, Embedding)>,
+    /// With each paper's title, to name the closest one in an explanation.
+    pub liked: Vec<(String, Embedding)>,
+    pub disliked: Vec<Embedding>,
+}
+
+impl MeaningProfile {
+    pub fn is_empty(&self) -> bool {
+        self.clauses.is_empty() && self.liked.is_empty()
+    }
+}
+
+/// One candidate's closeness in meaning to one subscriber.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Closeness {
+    /// The best cosine with one of the interests' clauses (0 when none is embedded).
+    pub interest: f32,
+    /// Which clause that was.
+    pub clause: usize,
+    /// Closeness to the liked papers' centroid minus closeness to the disliked ones'.
+    pub taste: f32,
+    /// The liked paper closest to this one.
+    pub liked: usize,
+    /// Its cosine with this one.
+    pub liked_cosine: f32,
+}
+
+impl Closeness {
+    /// What meaning says about this paper, for qualifying and ranking: the interests first,
+    /// then the taste.
+    pub fn score(&self) -> f32 {
+        self.interest + TASTE_WEIGHT * self.taste
+    }
+}
+
+/// The candidates' vectors as one row-major matrix (a missing vector is a row of zeros), so
+/// that scoring a clause against every candidate is one pass over contiguous memory.
+#[derive(Debug, Default)]
+pub struct PaperMatrix {
+    data: Vec<f32>,
+    rows: usize,
+}
+
+impl PaperMatrix {
+    pub fn new(vectors: &[Option<Embedding>]) -> PaperMatrix {
+        let mut data = vec![0f32; vectors.len() * DIMENSIONS];
+        for (row, v) in data.chunks_exact_mut(DIMENSIONS).zip(vectors) {
+            if let Some(v) = v {
+                row.copy_from_slice(v.as_slice());
+            }
+        }
+        PaperMatrix {
+            data,
+            rows: vectors.len(),
+        }
+    }
+
+    /// The cosine of `v` with every candidate (0 for one without a vector).
+    pub fn cosines(&self, v: &[f32]) -> Vec<f32> {
+        self.data
+            .chunks_exact(DIMENSIONS)
+            .map(|row| dot(row, v))
+            .collect()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Scores every candidate for one subscriber. `clause_cosines` gives a clause's cosines with
+/// every candidate (computed once per planning run and shared, see `CandidateIndex`).
+pub fn closeness(
+    profile: &MeaningProfile,
+    papers: &PaperMatrix,
+    clause_cosines: impl Fn(&str, &Embedding) -> std::sync::Arc<[f32]>,
+) -> Vec<Closeness> {
+    let mut out = vec![Closeness::default(); papers.rows()];
+    for (k, (text, clause)) in profile.clauses.iter().enumerate() {
+        let cosines = clause_cosines(text, clause);
+        for (c, &s) in out.iter_mut().zip(cosines.iter()) {
+            if s > c.interest {
+                c.interest = s;
+                c.clause = k;
+            }
+        }
+    }
+    let liked: Vec<Embedding> = profile.liked.iter().map(|(_, v)| v.clone()).collect();
+    if let Some(centroid) = centroid(&liked) {
+        for (c, s) in out.iter_mut().zip(papers.cosines(&centroid)) {
+            c.taste += s.max(0.0);
+        }
+        for (k, v) in liked.iter().enumerate() {
+            for (c, s) in out.iter_mut().zip(papers.cosines(v.as_slice())) {
+                if s > c.liked_cosine {
+                    c.liked_cosine = s;
+                    c.liked = k;
+                }
+            }
+        }
+    }
+    if let Some(centroid) = centroid(&profile.disliked) {
+        for (c, s) in out.iter_mut().zip(papers.cosines(&centroid)) {
+            c.taste -= s.max(0.0);
+        }
+    }
+    out
+}
+
+/// The mean direction of `vectors`, normalised; `None` for none.
+fn centroid(vectors: &[Embedding]) -> Option<Vec<f32>> {
+    let first = vectors.first()?;
+    let mut sum = vec![0f32; first.as_slice().len()];
+    for v in vectors {
+        for (s, x) in sum.iter_mut().zip(v.as_slice()) {
+            *s += x;
+        }
+    }
+    Embedding::normalized(sum).map(|e| e.as_slice().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_are_one_clause_and_phrases_their_own() {
+        assert_eq!(meaning_clauses("video generation"), ["video generation"]);
+        assert_eq!(
+            meaning_clauses("diffusion \"Protein Folding\" -survey"),
+            ["protein folding", "diffusion"]
+        );
+        assert_eq!(
+            meaning_clauses("\"mind reading\" OR \"brain decoding\""),
+            ["mind reading", "brain decoding"]
+        );
+        assert_eq!(
+            meaning_clauses("(diffusion OR flow) AND protein"),
+            ["diffusion", "flow protein"]
+        );
+    }
+
+    #[test]
+    fn filters_authors_and_categories_are_not_meaning() {
+        assert_eq!(
+            meaning_clauses("language models NOT survey author:bengio cat:cs.LG"),
+            ["language models"]
+        );
+        assert_eq!(
+            meaning_clauses("title:\"graph networks\" abstract:molecules author:\"Yann LeCun\""),
+            ["graph networks", "molecules"]
+        );
+        assert_eq!(meaning_clauses("*"), Vec::<String>::new());
+        assert_eq!(meaning_clauses("-survey"), Vec::<String>::new());
+        assert_eq!(meaning_clauses("\"a b\"~2 c"), ["a b", "c"]);
+    }
+
+    #[test]
+    fn hard_filters_keep_exclusions_and_fields() {
+        assert_eq!(hard_filters("video generation"), HardFilters::default());
+        assert_eq!(
+            hard_filters("diffusion -survey NOT \"position paper\" cat:cs.CV title:video"),
+            HardFilters {
+                excluded: Some("survey OR \"position paper\"".into()),
+                required: Some("cat:cs.CV OR title:video".into()),
+            }
+        );
+        assert_eq!(
+            hard_filters("-cat:cs.CL author:\"Yann LeCun\""),
+            HardFilters {
+                excluded: Some("cat:cs.CL".into()),
+                required: Some("author:\"Yann LeCun\"".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn clauses_are_keys_without_repeats_and_capped() {
+        assert_eq!(meaning_clauses("LLM OR llm OR  LLM"), ["llm"]);
+        let many: Vec<String> = (0..40).map(|i| format!("topic{i}")).collect();
+        assert_eq!(
+            meaning_clauses(&many.join(" OR ")).len(),
+            MAX_MEANING_CLAUSES
+        );
+    }
+
+    fn unit(values: &[f32]) -> Embedding {
+        let mut v = vec![0f32; crate::embed::DIMENSIONS];
+        v[..values.len()].copy_from_slice(values);
+        Embedding::normalized(v).unwrap()
+    }
+
+    #[test]
+    fn closeness_takes_the_best_clause_and_the_taste() {
+        let profile = MeaningProfile {
+            clauses: vec![("a".into(), unit(&[1.0])), ("b".into(), unit(&[0.0, 1.0]))],
+            liked: vec![("liked".into(), unit(&[0.0, 0.0, 1.0]))],
+            disliked: vec![unit(&[0.0, 0.0, 0.0, 1.0])],
+        };
+        let papers = PaperMatrix::new(&[
+            Some(unit(&[0.0, 1.0, 1.0])),
+            Some(unit(&[0.0, 0.0, 0.0, 1.0])),
+            None,
+        ]);
+        let c = closeness(&profile, &papers, |_, v| {
+            papers.cosines(v.as_slice()).into()
+        });
+        assert_eq!(c[0].clause, 1);
+        assert!((c[0].interest - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
+        assert!(c[0].taste > 0.7);
+        assert!(
+            c[1].taste < -0.99,
+            "a paper like the disliked one is pushed away"
+        );
+        assert_eq!(c[2].score(), 0.0, "a paper without a vector scores nothing");
+    }
+}
