@@ -240,8 +240,8 @@ pub fn syntax_message(e: &InterestsSyntaxError) -> String {
 /// blocking thread, so whatever a visitor types, the runtime keeps serving everyone else.
 pub async fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
     let interests = interests_text(raw)?;
-    let text = interests.as_str().to_string();
-    match tokio::task::spawn_blocking(move || check_interests(&text)).await {
+    let checked = interests.clone();
+    match tokio::task::spawn_blocking(move || check_interests(&checked)).await {
         Ok(Ok(())) => Ok(interests),
         Ok(Err(e)) => Err(FieldError::new("interests", syntax_message(&e))),
         Err(e) => {

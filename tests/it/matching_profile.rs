@@ -9,9 +9,10 @@
 //! sent must list the same papers in the same order.
 
 use paperboy::matching::{
-    Blend, CandidateIndex, Pick, ProfileSignals, TRENDING_ONLY, check_interests,
+    Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals, TRENDING_ONLY,
+    check_interests,
 };
-use paperboy::model::{CategoryMode, Paper};
+use paperboy::model::{CategoryMode, Interests, Paper};
 
 fn day() -> Vec<Paper> {
     let body = std::fs::read_to_string(concat!(
@@ -302,7 +303,7 @@ fn trending_only_and_the_bounded_trending_boost() {
         "{:?}",
         picks[0].explanation.reasons
     );
-    assert!(check_interests(TRENDING_ONLY).is_ok());
+    assert!(check(TRENDING_ONLY).is_ok());
 
     // The boost reorders matches but never adds a paper that does not match.
     let plain = rank(
@@ -383,30 +384,35 @@ fn the_floor_removes_weak_matches_and_explanations_name_the_words() {
     );
 }
 
+/// The syntax check the CLI, CSV import and the web forms run, on text within the limits.
+fn check(text: &str) -> Result<(), InterestsSyntaxError> {
+    check_interests(&Interests::parse(text).expect("within the limits"))
+}
+
 #[test]
 fn invalid_queries_are_refused_with_the_position_and_a_hint() {
-    let e = check_interests("diffusion \"protein folding").unwrap_err();
+    let e = check("diffusion \"protein folding").unwrap_err();
     assert_eq!(e.position, Some(11));
     assert!(e.problem.contains("character 11"), "{e}");
     assert!(e.hint.contains('"'), "{e}");
 
-    let e = check_interests("(diffusion OR flow protein").unwrap_err();
+    let e = check("(diffusion OR flow protein").unwrap_err();
     assert_eq!(e.position, Some(1));
     assert!(e.problem.contains("never closed"), "{e}");
 
-    let e = check_interests("diffusion) models").unwrap_err();
+    let e = check("diffusion) models").unwrap_err();
     assert_eq!(e.position, Some(10));
 
-    let e = check_interests("diffusion venue:neurips").unwrap_err();
+    let e = check("diffusion venue:neurips").unwrap_err();
     assert_eq!(e.position, Some(11));
     assert!(e.problem.contains("venue"), "{e}");
     assert!(e.hint.contains("author:"), "{e}");
 
-    let e = check_interests("-video").unwrap_err();
+    let e = check("-video").unwrap_err();
     assert!(e.hint.contains("diffusion -video"), "{e}");
 
     // A quote inside a phrase's parentheses does not confuse the scan.
-    assert!(check_interests("\"(a)\" (b OR c)").is_ok());
+    assert!(check("\"(a)\" (b OR c)").is_ok());
 }
 
 /// Interests for the preview-equals-digest test: trending only, a phrase, exclusions, grouping,
