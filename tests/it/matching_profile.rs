@@ -496,7 +496,9 @@ fn digest_ids(text: &str, day: &[crate::common::FixturePaper]) -> Vec<String> {
 
 /// For someone with only these interests (no profile, no votes, nothing sent yet), the sign-up
 /// page's live preview shows the papers, in the order, of `paperboy preview` and of the digest
-/// then sent, on the real Hugging Face day of 2024-10-25.
+/// then sent, on the real Hugging Face day of 2024-10-25. A subscriber whose digest is shorter
+/// than `digest.max_papers` sees their own digest on their manage page, with and without the
+/// page's script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_preview_is_the_digest() {
     use crate::common::*;
@@ -555,6 +557,23 @@ async fn the_live_preview_is_the_digest() {
         cli.push(ids_of_titles(&titles, &day));
     }
 
+    const SHORT: &str = "short@example.org";
+    const SHORT_INTERESTS: &str = "language models";
+    const SHORT_MAX: usize = 3;
+    app.paperboy([
+        "subscriber",
+        "add",
+        SHORT,
+        "--interests",
+        SHORT_INTERESTS,
+        "--max-papers",
+        &SHORT_MAX.to_string(),
+        "--confirmed",
+    ])
+    .at(SEND)
+    .run()
+    .assert_success();
+
     app.paperboy(["send", "--now"])
         .at(SEND)
         .run()
@@ -587,4 +606,43 @@ async fn the_live_preview_is_the_digest() {
         );
         assert_eq!(live, sent[i], "{interests}: the live preview vs the digest");
     }
+
+    let short_mail = outbox
+        .iter()
+        .find(|m| m.envelope_to == [SHORT])
+        .expect("a digest to the subscriber of a short digest");
+    let short = digest_ids(&short_mail.text_body().expect("a text part"), &day);
+    assert_eq!(
+        short.len(),
+        SHORT_MAX,
+        "the short digest is cut at its size"
+    );
+    let long = LIVE_PREVIEW_INTERESTS
+        .iter()
+        .position(|i| *i == SHORT_INTERESTS)
+        .expect("the short digest's interests are among the others");
+    assert!(
+        sent[long].len() > SHORT_MAX,
+        "the same interests with the default size give more papers: {:?}",
+        sent[long]
+    );
+    let manage = daemon.local(&crate::web_common::link_to(short_mail, "manage"));
+    let page = crate::web_common::get(&client, &manage).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        ids_of_titles(&preview_titles(&page.body), &day),
+        short,
+        "the manage page's preview vs that subscriber's digest"
+    );
+    // The page's script sends the form's size along.
+    let url = daemon.url(&format!(
+        "/preview?interests={}&max_papers={SHORT_MAX}",
+        crate::web_common::encode(SHORT_INTERESTS)
+    ));
+    let live = crate::web_common::get(&client, &url).await;
+    assert_eq!(
+        ids_of_titles(&preview_titles(&live.body), &day),
+        short,
+        "the live preview of that size vs that subscriber's digest"
+    );
 }
