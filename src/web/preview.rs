@@ -200,12 +200,16 @@ async fn answer(
     ctx.insert("days", &web.app.settings.digest.max_age_days);
     ctx.insert("papers", &Vec::<PreviewPaper>::new());
     ctx.insert("candidates", &0);
+    ctx.insert("max_papers", &0);
     ctx.insert("error", &None::<String>);
     if interests.trim().is_empty() {
         return (StatusCode::OK, String::new());
     }
     let picked = match max_papers {
-        Ok(max_papers) => pick(web, interests, max_papers).await,
+        Ok(max_papers) => {
+            ctx.insert("max_papers", &max_papers.get());
+            pick(web, interests, max_papers).await
+        }
         Err(message) => Err((StatusCode::OK, message)),
     };
     let status = match picked {

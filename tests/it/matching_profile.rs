@@ -589,6 +589,22 @@ async fn the_live_preview_is_the_digest() {
         })
         .collect();
 
+    // What the preview says above its list: how many the digest holds, out of how many
+    // candidates (not "matches": a full digest may have left matches out).
+    let said = |n: usize, max: usize| {
+        format!(
+            "Your digest would have held these {n} of the {} papers first seen in the last {} \
+             days, best first{}:",
+            day.len(),
+            settings.digest.max_age_days,
+            if n == max {
+                format!(" (a digest holds at most {max})")
+            } else {
+                String::new()
+            }
+        )
+    };
+
     let daemon = crate::web_common::WebDaemon::start(&app, SEND, &[]);
     let client = crate::web_common::client();
     for (i, interests) in LIVE_PREVIEW_INTERESTS.iter().enumerate() {
@@ -605,7 +621,18 @@ async fn the_live_preview_is_the_digest() {
             "{interests}: `paperboy preview` vs the digest"
         );
         assert_eq!(live, sent[i], "{interests}: the live preview vs the digest");
+        if live.len() > 1 {
+            assert!(
+                page.body.contains(&said(live.len(), max)),
+                "{interests}: {}",
+                page.body
+            );
+        }
     }
+    assert!(
+        sent.iter().any(|s| s.len() == max) && sent.iter().any(|s| (2..max).contains(&s.len())),
+        "the wording is checked for a full digest and for one with room left"
+    );
 
     let short_mail = outbox
         .iter()
@@ -644,5 +671,10 @@ async fn the_live_preview_is_the_digest() {
         ids_of_titles(&preview_titles(&live.body), &day),
         short,
         "the live preview of that size vs that subscriber's digest"
+    );
+    assert!(
+        live.body.contains(&said(SHORT_MAX, SHORT_MAX)),
+        "{}",
+        live.body
     );
 }
