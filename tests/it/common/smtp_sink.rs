@@ -23,7 +23,8 @@ pub struct SmtpSinkOptions {
     /// Listen on this port instead of a free one (e.g. to bring back a server that was down).
     pub port: Option<u16>,
     /// Extra smtp-sink flags before the address, e.g. `["-r", "RCPT"]` (soft-reject RCPT),
-    /// `["-f", "."]` (hard-reject end of data), `["-w", "5"]` (slow DATA).
+    /// `["-f", "."]` (hard-reject end of data), `["-w", "5"]` (slow DATA), `["-v"]` (log the
+    /// conversation, for [`SmtpSink::wait_for_sessions`]).
     /// Note: smtp-sink writes the dump file even for a transaction it rejects at ".".
     pub extra_args: Vec<String>,
 }
@@ -34,7 +35,12 @@ pub struct SmtpSink {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// Started with `-v`: the log holds each session's commands.
+    logs_conversation: bool,
 }
+
+/// smtp-sink's standard output and error, in its directory.
+const LOG: &str = "smtp-sink.log";
 
 impl SmtpSink {
     /// Where smtp-sink is, if installed: `PAPERBOY_TEST_SMTP_SINK` when set (a path; an
@@ -102,7 +108,7 @@ impl SmtpSink {
             fs::set_permissions(d, fs::Permissions::from_mode(0o777))
                 .map_err(|e| format!("chmod {}: {e}", d.display()))?;
         }
-        let log_path = dir.path().join("smtp-sink.log");
+        let log_path = dir.path().join(LOG);
         let log = fs::File::create(&log_path).map_err(|e| format!("create log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("clone log: {e}"))?;
 
@@ -136,7 +142,12 @@ impl SmtpSink {
             // Ours, not merely someone's: under parallel tests another smtp-sink may hold the
             // port while ours has yet to fail its bind, and the test would then talk to it.
             if listens_on(child.id(), port) {
-                return Ok(Self { child, port, dir });
+                return Ok(Self {
+                    child,
+                    port,
+                    dir,
+                    logs_conversation: extra_args.iter().any(|a| a == "-v"),
+                });
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -190,23 +201,33 @@ impl SmtpSink {
             .collect()
     }
 
-    /// How many dump files hold a transaction that never got to DATA. smtp-sink deletes such a
-    /// dump when its session ends, so this sees only sessions still open: a zero proves little.
-    pub fn transactions_without_message(&self) -> usize {
-        let mail_dir = self.dir.path().join("mail");
-        fs::read_dir(&mail_dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|entry| {
-                        fs::read(entry.path())
-                            .ok()
-                            .and_then(|bytes| ReceivedMail::from_dump(&bytes, entry.path()).ok())
-                            .is_some_and(|mail| mail.is_none())
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
+    /// Waits until at least `count` SMTP sessions have ended and none is open, and returns every
+    /// ended one, oldest first, as the commands the client sent (`EHLO host`, `MAIL FROM:<…>`,
+    /// `.` for the end of a message; verbs in capitals). Read from the conversation smtp-sink
+    /// logs with `-v`, so the sink must have been started with it; sessions are told apart by
+    /// their order in the log, so this is for one client at a time. Panics after `timeout`.
+    #[track_caller]
+    pub fn wait_for_sessions(&self, count: usize, timeout: Duration) -> Vec<Vec<String>> {
+        assert!(
+            self.logs_conversation,
+            "start the sink with extra_args [\"-v\"] to see its sessions"
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default();
+            let (ended, open) = sessions_in(&log);
+            if ended.len() >= count && open == 0 {
+                return ended;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {count} ended SMTP sessions and none open within {timeout:?}, \
+                     got {} ended and {open} open; smtp-sink's log:\n{log}",
+                    ended.len()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// How many mail transactions smtp-sink has recorded (dump files, complete or not): a cheap
@@ -263,6 +284,37 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sessions of a `-v` log that have ended, each as its client's commands, and how many are
+/// still open. Lines are `smtp-sink: connect (…)`, `smtp-sink: ehlo host`, …,
+/// `smtp-sink: disconnect`, among others about sockets and buffers.
+fn sessions_in(log: &str) -> (Vec<Vec<String>>, usize) {
+    const VERBS: [&str; 13] = [
+        "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY",
+        "XCLIENT", "QUIT",
+    ];
+    let mut ended = Vec::new();
+    let mut open: Vec<Vec<String>> = Vec::new();
+    for line in log.lines() {
+        let Some((_, said)) = line.split_once(": ") else {
+            continue;
+        };
+        if said.starts_with("connect (") {
+            open.push(Vec::new());
+        } else if said == "disconnect" {
+            ended.extend(open.pop());
+        } else if let Some(session) = open.last_mut() {
+            let (verb, rest) = said.split_once(' ').unwrap_or((said, ""));
+            let verb = verb.to_ascii_uppercase();
+            if said == "." {
+                session.push(".".to_string());
+            } else if VERBS.contains(&verb.as_str()) {
+                session.push(format!("{verb} {rest}").trim_end().to_string());
+            }
+        }
+    }
+    (ended, open.len())
 }
 
 /// Sends one message with a hand-written SMTP dialogue (no client library): for checking the
