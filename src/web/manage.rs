@@ -115,11 +115,7 @@ fn render(
 /// The digest size a preview of this form shows: the form's, when it is one (what saving keeps),
 /// else the subscriber's own.
 fn preview_size(fields: &Fields, s: &Subscriber) -> MaxPapers {
-    fields
-        .max_papers
-        .as_deref()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(s.max_papers)
+    forms::max_papers_field(fields.max_papers.as_deref(), s.max_papers).unwrap_or(s.max_papers)
 }
 
 fn status_text(s: SubscriberStatus) -> &'static str {

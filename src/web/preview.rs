@@ -16,7 +16,7 @@
 //! what the visitor typed).
 
 use super::Web;
-use super::forms::{interests_text, syntax_message};
+use super::forms::{interests_text, max_papers_field, syntax_message};
 use crate::jobs::plan::{Candidates, PlanError, Recipient};
 use crate::model::{Interests, MaxPapers};
 use axum::extract::{Query, State};
@@ -159,15 +159,8 @@ struct PreviewPaper {
 
 /// `GET /preview`: the fragment alone; 503 with `Retry-After` when too many previews run.
 pub async fn fragment(State(web): State<Web>, Query(q): Query<PreviewQuery>) -> Response {
-    let size = match q.max_papers.as_deref().map(str::trim) {
-        None | Some("") => Ok(web.app.settings.digest.max_papers),
-        Some(n) => n.parse::<MaxPapers>().map_err(|_| {
-            format!(
-                "The most papers per digest must be {}.",
-                MaxPapers::allowed()
-            )
-        }),
-    };
+    let size = max_papers_field(q.max_papers.as_deref(), web.app.settings.digest.max_papers)
+        .map_err(|e| e.message);
     let (status, html) = answer(&web, &q.interests, size).await;
     let mut response = (
         status,
