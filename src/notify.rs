@@ -7,8 +7,9 @@
 //! `NOTIFY_SOCKET` every call is a no-op, so the same binary runs in a terminal unchanged.
 //!
 //! The protocol is one `KEY=VALUE\n…` datagram per message on a Unix datagram socket, whose
-//! address is a path or, when it starts with `@`, a Linux abstract-namespace name. It is small
-//! enough that owning it beats a dependency, and the tests speak to a real socket.
+//! address is a path or, when it starts with `@`, a Linux abstract-namespace name. The
+//! `sd-notify` crate (0.5.0) takes that address as a file path, so abstract sockets fail with it
+//! (ARCHITECTURE.md, "Operations"); the tests speak to a real socket of each kind.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;

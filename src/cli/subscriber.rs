@@ -119,7 +119,7 @@ pub async fn run(settings: Settings, cmd: SubscriberCommand) -> anyhow::Result<E
             let email = EmailAddress::parse(&email)?;
             let profile = profile_from_flags(authors, categories, &category_mode, like)?;
             let interests = Interests::parse(&interests)?;
-            check_interests(interests.as_str())?;
+            check_interests(&interests)?;
             let send_time = match time {
                 Some(t) => t.parse::<SendTime>()?,
                 None => settings.schedule.send_time,

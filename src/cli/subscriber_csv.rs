@@ -14,7 +14,7 @@
 
 use anyhow::{Context, bail};
 use paperboy::config::Settings;
-use paperboy::matching::{CandidateIndex, TRENDING_ONLY};
+use paperboy::matching::check_interests;
 use paperboy::model::{
     EmailAddress, Frequency, Interests, MaxPapers, Profile, SendTime, SubscriberStatus,
     TimeZoneName, split_list,
@@ -60,9 +60,6 @@ struct BadRow {
 
 /// The defaults a row's empty cells take.
 struct Defaults {
-    /// An index of no papers, built once: what checks each row's interests with the query
-    /// parser planning uses (`check_interests` builds one per call, far too slow per row).
-    parser: CandidateIndex,
     status: SubscriberStatus,
     send_time: SendTime,
     timezone: TimeZoneName,
@@ -96,9 +93,7 @@ pub async fn import(
     check_only: bool,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
-    let empty: [&paperboy::model::Paper; 0] = [];
     let defaults = Defaults {
-        parser: CandidateIndex::build(empty)?,
         status: if confirmed {
             SubscriberStatus::Active
         } else {
@@ -336,12 +331,7 @@ fn parse_row(row: &Row, defaults: &Defaults) -> Result<(NewSubscriber, Profile),
         })?,
     };
     let interests = Interests::parse(cell("interests")).map_err(|e| bad("interests", &e))?;
-    if interests.as_str() != TRENDING_ONLY {
-        defaults
-            .parser
-            .parse_interests(interests.as_str())
-            .map_err(|e| format!("interests: {e}"))?;
-    }
+    check_interests(&interests).map_err(|e| format!("interests: {e}"))?;
     let frequency = match cell("frequency") {
         "" => Frequency::Daily,
         f => f.parse::<Frequency>().map_err(|e| bad("frequency", &e))?,

@@ -266,7 +266,7 @@ impl MatchingSettings {
                 invalid(
                     "matching.min_closeness",
                     &raw.min_closeness,
-                    "a cosine from 0 to 1, e.g. 0.35 (1 turns matching by meaning alone off)",
+                    "a cosine from 0 to 1, e.g. 0.32 (1 turns matching by meaning alone off)",
                 )
             })?;
         Ok(MatchingSettings {

@@ -7,7 +7,8 @@
 
 use super::explain::push_unique;
 use super::index::CandidateIndex;
-use crate::model::Paper;
+use crate::model::Interests;
+use std::sync::LazyLock;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParserError};
 
 /// Weight of the loose phrase added to plain multi-word interests (see `with_proximity`).
@@ -112,19 +113,27 @@ impl CandidateIndex {
     }
 }
 
-/// Whether interests parse, without any papers at hand (CLI and web forms use this).
-pub fn check_interests(interests: &str) -> Result<(), InterestsSyntaxError> {
-    let empty: [&Paper; 0] = [];
-    let index = CandidateIndex::build(empty).map_err(|e| InterestsSyntaxError {
-        input: interests.to_string(),
-        problem: e.to_string(),
-        hint: String::new(),
-        position: None,
-    })?;
-    if interests.trim() == TRENDING_ONLY {
+/// Whether interests parse: the one syntax check of the CLI, CSV import and the web forms.
+/// Taking [`Interests`] means the limits on what may be typed were checked before any parser
+/// runs (invariant 12). The parser is that of an index of no papers, built once per process
+/// rather than per call: building one (schema, tokenizers, an empty tantivy index) is not work
+/// to repeat for every row of a CSV import or every form sent.
+pub fn check_interests(interests: &Interests) -> Result<(), InterestsSyntaxError> {
+    static NO_PAPERS: LazyLock<Result<CandidateIndex, String>> =
+        LazyLock::new(|| CandidateIndex::build(std::iter::empty()).map_err(|e| e.to_string()));
+    let text = interests.as_str();
+    if text == TRENDING_ONLY {
         return Ok(());
     }
-    index.parse_interests(interests).map(|_| ())
+    match &*NO_PAPERS {
+        Ok(index) => index.parse_interests(text).map(|_| ()),
+        Err(e) => Err(InterestsSyntaxError {
+            input: text.to_string(),
+            problem: e.clone(),
+            hint: String::new(),
+            position: None,
+        }),
+    }
 }
 
 /// Finds the faults tantivy reports without a position: a quote or parenthesis left open, a

@@ -3,7 +3,7 @@
 use super::analysis::{Remembered, english_analyzer};
 use super::explain::{trim_to_chars, without_repeats};
 use super::*;
-use crate::model::{Paper, PaperId, PaperLinks};
+use crate::model::{Interests, Paper, PaperId, PaperLinks};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TextAnalyzer;
 
@@ -260,11 +260,13 @@ fn floor_max_and_filter_apply() {
 
 #[test]
 fn bad_interests_are_explained() {
-    let err = check_interests("\"protein folding").unwrap_err();
+    let check = |text: &str| check_interests(&Interests::parse(text).unwrap());
+    let err = check("\"protein folding").unwrap_err();
     assert!(err.to_string().contains("quote"), "{err}");
-    let err = check_interests("venue:neurips").unwrap_err();
+    let err = check("venue:neurips").unwrap_err();
     assert!(err.to_string().contains("venue"), "{err}");
-    assert!(check_interests("diffusion \"protein folding\"").is_ok());
+    assert!(check("diffusion \"protein folding\"").is_ok());
+    assert!(check(" * ").is_ok(), "the trending-only interests");
 }
 
 #[test]

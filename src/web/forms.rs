@@ -240,8 +240,8 @@ pub fn syntax_message(e: &InterestsSyntaxError) -> String {
 /// blocking thread, so whatever a visitor types, the runtime keeps serving everyone else.
 pub async fn parse_interests(raw: &str) -> Result<Interests, FieldError> {
     let interests = interests_text(raw)?;
-    let text = interests.as_str().to_string();
-    match tokio::task::spawn_blocking(move || check_interests(&text)).await {
+    let checked = interests.clone();
+    match tokio::task::spawn_blocking(move || check_interests(&checked)).await {
         Ok(Ok(())) => Ok(interests),
         Ok(Err(e)) => Err(FieldError::new("interests", syntax_message(&e))),
         Err(e) => {
@@ -298,23 +298,9 @@ pub async fn parse_preferences(
             .ok(),
     };
     let frequency = parse_frequency(f).map_err(|e| errors.push(e)).ok();
-    // The same range as everywhere else (`MaxPapers`): `digest.max_papers` is only the
-    // default, so a subscriber added with `--max-papers 50` can save this page.
-    let max_papers = match f.max_papers.as_deref().map(str::trim) {
-        None | Some("") => Some(default_max),
-        Some(n) => n
-            .parse::<MaxPapers>()
-            .map_err(|_| {
-                errors.push(FieldError::new(
-                    "max_papers",
-                    format!(
-                        "The most papers per digest must be {}.",
-                        MaxPapers::allowed()
-                    ),
-                ))
-            })
-            .ok(),
-    };
+    let max_papers = max_papers_field(f.max_papers.as_deref(), default_max)
+        .map_err(|e| errors.push(e))
+        .ok();
     match (interests, send_time, timezone, frequency, max_papers) {
         (Some(interests), Some(send_time), Some(timezone), Some(frequency), Some(max_papers))
             if errors.is_empty() =>
@@ -328,6 +314,25 @@ pub async fn parse_preferences(
             })
         }
         _ => Err(errors),
+    }
+}
+
+/// The "most papers per digest" field (the manage form's, or the live preview's `max_papers`):
+/// `default` when it is empty or absent. The same range as everywhere else (`MaxPapers`):
+/// `digest.max_papers` is only the default, so a subscriber added with `--max-papers 50` can
+/// save their manage page.
+pub fn max_papers_field(raw: Option<&str>, default: MaxPapers) -> Result<MaxPapers, FieldError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(n) => n.parse::<MaxPapers>().map_err(|_| {
+            FieldError::new(
+                "max_papers",
+                format!(
+                    "The most papers per digest must be {}.",
+                    MaxPapers::allowed()
+                ),
+            )
+        }),
     }
 }
 

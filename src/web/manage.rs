@@ -30,7 +30,7 @@ pub async fn page(State(web): State<Web>, LinkToken(token): LinkToken) -> Respon
     match subscriber_for(&web, &token).await {
         Ok(s) => {
             // Show what the current interests pick, so a change can be compared against it.
-            let preview = super::preview::render(&web, s.interests.as_str()).await;
+            let preview = super::preview::render(&web, s.interests.as_str(), s.max_papers).await;
             let form = match form_of(&web, &s).await {
                 Ok(form) => form,
                 Err(page) => return page,
@@ -112,6 +112,12 @@ fn render(
         .page(&web.root(), status, "manage.html", "Your subscription", ctx)
 }
 
+/// The digest size a preview of this form shows: the form's, when it is one (what saving keeps),
+/// else the subscriber's own.
+fn preview_size(fields: &Fields, s: &Subscriber) -> MaxPapers {
+    forms::max_papers_field(fields.max_papers.as_deref(), s.max_papers).unwrap_or(s.max_papers)
+}
+
 fn status_text(s: SubscriberStatus) -> &'static str {
     match s {
         SubscriberStatus::Pending => "waiting for confirmation",
@@ -158,8 +164,8 @@ pub async fn submit(
     };
     match action {
         "preview" => {
-            let preview =
-                super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
+            let interests = fields.interests.as_deref().unwrap_or("");
+            let preview = super::preview::render(&web, interests, preview_size(&fields, &s)).await;
             render(
                 &web,
                 &s,
@@ -192,7 +198,8 @@ pub async fn submit(
                     let mut errors = prefs.err().unwrap_or_default();
                     errors.extend(profile.err().unwrap_or_default());
                     let interests = fields.interests.as_deref().unwrap_or("");
-                    let preview = super::preview::render(&web, interests).await;
+                    let size = preview_size(&fields, &s);
+                    let preview = super::preview::render(&web, interests, size).await;
                     let status = StatusCode::UNPROCESSABLE_ENTITY;
                     render(&web, &s, status, view, errors, None, Some(preview))
                 }

@@ -3,11 +3,11 @@
 //! It is how a researcher learns to write a good query, so it is the digest: the planner's own
 //! decision ([`Candidates::digest`], with the same floor and trending weight) for someone who
 //! just signed up with these interests (no profile, no votes, nothing sent yet), over the papers
-//! first seen within `digest.max_age_days`, as many as a sign-up's digest holds
-//! (`digest.max_papers`). The indexed candidates are kept for a minute, so typing does not
-//! rebuild the index on every keystroke.
-//! `GET /preview?interests=…` answers an HTML fragment for the page's script; the forms embed the
-//! same fragment when JavaScript is off (their "Show preview" button).
+//! first seen within `digest.max_age_days`, as many as that digest holds: a sign-up's
+//! (`digest.max_papers`), or on the manage page the subscriber's own `max_papers`. The indexed
+//! candidates are kept for a minute, so typing does not rebuild the index on every keystroke.
+//! `GET /preview?interests=…&max_papers=…` answers an HTML fragment for the page's script; the
+//! forms embed the same fragment when JavaScript is off (their "Show preview" button).
 //!
 //! Anyone can ask for a preview, so its cost is bounded: parsing and ranking run on a blocking
 //! thread (never on the runtime's, which serve `/healthz`, sign-ups and sending), at most
@@ -16,7 +16,7 @@
 //! what the visitor typed).
 
 use super::Web;
-use super::forms::{interests_text, syntax_message};
+use super::forms::{interests_text, max_papers_field, syntax_message};
 use crate::embed::{Embedder, Embedding};
 use crate::jobs::plan::{Candidates, PlanError, Recipient};
 use crate::matching::meaning_clauses;
@@ -148,6 +148,8 @@ impl Slot {
 pub struct PreviewQuery {
     #[serde(default)]
     interests: String,
+    /// The digest size to preview (the manage page's field); a sign-up's when absent.
+    max_papers: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -160,7 +162,9 @@ struct PreviewPaper {
 
 /// `GET /preview`: the fragment alone; 503 with `Retry-After` when too many previews run.
 pub async fn fragment(State(web): State<Web>, Query(q): Query<PreviewQuery>) -> Response {
-    let (status, html) = answer(&web, &q.interests).await;
+    let size = max_papers_field(q.max_papers.as_deref(), web.app.settings.digest.max_papers)
+        .map_err(|e| e.message);
+    let (status, html) = answer(&web, &q.interests, size).await;
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -175,23 +179,36 @@ pub async fn fragment(State(web): State<Web>, Query(q): Query<PreviewQuery>) -> 
     response
 }
 
-/// The preview fragment for `interests` (a message instead when they do not parse, when the
-/// preview is busy or too slow).
-pub async fn render(web: &Web, interests: &str) -> String {
-    answer(web, interests).await.1
+/// The preview fragment for `interests`, for a digest of `max_papers` papers (a message instead
+/// when they do not parse, when the preview is busy or too slow).
+pub async fn render(web: &Web, interests: &str, max_papers: MaxPapers) -> String {
+    answer(web, interests, Ok(max_papers)).await.1
 }
 
-async fn answer(web: &Web, interests: &str) -> (StatusCode, String) {
+/// `max_papers` is the digest size, or why the one asked for is not one.
+async fn answer(
+    web: &Web,
+    interests: &str,
+    max_papers: Result<MaxPapers, String>,
+) -> (StatusCode, String) {
     let mut ctx = tera::Context::new();
     ctx.insert("interests", interests.trim());
     ctx.insert("days", &web.app.settings.digest.max_age_days);
     ctx.insert("papers", &Vec::<PreviewPaper>::new());
     ctx.insert("candidates", &0);
+    ctx.insert("max_papers", &0);
     ctx.insert("error", &None::<String>);
     if interests.trim().is_empty() {
         return (StatusCode::OK, String::new());
     }
-    let status = match pick(web, interests).await {
+    let picked = match max_papers {
+        Ok(max_papers) => {
+            ctx.insert("max_papers", &max_papers.get());
+            pick(web, interests, max_papers).await
+        }
+        Err(message) => Err((StatusCode::OK, message)),
+    };
+    let status = match picked {
         Ok((papers, candidates)) => {
             ctx.insert("papers", &papers);
             ctx.insert("candidates", &candidates);
@@ -207,7 +224,7 @@ async fn answer(web: &Web, interests: &str) -> (StatusCode, String) {
 
 type Picked = (Vec<PreviewPaper>, usize);
 
-async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
+async fn pick(web: &Web, raw: &str, max_papers: MaxPapers) -> Result<Picked, (StatusCode, String)> {
     let ok = |message: String| (StatusCode::OK, message);
     // The text rules first: a hostile query is refused here, before any parser or slot.
     let interests = interests_text(raw).map_err(|e| ok(e.message))?;
@@ -220,8 +237,6 @@ async fn pick(web: &Web, raw: &str) -> Result<Picked, (StatusCode, String)> {
         tracing::warn!(error = %e, "the preview could not load papers");
         ok(UNAVAILABLE.to_string())
     })?;
-    // A sign-up's digest size: what the subscribe form offers first.
-    let max_papers = web.app.settings.digest.max_papers;
     let clauses = meaning_clauses(interests.as_str());
     let stored = web
         .app

@@ -122,7 +122,12 @@ pub async fn submit(
     let view = FormView::defaults(&web.app.settings).with_fields(&fields);
 
     if fields.action.as_deref() == Some("preview") {
-        let preview = super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
+        let preview = super::preview::render(
+            &web,
+            fields.interests.as_deref().unwrap_or(""),
+            web.app.settings.digest.max_papers,
+        )
+        .await;
         return subscribe_page(&web, StatusCode::OK, view, Vec::new(), Some(preview));
     }
     if let Err(wait) = web.limits.hit(Form::Subscribe, client) {
@@ -138,7 +143,12 @@ pub async fn submit(
         .ok();
     let (Some(email), Some(prefs)) = (email, prefs) else {
         // Keep the preview next to the interests the visitor is fixing.
-        let preview = super::preview::render(&web, fields.interests.as_deref().unwrap_or("")).await;
+        let preview = super::preview::render(
+            &web,
+            fields.interests.as_deref().unwrap_or(""),
+            web.app.settings.digest.max_papers,
+        )
+        .await;
         return subscribe_page(
             &web,
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -2,7 +2,9 @@
 // - the time zone select starts at the browser's zone (only on the sign-up form, where the
 //   server could not know it);
 // - the interests box updates the preview as you type, from GET /preview (same origin, so the
-//   Content-Security-Policy allows it). The answer is HTML the server escaped.
+//   Content-Security-Policy allows it). The answer is HTML the server escaped. On the manage
+//   page the form's "most papers" field goes along, so the preview holds as many papers as
+//   that subscriber's digest.
 (function () {
   "use strict";
   // After a refused form, move focus to the list of problems so it is read out first.
@@ -24,22 +26,30 @@
     for (var k = 0; k < buttons.length; k++) { buttons[k].hidden = false; }
     return;
   }
-  var timer = null, last = box.value.trim(), seq = 0;
-  function refresh() {
+  var size = box.form && box.form.elements.namedItem("max_papers");
+  function asked() {
     var q = box.value.trim();
-    if (q === last) { return; }
-    last = q;
+    return { interests: q, url: box.dataset.preview + "?interests=" + encodeURIComponent(q) +
+      (size ? "&max_papers=" + encodeURIComponent(size.value.trim()) : "") };
+  }
+  var timer = null, last = asked().url, seq = 0;
+  function refresh() {
+    var now = asked(), q = now.interests;
+    if (now.url === last) { return; }
+    last = now.url;
     var mine = ++seq;
     if (!q) { out.innerHTML = '<p class="muted">Type your interests and the matching papers appear here.</p>'; return; }
     out.setAttribute("aria-busy", "true");
-    fetch(box.dataset.preview + "?interests=" + encodeURIComponent(q), { credentials: "omit" })
+    fetch(now.url, { credentials: "omit" })
       .then(function (r) { return r.text(); })
       .then(function (html) { if (mine === seq) { out.innerHTML = html; } })
       .catch(function () { /* the Show preview button still works */ })
       .then(function () { if (mine === seq) { out.removeAttribute("aria-busy"); } });
   }
-  box.addEventListener("input", function () {
+  function later() {
     clearTimeout(timer);
     timer = setTimeout(refresh, 350);
-  });
+  }
+  box.addEventListener("input", later);
+  if (size) { size.addEventListener("input", later); }
 })();

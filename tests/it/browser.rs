@@ -315,6 +315,27 @@ async fn a_browser_subscribes_confirms_changes_interests_and_unsubscribes() {
         .await;
     assert_ne!(first, second);
     b.snap("7-manage-new-preview").await;
+    // The preview is as long as this subscriber's digest: the script sends the form's size.
+    let size = b
+        .js("return document.getElementById('max_papers').value")
+        .await;
+    let size = size.as_str().expect("the size field's value").to_string();
+    b.clear("#max_papers").await;
+    b.type_into("#max_papers", "2").await;
+    b.wait_text("#preview", "a preview of two papers", |t| {
+        t.contains("these 2 of the")
+    })
+    .await;
+    let listed = b
+        .js("return document.querySelectorAll('#preview ol.papers > li').length")
+        .await;
+    assert_eq!(listed, json!(2));
+    b.clear("#max_papers").await;
+    b.type_into("#max_papers", &size).await;
+    b.wait_text("#preview", "the preview at the saved size", |t| {
+        !t.contains("these 2 of the")
+    })
+    .await;
     b.click("button[value=save]").await;
     b.wait_text("main", "saved", |t| t.contains("Your changes are saved"))
         .await;

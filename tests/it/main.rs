@@ -12,8 +12,10 @@
 //! process. The one static that tests share in-process is the arXiv API pacer (`arxiv_api`),
 //! which only ever makes a test wait longer.
 //!
-//! Support modules (no tests of their own): `common` (smtp-sink, fixture server, `TestApp`,
-//! PostgreSQL databases), `delivery_support`, `ops_support`, `sources_support`, `web_common`.
+//! Support modules (no tests of their own): `common`, a folder with one module per part
+//! (`smtp_sink`, `received_mail`, `hf_server`, `app` with `TestApp`, `process`, `postgres`,
+//! `tools`) re-exported as `crate::common::*`; `delivery_support`, `ops_support`,
+//! `sources_support`, `web_common`.
 
 mod common;
 mod delivery_support;

@@ -9,9 +9,10 @@
 //! sent must list the same papers in the same order.
 
 use paperboy::matching::{
-    Blend, CandidateIndex, Pick, ProfileSignals, TRENDING_ONLY, check_interests,
+    Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals, TRENDING_ONLY,
+    check_interests,
 };
-use paperboy::model::{CategoryMode, Paper};
+use paperboy::model::{CategoryMode, Interests, Paper};
 
 fn day() -> Vec<Paper> {
     let body = std::fs::read_to_string(concat!(
@@ -302,7 +303,7 @@ fn trending_only_and_the_bounded_trending_boost() {
         "{:?}",
         picks[0].explanation.reasons
     );
-    assert!(check_interests(TRENDING_ONLY).is_ok());
+    assert!(check(TRENDING_ONLY).is_ok());
 
     // The boost reorders matches but never adds a paper that does not match.
     let plain = rank(
@@ -383,30 +384,35 @@ fn the_floor_removes_weak_matches_and_explanations_name_the_words() {
     );
 }
 
+/// The syntax check the CLI, CSV import and the web forms run, on text within the limits.
+fn check(text: &str) -> Result<(), InterestsSyntaxError> {
+    check_interests(&Interests::parse(text).expect("within the limits"))
+}
+
 #[test]
 fn invalid_queries_are_refused_with_the_position_and_a_hint() {
-    let e = check_interests("diffusion \"protein folding").unwrap_err();
+    let e = check("diffusion \"protein folding").unwrap_err();
     assert_eq!(e.position, Some(11));
     assert!(e.problem.contains("character 11"), "{e}");
     assert!(e.hint.contains('"'), "{e}");
 
-    let e = check_interests("(diffusion OR flow protein").unwrap_err();
+    let e = check("(diffusion OR flow protein").unwrap_err();
     assert_eq!(e.position, Some(1));
     assert!(e.problem.contains("never closed"), "{e}");
 
-    let e = check_interests("diffusion) models").unwrap_err();
+    let e = check("diffusion) models").unwrap_err();
     assert_eq!(e.position, Some(10));
 
-    let e = check_interests("diffusion venue:neurips").unwrap_err();
+    let e = check("diffusion venue:neurips").unwrap_err();
     assert_eq!(e.position, Some(11));
     assert!(e.problem.contains("venue"), "{e}");
     assert!(e.hint.contains("author:"), "{e}");
 
-    let e = check_interests("-video").unwrap_err();
+    let e = check("-video").unwrap_err();
     assert!(e.hint.contains("diffusion -video"), "{e}");
 
     // A quote inside a phrase's parentheses does not confuse the scan.
-    assert!(check_interests("\"(a)\" (b OR c)").is_ok());
+    assert!(check("\"(a)\" (b OR c)").is_ok());
 }
 
 /// Interests for the preview-equals-digest test: trending only, a phrase, exclusions, grouping,
@@ -490,7 +496,9 @@ fn digest_ids(text: &str, day: &[crate::common::FixturePaper]) -> Vec<String> {
 
 /// For someone with only these interests (no profile, no votes, nothing sent yet), the sign-up
 /// page's live preview shows the papers, in the order, of `paperboy preview` and of the digest
-/// then sent, on the real Hugging Face day of 2024-10-25.
+/// then sent, on the real Hugging Face day of 2024-10-25. A subscriber whose digest is shorter
+/// than `digest.max_papers` sees their own digest on their manage page, with and without the
+/// page's script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_preview_is_the_digest() {
     use crate::common::*;
@@ -549,6 +557,23 @@ async fn the_live_preview_is_the_digest() {
         cli.push(ids_of_titles(&titles, &day));
     }
 
+    const SHORT: &str = "short@example.org";
+    const SHORT_INTERESTS: &str = "language models";
+    const SHORT_MAX: usize = 3;
+    app.paperboy([
+        "subscriber",
+        "add",
+        SHORT,
+        "--interests",
+        SHORT_INTERESTS,
+        "--max-papers",
+        &SHORT_MAX.to_string(),
+        "--confirmed",
+    ])
+    .at(SEND)
+    .run()
+    .assert_success();
+
     app.paperboy(["send", "--now"])
         .at(SEND)
         .run()
@@ -563,6 +588,22 @@ async fn the_live_preview_is_the_digest() {
             digest_ids(&mail.text_body().expect("a text part"), &day)
         })
         .collect();
+
+    // What the preview says above its list: how many the digest holds, out of how many
+    // candidates (not "matches": a full digest may have left matches out).
+    let said = |n: usize, max: usize| {
+        format!(
+            "Your digest would have held these {n} of the {} papers first seen in the last {} \
+             days, best first{}:",
+            day.len(),
+            settings.digest.max_age_days,
+            if n == max {
+                format!(" (a digest holds at most {max})")
+            } else {
+                String::new()
+            }
+        )
+    };
 
     let daemon = crate::web_common::WebDaemon::start(&app, SEND, &[]);
     let client = crate::web_common::client();
@@ -580,5 +621,60 @@ async fn the_live_preview_is_the_digest() {
             "{interests}: `paperboy preview` vs the digest"
         );
         assert_eq!(live, sent[i], "{interests}: the live preview vs the digest");
+        if live.len() > 1 {
+            assert!(
+                page.body.contains(&said(live.len(), max)),
+                "{interests}: {}",
+                page.body
+            );
+        }
     }
+    assert!(
+        sent.iter().any(|s| s.len() == max) && sent.iter().any(|s| (2..max).contains(&s.len())),
+        "the wording is checked for a full digest and for one with room left"
+    );
+
+    let short_mail = outbox
+        .iter()
+        .find(|m| m.envelope_to == [SHORT])
+        .expect("a digest to the subscriber of a short digest");
+    let short = digest_ids(&short_mail.text_body().expect("a text part"), &day);
+    assert_eq!(
+        short.len(),
+        SHORT_MAX,
+        "the short digest is cut at its size"
+    );
+    let long = LIVE_PREVIEW_INTERESTS
+        .iter()
+        .position(|i| *i == SHORT_INTERESTS)
+        .expect("the short digest's interests are among the others");
+    assert!(
+        sent[long].len() > SHORT_MAX,
+        "the same interests with the default size give more papers: {:?}",
+        sent[long]
+    );
+    let manage = daemon.local(&crate::web_common::link_to(short_mail, "manage"));
+    let page = crate::web_common::get(&client, &manage).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        ids_of_titles(&preview_titles(&page.body), &day),
+        short,
+        "the manage page's preview vs that subscriber's digest"
+    );
+    // The page's script sends the form's size along.
+    let url = daemon.url(&format!(
+        "/preview?interests={}&max_papers={SHORT_MAX}",
+        crate::web_common::encode(SHORT_INTERESTS)
+    ));
+    let live = crate::web_common::get(&client, &url).await;
+    assert_eq!(
+        ids_of_titles(&preview_titles(&live.body), &day),
+        short,
+        "the live preview of that size vs that subscriber's digest"
+    );
+    assert!(
+        live.body.contains(&said(SHORT_MAX, SHORT_MAX)),
+        "{}",
+        live.body
+    );
 }

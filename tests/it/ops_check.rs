@@ -3,13 +3,41 @@
 //! exit non-zero, change nothing (no migration, no paper stored) and send nothing.
 
 use crate::common::*;
+use std::time::Duration;
 
 const NOW: &str = "2024-10-25T09:00:00Z";
+
+/// smtp-sink logging its conversation, so a test can see the sessions check opens.
+fn talking_sink(test: &str) -> Option<SmtpSink> {
+    SmtpSink::start_with_or_skip(
+        test,
+        SmtpSinkOptions {
+            extra_args: vec!["-v".to_string()],
+            ..SmtpSinkOptions::default()
+        },
+    )
+}
+
+/// The verbs of each session's commands (`EHLO`, `QUIT`, …), from the `from`-th session on,
+/// once `from + count` have ended and none is open.
+#[track_caller]
+fn new_sessions(sink: &SmtpSink, from: usize, count: usize) -> Vec<Vec<String>> {
+    let sessions = sink.wait_for_sessions(from + count, Duration::from_secs(10));
+    sessions[from..]
+        .iter()
+        .map(|commands| {
+            commands
+                .iter()
+                .map(|c| c.split(' ').next().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect()
+}
 
 #[test]
 fn check_passes_on_a_healthy_setup_and_sends_nothing() {
     const T: &str = "check_passes_on_a_healthy_setup_and_sends_nothing";
-    let Some(sink) = SmtpSink::start_or_skip(T) else {
+    let Some(sink) = talking_sink(T) else {
         return;
     };
     let server = FixtureServer::start();
@@ -38,9 +66,10 @@ fn check_passes_on_a_healthy_setup_and_sends_nothing() {
     ] {
         assert!(out.stdout.contains(&line), "missing {line:?} in:\n{out}");
     }
-    // The session ended at QUIT: no transaction, no message.
+    // check did speak to the server, in one session that greeted and quit: no transaction, no
+    // message.
+    assert_eq!(new_sessions(&sink, 0, 1), [["EHLO", "QUIT"]]);
     assert!(sink.messages().is_empty());
-    assert_eq!(sink.transactions_without_message(), 0);
     // check reaches the source but stores nothing.
     assert!(app.paper_ids(NOW).is_empty(), "check must not store papers");
 }
@@ -103,7 +132,7 @@ fn check_fails_on_an_unreachable_smtp_server_and_a_bad_source_url_naming_the_key
 fn check_and_sending_open_smtp_sessions_the_same_way() {
     const T: &str = "check_and_sending_open_smtp_sessions_the_same_way";
     const LATER: &str = "2024-10-25T15:00:00Z";
-    let Some(sink) = SmtpSink::start_or_skip(T) else {
+    let Some(sink) = talking_sink(T) else {
         return;
     };
     let server = FixtureServer::start();
@@ -141,7 +170,21 @@ fn check_and_sending_open_smtp_sessions_the_same_way() {
             && line.contains("config key `mail.smtp_url`"),
         "{line}"
     );
-    assert!(sink.messages().is_empty() && sink.transactions_without_message() == 0);
+    // It got as far as the server's EHLO answer, and began no transaction.
+    let first = new_sessions(&sink, 0, 1);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        first[0].first().map(String::as_str),
+        Some("EHLO"),
+        "{first:?}"
+    );
+    assert!(
+        !first[0]
+            .iter()
+            .any(|v| ["MAIL", "RCPT", "DATA"].contains(&v.as_str())),
+        "{first:?}"
+    );
+    assert!(sink.messages().is_empty());
 
     let sent = app
         .paperboy(["send", "--now"])
@@ -150,6 +193,7 @@ fn check_and_sending_open_smtp_sessions_the_same_way() {
         .run();
     println!("{sent}");
     assert!(sink.messages().is_empty(), "{sent}");
+    let before = sink.wait_for_sessions(2, Duration::from_secs(10)).len();
     let retrying = app
         .paperboy(["deliveries", "--status", "retry"])
         .at(NOW)
@@ -176,7 +220,8 @@ fn check_and_sending_open_smtp_sessions_the_same_way() {
             ),
         "{line}"
     );
-    assert!(sink.messages().is_empty() && sink.transactions_without_message() == 0);
+    assert_eq!(new_sessions(&sink, before, 1), [["EHLO", "QUIT"]]);
+    assert!(sink.messages().is_empty());
     app.paperboy(["send", "--now"])
         .at(LATER)
         .env("PAPERBOY__MAIL__SMTP_URL", &url("opportunistic"))

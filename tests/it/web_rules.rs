@@ -476,6 +476,16 @@ async fn manage_preview_pause_resume_delete() {
     assert!(one.body.contains("<ol class=\"papers\">"), "{}", one.body);
     assert!(one.body.contains("Contrastive"), "{}", one.body);
     assert_ne!(one.body, other.body);
+    // The manage form's size goes along; one that is no digest size is said, not previewed.
+    let two = get(&c, &d.url("/preview?interests=memory&max_papers=2")).await;
+    assert_eq!(two.body.matches("<li>").count(), 2, "{}", two.body);
+    let bad = get(&c, &d.url("/preview?interests=memory&max_papers=0")).await;
+    assert_eq!(bad.status, 200);
+    assert!(
+        bad.body.contains("must be a whole number from 1 to 100") && !bad.body.contains("<ol"),
+        "{}",
+        bad.body
+    );
     // And without JavaScript: the form's Show preview button.
     let no_js = post_form(
         &c,
