@@ -2,10 +2,12 @@
 # The whole pipeline at scale: N subscribers, 2,000 new papers, fetch → import → plan → render
 # and send to Postfix's smtp-sink on loopback; in the same run smtp-source with the same number
 # of connections and a message of the same size. Reports each stage's time and throughput and
-# each process's peak RSS (from wait4, via python's resource module).
+# each process's peak RSS and CPU time (from wait4, via python's resource module).
 #
 # Usage: bench/scale.sh [N ...]     (default: 10000 100000 300000; CONNECTIONS=10)
-# Needs: a release build (made here), smtp-sink and smtp-source (Postfix), python3,
+#        BIN=/path/to/paperboy bench/scale.sh 100000   runs that binary instead of building this
+#        tree's (e.g. an older commit's release build, to compare two builds with one script).
+# Needs: a release build (made here unless BIN is set), smtp-sink and smtp-source (Postfix), python3,
 #        ../shared/eval/inspec/docs.jsonl and ../shared/fixtures/hf (read in place).
 # Not a test: numbers go to BENCHMARKS.md by hand, with the machine they were measured on.
 set -euo pipefail
@@ -17,7 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
 [ -d "$SHARED/eval" ] || SHARED=/work/shared
 DOCS=$SHARED/eval/inspec/docs.jsonl
-BIN=$ROOT/target/release/paperboy
+BIN=${BIN:-}
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 for tool in "$SINK" "$SOURCE"; do
@@ -25,7 +27,13 @@ for tool in "$SINK" "$SOURCE"; do
 done
 [ -f "$DOCS" ] || { echo "missing $DOCS (set SHARED=)" >&2; exit 2; }
 
-(cd "$ROOT" && cargo build --release --quiet --bin paperboy)
+if [ -z "$BIN" ]; then
+    (cd "$ROOT" && cargo build --release --quiet --bin paperboy)
+    BIN=$ROOT/target/release/paperboy
+    LABEL=$(git -C "$ROOT" rev-parse --short HEAD)
+else
+    LABEL="binary $BIN"
+fi
 
 WORK=$(mktemp -d /tmp/paperboy-scale.XXXXXX)
 chmod 755 "$WORK"
@@ -47,7 +55,7 @@ wait_port() {
     echo "nothing listens on port $1" >&2; exit 1
 }
 
-# Runs a command; prints its output, then "rss_mb=… wall_s=…" for it alone.
+# Runs a command; prints its output, then "rss_mb=… wall_s=… cpu_s=…" (user + system) for it alone.
 measured() {
     python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
@@ -56,8 +64,8 @@ p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 wall = time.monotonic() - start
 sys.stdout.write(p.stdout)
 sys.stderr.write(p.stderr[-4000:])
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(f"rss_mb={rss:.0f} wall_s={wall:.2f}")
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"rss_mb={ru.ru_maxrss / 1024:.0f} wall_s={wall:.2f} cpu_s={ru.ru_utime + ru.ru_stime:.2f}")
 sys.exit(p.returncode)
 PY
 }
@@ -95,7 +103,7 @@ wait_port "$HTTP_PORT"
 wait_port "$SINK_PORT"
 
 echo "machine: $(nproc) cores, $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "paperboy $(git -C "$ROOT" rev-parse --short HEAD), connections=$CONNECTIONS"
+echo "paperboy $LABEL, connections=$CONNECTIONS"
 for N in "${SIZES[@]}"; do
     RUN=$WORK/n$N
     mkdir -p "$RUN"

@@ -8,7 +8,10 @@
 #
 # Usage: bench/throughput.sh  (N=20000 CONNECTIONS=10 ONE_N=1500 SLOW_N=400 by default; SLOW_N
 #                              is the message count for the runs without TCP_NODELAY)
-# Needs: a release build (made here), smtp-sink and smtp-source (Postfix), sqlite3, python3.
+#        BIN=/path/to/paperboy POOL_BENCH=/path/to/smtp_pool_bench bench/throughput.sh
+#        runs those binaries instead of building this tree's (both must be set together, e.g.
+#        an older commit's release build, to compare two builds with one script).
+# Needs: a release build (made here unless BIN and POOL_BENCH are set), smtp-sink and smtp-source (Postfix), sqlite3, python3.
 # Not a test: numbers go to BENCHMARKS.md by hand, with the machine they were measured on.
 set -euo pipefail
 
@@ -18,7 +21,8 @@ ONE_N=${ONE_N:-1500}
 SLOW_N=${SLOW_N:-400}
 NOW=2024-10-25T09:00:00Z
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release/paperboy
+BIN=${BIN:-}
+POOL_BENCH=${POOL_BENCH:-}
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 for tool in "$SINK" "$SOURCE"; do
@@ -26,8 +30,16 @@ for tool in "$SINK" "$SOURCE"; do
 done
 command -v sqlite3 >/dev/null || { echo "missing sqlite3" >&2; exit 2; }
 
-(cd "$ROOT" && cargo build --release --quiet --bin paperboy --example smtp_pool_bench)
-POOL_BENCH=$ROOT/target/release/examples/smtp_pool_bench
+if [ -z "$BIN$POOL_BENCH" ]; then
+    (cd "$ROOT" && cargo build --release --quiet --bin paperboy --example smtp_pool_bench)
+    BIN=$ROOT/target/release/paperboy
+    POOL_BENCH=$ROOT/target/release/examples/smtp_pool_bench
+    LABEL=$(git -C "$ROOT" rev-parse --short HEAD)
+elif [ -n "$BIN" ] && [ -n "$POOL_BENCH" ]; then
+    LABEL="binaries $BIN, $POOL_BENCH"
+else
+    echo "set both BIN and POOL_BENCH, or neither" >&2; exit 2
+fi
 
 WORK=$(mktemp -d /tmp/paperboy-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -146,7 +158,7 @@ run_pool() { # connections nodelay messages
 ratio() { python3 -c "print(round($1 / $2, 2))"; }
 
 echo "machine: $(nproc) cores, $(uname -sr); message: $SIZE bytes (mean digest $MEAN bytes)"
-echo "paperboy $(git -C "$ROOT" rev-parse --short HEAD), N=$N, connections=$CONNECTIONS"
+echo "paperboy $LABEL, N=$N, connections=$CONNECTIONS"
 PB=$(run_paperboy "$CONNECTIONS" true "$N")
 SRC=$(run_source "$CONNECTIONS" "$N")
 POOL=$(run_pool "$CONNECTIONS" true "$N")
