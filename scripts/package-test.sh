@@ -70,7 +70,8 @@ for u in /lib/systemd/system/paperboy.service /usr/lib/systemd/system/paperboy.s
 done
 [ -n "$unit" ] || fail "the unit is not in /lib/systemd/system or /usr/lib/systemd/system"
 for f in /usr/bin/paperboy /etc/paperboy/paperboy.toml /etc/paperboy/secret_key \
-         /usr/share/doc/paperboy/README.md /usr/share/doc/paperboy/default.toml; do
+         /usr/share/doc/paperboy/README.md /usr/share/doc/paperboy/default.toml \
+         /usr/share/doc/paperboy/NOTICE /usr/share/doc/paperboy/all-MiniLM-L6-v2.LICENSE; do
     [ -f "$f" ] || fail "$f is missing"
     echo "  ok $f"
 done

@@ -227,7 +227,10 @@ pub fn evaluate(
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = model
-        .embed_parallel(&refs, cores, embedded)
+        .embed_parallel(&refs, cores, |n| {
+            embedded(n);
+            true
+        })
         .map_err(|e| EvalError::Index(e.to_string()))?;
     let mut clauses: Vec<String> = qrels.keys().flat_map(|q| meaning_clauses(q)).collect();
     clauses.sort_unstable();
@@ -238,7 +241,10 @@ pub fn evaluate(
         .cloned()
         .zip(
             model
-                .embed_parallel(&clause_refs, cores, embedded)
+                .embed_parallel(&clause_refs, cores, |n| {
+                    embedded(n);
+                    true
+                })
                 .map_err(|e| EvalError::Index(e.to_string()))?,
         )
         .collect();

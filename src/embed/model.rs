@@ -20,7 +20,7 @@ pub const MODEL_NAME: &str = "all-MiniLM-L6-v2-int8-8199be6f";
 /// The longest input in word pieces: what the model was trained on. Longer abstracts are cut,
 /// as sentence-transformers cuts them.
 const MAX_TOKENS: usize = 256;
-/// Texts a worker takes at a time (and reports progress by).
+/// Texts a worker takes from the shared queue at a time.
 const BATCH: usize = 32;
 
 type Plan = Arc<TypedRunnableModel>;
@@ -38,6 +38,8 @@ pub enum EmbedError {
     Load(String),
     #[error("embedding failed: {0}")]
     Run(String),
+    #[error("embedding stopped on request")]
+    Stopped,
 }
 
 static SHARED: OnceLock<Result<Embedder, String>> = OnceLock::new();
@@ -76,16 +78,18 @@ impl Embedder {
 
     /// The vector of each text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
-        self.embed_parallel(texts, 1, |_| {})
+        self.embed_parallel(texts, 1, |_| true)
     }
 
-    /// The vector of each text, in order, computed on `threads` threads; `done(n)` is called
-    /// after each batch with the number of texts it held (for a progress bar).
+    /// The vector of each text, in order, computed on `threads` threads. `done(n)` is called
+    /// as texts are finished, with how many (for a progress bar); when it answers `false`, the
+    /// workers stop after the text each has under way and [`EmbedError::Stopped`] is returned,
+    /// so a caller that is shutting down never waits for more than one text.
     pub fn embed_parallel(
         &self,
         texts: &[&str],
         threads: usize,
-        done: impl Fn(usize) + Sync,
+        done: impl Fn(usize) -> bool + Sync,
     ) -> Result<Vec<Embedding>, EmbedError> {
         let run = |e: &dyn std::fmt::Display| EmbedError::Run(e.to_string());
         let encodings: Vec<Vec<u32>> = texts
@@ -113,11 +117,12 @@ impl Embedder {
                             let Some(batch) = batches.get(b) else {
                                 return Ok(mine);
                             };
-                            let ids: Vec<&[u32]> =
-                                batch.iter().map(|&i| encodings[i].as_slice()).collect();
-                            let vectors = self.run_batch(&ids)?;
-                            mine.extend(batch.iter().copied().zip(vectors));
-                            done(batch.len());
+                            for &i in *batch {
+                                mine.push((i, self.run_one(&encodings[i])?));
+                                if !done(1) {
+                                    return Err(EmbedError::Stopped);
+                                }
+                            }
                         }
                     })
                 })
@@ -140,14 +145,9 @@ impl Embedder {
             .collect()
     }
 
-    /// A batch of texts through the model, one at a time: mean-pooled, normalised. One at a
-    /// time because tract's optimised graph of this export fails on a padded batch (its
-    /// attention-mask broadcast is planned for one sequence length); alone, a text needs no
-    /// padding and no mask, and costs the same per word piece.
-    fn run_batch(&self, ids: &[&[u32]]) -> Result<Vec<Embedding>, EmbedError> {
-        ids.iter().map(|tokens| self.run_one(tokens)).collect()
-    }
-
+    /// One text through the model, alone: mean-pooled, normalised. Alone because tract's
+    /// optimised graph of this export fails on a padded batch; alone, a text needs no padding
+    /// and costs the same per word piece.
     fn run_one(&self, tokens: &[u32]) -> Result<Embedding, EmbedError> {
         let run = |e: &dyn std::fmt::Display| EmbedError::Run(e.to_string());
         let len = tokens.len();

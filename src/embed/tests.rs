@@ -67,7 +67,7 @@ fn a_batch_gives_each_text_its_own_vector() {
         "a much longer sentence about diffusion models that generate video from text prompts",
         "graph neural networks",
     ];
-    let together = model.embed_parallel(&texts, 2, |_| {}).unwrap();
+    let together = model.embed_parallel(&texts, 2, |_| true).unwrap();
     for (t, v) in texts.iter().zip(&together) {
         let alone = &model.embed(&[t]).unwrap()[0];
         assert!(v.cosine(alone) > 0.99999, "{t}: padding changed the vector");

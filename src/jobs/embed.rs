@@ -18,8 +18,8 @@ use crate::store::StoreError;
 use std::collections::BTreeSet;
 use tracing::{Instrument, info, warn};
 
-/// Papers read, embedded and written per round: a stop or a crash loses at most this many.
-const PAPER_ROUND: u32 = 256;
+/// Papers read, embedded and written per round: a crash loses at most this many.
+const PAPER_ROUND: u32 = 128;
 /// Distinct interests read per round when looking for clauses without a vector.
 const INTEREST_PAGE: u32 = 5_000;
 /// Clauses embedded and written per round.
@@ -171,12 +171,12 @@ async fn embed_blocking(
     // The progress callback is borrowed; the blocking task cannot hold the borrow, so it
     // reports through a channel drained here.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    // Dropping this future (a stop, a task aborted at shutdown) closes the channel, which
+    // stops the workers after their current text: the process never waits for a whole batch.
     let task = tokio::task::spawn_blocking(move || {
         let model = Embedder::shared()?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        model.embed_parallel(&refs, cores, |n| {
-            let _ = tx.send(n as u64);
-        })
+        model.embed_parallel(&refs, cores, |n| tx.send(n as u64).is_ok())
     });
     while let Some(n) = rx.recv().await {
         progress.advance(n);

@@ -69,6 +69,12 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
         ),
         "{out}"
     );
+    // Each distinct clause once: "contrastive loss", "memory", and "reinforcement learning"
+    // (written by two subscribers); `*` has none.
+    assert!(
+        out.stdout.contains("embedded 3 new interest clauses"),
+        "{out}"
+    );
 
     let list = app.subscribers_json(NOW);
     let by_email = |e: &str| {
@@ -106,6 +112,10 @@ fn import_reports_bad_rows_by_line_imports_the_rest_and_is_safe_to_run_twice() {
         again.stdout.contains(
             "imported 0 subscribers; 4 already subscribed (left unchanged); 8 bad rows skipped"
         ),
+        "{again}"
+    );
+    assert!(
+        again.stdout.contains("embedded 0 new interest clauses"),
         "{again}"
     );
     let after = app.subscribers_json(NOW);
@@ -451,4 +461,47 @@ fn import_checks_profiles_as_subscriber_add_does() {
             .contains("--categories: `Computer Science` is not an arXiv category"),
         "{added}"
     );
+}
+
+/// An import whose embedding did not finish (stopped, or the model failed) loses nothing: its
+/// subscribers are planned by words alone, `preview` says so, and `db embed` fills in the
+/// vectors later.
+#[test]
+fn interests_left_without_vectors_are_matched_by_words_until_db_embed_fills_them_in() {
+    let app = TestApp::builder().build();
+    let file = write(&app, "subscribers.csv", CSV);
+    app.paperboy(["subscriber", "import", &file, "--confirmed"])
+        .at(NOW)
+        .run();
+    let db = crate::delivery_support::Db::open(&app);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM interest_vectors"), 3);
+    db.exec("DELETE FROM interest_vectors");
+
+    let words_alone = "have no vector yet, so this digest is matched by words alone";
+    let preview = app.paperboy(["preview", "ada@example.org"]).at(NOW).run();
+    preview.assert_success();
+    assert!(
+        preview
+            .stderr
+            .contains(&format!("2 of the interests' clauses {words_alone}")),
+        "{preview}"
+    );
+
+    let filled = app.paperboy(["db", "embed"]).at(NOW).run();
+    filled.assert_success();
+    assert!(
+        filled
+            .stdout
+            .contains("embedded 0 papers, 3 interest clauses"),
+        "{filled}"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM interest_vectors"), 3);
+    let preview = app.paperboy(["preview", "ada@example.org"]).at(NOW).run();
+    preview.assert_success();
+    assert!(!preview.stderr.contains(words_alone), "{preview}");
+
+    // --again recomputes every vector, and nothing is left missing.
+    let again = app.paperboy(["db", "embed", "--again"]).at(NOW).run();
+    again.assert_success();
+    assert!(again.stdout.contains("3 interest clauses"), "{again}");
 }
