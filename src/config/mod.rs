@@ -152,7 +152,7 @@ mod tests {
         // The floor ranking code falls back on (`Blend::floor`) is the configured default.
         assert_eq!(s.matching.min_closeness, crate::matching::MEANING_FLOOR);
         let bad = Settings::load_with_env(None, env(&[("PAPERBOY__MATCHING__MIN_CLOSENESS", "2")]));
-        let message = bad.err().expect("a cosine above 1 is refused").to_string();
+        let message = bad.expect_err("a cosine above 1 is refused").to_string();
         assert!(message.contains("matching.min_closeness"), "{message}");
     }
 
