@@ -680,31 +680,23 @@ mod tests {
                 abstract_text: "Register allocation for loops.".into(),
             },
         ];
-        let mut qrels = BTreeMap::new();
-        qrels.insert("library".to_string(), set(&["1"]));
-        let report = evaluate(
-            &docs,
-            &qrels,
-            0.0,
-            crate::matching::MEANING_FLOOR,
-            10,
-            &|_| {},
-        )
-        .unwrap();
+        let run = |query: &str| {
+            let qrels = BTreeMap::from([(query.to_string(), set(&["1"]))]);
+            evaluate(
+                &docs,
+                &qrels,
+                0.0,
+                crate::matching::MEANING_FLOOR,
+                10,
+                &|_| {},
+            )
+            .unwrap()
+        };
+        let report = run("library");
         // "library" is in doc 1 as written ("library services"): both find it.
         assert_eq!(report.baseline.precision_at_10, 0.1);
         assert_eq!(report.ours.precision_at_10, 0.1);
-        let mut qrels = BTreeMap::new();
-        qrels.insert("libraries lending".to_string(), set(&["1"]));
-        let report = evaluate(
-            &docs,
-            &qrels,
-            0.0,
-            crate::matching::MEANING_FLOOR,
-            10,
-            &|_| {},
-        )
-        .unwrap();
+        let report = run("libraries lending");
         assert_eq!(report.ours.recall_at_50, 1.0);
         assert!(report.ours.ndcg_at_10 > 0.99);
     }

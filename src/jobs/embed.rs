@@ -68,13 +68,7 @@ pub async fn embed_papers(app: &App, progress: &dyn EmbedProgress) -> Result<usi
         app.store.save_paper_vectors(&rows, app.clock.now()).await?;
         done += rows.len();
     }
-    let secs = started.elapsed().as_secs_f64();
-    info!(
-        papers = done,
-        seconds = format!("{secs:.1}"),
-        per_second = format!("{:.1}", done as f64 / secs.max(1e-3)),
-        "embedded new papers"
-    );
+    log_rate("embedded new papers", done, started);
     Ok(done)
 }
 
@@ -132,13 +126,7 @@ pub async fn embed_all_interests(
     let started = std::time::Instant::now();
     let n = embed_clauses(app, missing.into_iter().collect(), progress).await?;
     if n > 0 {
-        let secs = started.elapsed().as_secs_f64();
-        info!(
-            clauses = n,
-            seconds = format!("{secs:.1}"),
-            per_second = format!("{:.1}", n as f64 / secs.max(1e-3)),
-            "embedded interests"
-        );
+        log_rate("embedded interest clauses", n, started);
     }
     Ok(n)
 }
@@ -184,4 +172,16 @@ async fn embed_blocking(
     task.await
         .map_err(|e| EmbedError::Run(format!("the embedding thread stopped: {e}")))?
         .map_err(EmbedJobError::from)
+}
+
+/// One log line per embedding run: how many texts, how long, how many a second (the figure
+/// BENCHMARKS.md reports per core).
+fn log_rate(what: &'static str, texts: usize, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    info!(
+        texts,
+        seconds = format!("{secs:.1}"),
+        per_second = format!("{:.1}", texts as f64 / secs.max(1e-3)),
+        "{what}"
+    );
 }
