@@ -331,6 +331,7 @@ pub fn evaluate(
 fn whole_ranking(fusion: Fusion) -> Blend {
     Blend {
         meaning_floor: -1.0,
+        meaning_standout: f32::NEG_INFINITY,
         fusion,
         ..Blend::floor(0.0)
     }

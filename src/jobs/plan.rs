@@ -23,7 +23,7 @@ use super::App;
 use crate::digest::DigestPaper;
 use crate::embed::Embedding;
 use crate::matching::{
-    Blend, CandidateIndex, Fusion, InterestsSyntaxError, Pick, ProfileSignals, meaning_clauses,
+    Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals, meaning_clauses,
 };
 use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
 use crate::store::{
@@ -151,10 +151,9 @@ impl Candidates {
             .filter(|p| p.first_seen_at <= now)
             .collect();
         let blend = Blend {
-            min_score: app.settings.matching.min_score,
             meaning_floor: app.settings.matching.min_closeness,
             trending_weight: app.settings.matching.trending_weight,
-            fusion: Fusion::CHOSEN,
+            ..Blend::floor(app.settings.matching.min_score)
         };
         let ids: Vec<String> = papers.iter().map(|p| p.paper.id.to_string()).collect();
         let mut stored = app.store.paper_vectors(&ids).await?;

@@ -205,6 +205,12 @@ pub fn hard_filters(interests: &str) -> HardFilters {
 /// cooking, football…) reach at most 0.30 against the real Hugging Face day of 2024-10-25,
 /// while paraphrases of its papers reach 0.33 to 0.35.
 pub const MEANING_FLOOR: f32 = 0.32;
+/// How far, in standard deviations above the day's mean for that clause, a paper's closeness
+/// must stand out for meaning alone to qualify it. Why: an absolute floor lets the best of a
+/// day with nothing on topic through ("confabulation in chatbots" reached 0.32 with a paper on
+/// chart reasoning, 2.5 deviations out), while a paraphrase of a paper that is there stands
+/// far out (3.5 and 3.7 for the two of `tests/it/matching_meaning.rs`).
+pub const MEANING_STANDOUT: f32 = 3.0;
 /// How much the taste (closeness to liked papers, away from disliked ones) counts beside the
 /// interests.
 const TASTE_WEIGHT: f32 = 0.5;
@@ -233,6 +239,9 @@ pub struct Closeness {
     pub interest: f32,
     /// Which clause that was.
     pub clause: usize,
+    /// How far that cosine stands out among the day's candidates for that clause, in standard
+    /// deviations above their mean: a paper that only meaning qualifies must stand out.
+    pub standout: f32,
     /// Closeness to the liked papers' centroid minus closeness to the disliked ones'.
     pub taste: f32,
     /// The liked paper closest to this one.
@@ -294,10 +303,16 @@ pub fn closeness(
     let mut out = vec![Closeness::default(); papers.rows()];
     for (k, (text, clause)) in profile.clauses.iter().enumerate() {
         let cosines = clause_cosines(text, clause);
+        let n = cosines.len().max(1) as f32;
+        let mean = cosines.iter().sum::<f32>() / n;
+        let spread = (cosines.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / n)
+            .sqrt()
+            .max(1e-6);
         for (c, &s) in out.iter_mut().zip(cosines.iter()) {
             if s > c.interest {
                 c.interest = s;
                 c.clause = k;
+                c.standout = (s - mean) / spread;
             }
         }
     }

@@ -37,7 +37,8 @@ mod tests;
 pub use explain::{Explanation, Fragment, SNIPPET_CHARS};
 pub use index::CandidateIndex;
 pub use meaning::{
-    Closeness, MAX_MEANING_CLAUSES, MEANING_FLOOR, MeaningProfile, closeness, meaning_clauses,
+    Closeness, MAX_MEANING_CLAUSES, MEANING_FLOOR, MEANING_STANDOUT, MeaningProfile, closeness,
+    meaning_clauses,
 };
 pub use profile::{ProfileSignals, RankingProfile};
 pub use query::{InterestsSyntaxError, TRENDING_ONLY, check_interests};

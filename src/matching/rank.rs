@@ -8,7 +8,7 @@
 use super::MatchError;
 use super::explain::{Explainer, Explanation, Signals};
 use super::index::CandidateIndex;
-use super::meaning::{MEANING_FLOOR, closeness};
+use super::meaning::{MEANING_FLOOR, MEANING_STANDOUT, closeness};
 use super::profile::RankingProfile;
 use crate::model::CategoryMode;
 
@@ -39,6 +39,9 @@ pub struct Blend {
     /// The floor of closeness in meaning (a cosine): below it meaning alone never qualifies a
     /// paper. [`MEANING_FLOOR`] for digests.
     pub meaning_floor: f32,
+    /// How far above the day's mean (in standard deviations) a closeness must also stand for
+    /// meaning alone to qualify a paper: [`MEANING_STANDOUT`] for digests.
+    pub meaning_standout: f32,
     /// The most that trending can add to a matching paper's score (0 turns it off).
     pub trending_weight: f32,
     /// How words and meaning are combined, when the run has vectors.
@@ -85,6 +88,7 @@ impl Blend {
         Blend {
             min_score,
             meaning_floor: MEANING_FLOOR,
+            meaning_standout: MEANING_STANDOUT,
             trending_weight: 0.0,
             fusion: Fusion::CHOSEN,
         }
@@ -200,7 +204,16 @@ impl CandidateIndex {
             // Each signal has its floor, judged on relevance alone: trending lifts a match,
             // never makes one, and weak matches never pad a digest.
             let by_words = fusion != Fusion::Meaning && words > 0.0 && words >= blend.min_score;
-            let by_meaning = close.is_some() && meaning >= blend.meaning_floor && passes_filters[i];
+            // By the interests' clauses: close enough, and standing out of the day. By taste
+            // alone (no clause: examples and votes only): close enough.
+            let stands_out = profile.meaning.clauses.is_empty()
+                || close
+                    .as_ref()
+                    .is_some_and(|c| c[i].standout >= blend.meaning_standout);
+            let by_meaning = close.is_some()
+                && meaning >= blend.meaning_floor
+                && stands_out
+                && passes_filters[i];
             if (by_words || by_meaning) && allowed(i) {
                 qualified.push(Qualified {
                     index: i,

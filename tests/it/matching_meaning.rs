@@ -90,9 +90,16 @@ async fn weak_matches_never_pad_a_digest() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _pg) = embedded_day(dir.path()).await;
     let candidates = Candidates::load(&app, now()).await.unwrap();
-    for (i, interests) in ["quantum gravity", "bird migration", "cooking recipes"]
-        .iter()
-        .enumerate()
+    // The last is about nothing of the day, yet its best paper (on chart reasoning) reaches
+    // the closeness floor: it does not stand out of the day, so it is not sent.
+    for (i, interests) in [
+        "quantum gravity",
+        "bird migration",
+        "cooking recipes",
+        "confabulation in chatbots",
+    ]
+    .iter()
+    .enumerate()
     {
         let who = embedded_subscriber(&app, &format!("far{i}@example.org"), interests).await;
         let picks = digest(&app, &candidates, &who).await;
