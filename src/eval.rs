@@ -194,6 +194,7 @@ fn systems() -> Vec<(String, Fusion)> {
         ("words".into(), Fusion::Words),
         ("meaning".into(), Fusion::Meaning),
         ("hybrid 0.3".into(), Fusion::Weighted(0.3)),
+        ("hybrid 0.4".into(), Fusion::Weighted(0.4)),
         ("hybrid 0.5".into(), Fusion::Weighted(0.5)),
         ("hybrid 0.7".into(), Fusion::Weighted(0.7)),
         ("reciprocal rank".into(), Fusion::ReciprocalRank),
