@@ -244,10 +244,6 @@ pub struct Closeness {
     pub standout: f32,
     /// Closeness to the liked papers' centroid minus closeness to the disliked ones'.
     pub taste: f32,
-    /// The liked paper closest to this one.
-    pub liked: usize,
-    /// Its cosine with this one.
-    pub liked_cosine: f32,
 }
 
 impl Closeness {
@@ -291,6 +287,29 @@ impl PaperMatrix {
     pub fn rows(&self) -> usize {
         self.rows
     }
+
+    /// Candidate `i`'s vector (zeros when it has none).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * DIMENSIONS..(i + 1) * DIMENSIONS]
+    }
+}
+
+/// The liked paper (its title) closest to candidate `i`, when at least `at_least` close: for
+/// the picks' explanations only, so it costs one dot product per liked paper and pick.
+pub fn closest_liked<'a>(
+    profile: &'a MeaningProfile,
+    papers: &PaperMatrix,
+    i: usize,
+    at_least: f32,
+) -> Option<&'a str> {
+    let row = papers.row(i);
+    profile
+        .liked
+        .iter()
+        .map(|(title, v)| (dot(row, v.as_slice()), title.as_str()))
+        .filter(|(s, _)| *s >= at_least)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, title)| title)
 }
 
 /// Scores every candidate for one subscriber. `clause_cosines` gives a clause's cosines with
@@ -320,14 +339,6 @@ pub fn closeness(
     if let Some(centroid) = centroid(&liked) {
         for (c, s) in out.iter_mut().zip(papers.cosines(&centroid)) {
             c.taste += s.max(0.0);
-        }
-        for (k, v) in liked.iter().enumerate() {
-            for (c, s) in out.iter_mut().zip(papers.cosines(v.as_slice())) {
-                if s > c.liked_cosine {
-                    c.liked_cosine = s;
-                    c.liked = k;
-                }
-            }
         }
     }
     if let Some(centroid) = centroid(&profile.disliked) {

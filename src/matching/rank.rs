@@ -8,7 +8,7 @@
 use super::MatchError;
 use super::explain::{Explainer, Explanation, Signals};
 use super::index::CandidateIndex;
-use super::meaning::{MEANING_FLOOR, MEANING_STANDOUT, closeness};
+use super::meaning::{MEANING_FLOOR, MEANING_STANDOUT, closeness, closest_liked};
 use super::profile::RankingProfile;
 use crate::model::CategoryMode;
 
@@ -151,6 +151,17 @@ impl CandidateIndex {
         }
         let filter =
             !profile.categories.is_empty() && profile.category_mode == CategoryMode::Filter;
+        if profile.browse {
+            return self.browse(
+                profile,
+                blend,
+                &in_category,
+                &followed,
+                filter,
+                allowed,
+                max,
+            );
+        }
         let fusion = if self.has_vectors() && !profile.meaning.is_empty() {
             blend.fusion
         } else {
@@ -165,18 +176,6 @@ impl CandidateIndex {
             Some(_) => self.passes_hard_filters(profile)?,
             None => Vec::new(),
         };
-
-        if profile.browse {
-            return self.browse(
-                profile,
-                blend,
-                &in_category,
-                &followed,
-                filter,
-                allowed,
-                max,
-            );
-        }
         let mut qualified: Vec<Qualified> = Vec::new();
         // `allowed` (the window and the papers already sent) is asked last: most of the day's
         // papers fail a cheaper test first.
@@ -260,9 +259,10 @@ impl CandidateIndex {
                             .map(|(t, _)| t.clone())
                     })
                     .flatten();
-                let liked_title = (c.liked_cosine >= LIKED_REASON)
-                    .then(|| profile.meaning.liked.get(c.liked).map(|(t, _)| t.clone()))
-                    .flatten();
+                let liked_title = close
+                    .as_ref()
+                    .and_then(|_| closest_liked(&profile.meaning, &self.vectors, i, LIKED_REASON))
+                    .map(str::to_string);
                 Pick {
                     index: i,
                     score,
