@@ -43,6 +43,15 @@ impl WebDaemon {
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err);
+            // Every web test fetched its day before starting the daemon, so the daemon's own
+            // fetch at start (hourly by default, and 06:00 to 09:00 missed three ticks) would
+            // only repeat it, and with the embedding model it lasts long enough that the plan
+            // turn it releases lands in the middle of a test: a subscriber confirmed a moment
+            // before would get a digest the test did not ask for (before pausing, say). No
+            // tick between the fixture fetch and the test's "now" means no fetch at start, so
+            // the only plan turns are the one at start and the next a minute later. A test
+            // may set its own schedule.
+            cmd.env("PAPERBOY__SCHEDULE__FETCH", "0 0 0 1 1 *");
             // `{port}` in a value stands for the port chosen here (e.g. for web.base_url).
             for (k, v) in env {
                 cmd.env(k, v.replace("{port}", &port.to_string()));
