@@ -23,7 +23,7 @@ use super::App;
 use crate::digest::DigestPaper;
 use crate::embed::Embedding;
 use crate::matching::{
-    Blend, CandidateIndex, InterestsSyntaxError, Pick, ProfileSignals, meaning_clauses,
+    Blend, CandidateIndex, ClauseTable, InterestsSyntaxError, Pick, ProfileSignals, meaning_clauses,
 };
 use crate::model::{DigestDate, Interests, MaxPapers, Paper, Subscriber};
 use crate::store::{
@@ -210,11 +210,41 @@ impl Candidates {
     /// relevance, then the trending boost), at most their maximum, each with its explanation.
     ///
     /// The one decision of what a subscriber gets: the planner, `paperboy preview`,
-    /// `send --dry-run` and the live preview all rank through here.
+    /// `send --dry-run` and the live preview all rank through here (many at a time through
+    /// [`Candidates::digests`], which gives the same picks).
     pub fn digest(&self, recipient: &Recipient) -> Result<Vec<Pick>, PlanError> {
-        let profile = self
+        self.rank(recipient, None)
+    }
+
+    /// [`Candidates::digest`] for each of `recipients`, with their interests' clauses scored
+    /// against the candidates together first (one matrix product rather than one pass per
+    /// clause: most of what meaning costs planning).
+    pub fn digests(&self, recipients: &[&Recipient]) -> Vec<Result<Vec<Pick>, PlanError>> {
+        let table = Arc::new(
+            self.index.score_clauses(
+                recipients
+                    .iter()
+                    .flat_map(|r| &r.signals.meaning.clauses)
+                    .map(|(key, v)| (key.as_str(), v)),
+            ),
+        );
+        recipients
+            .iter()
+            .map(|r| self.rank(r, Some(&table)))
+            .collect()
+    }
+
+    fn rank(
+        &self,
+        recipient: &Recipient,
+        scored: Option<&Arc<ClauseTable>>,
+    ) -> Result<Vec<Pick>, PlanError> {
+        let mut profile = self
             .index
             .profile(Some(recipient.interests.as_str()), &recipient.signals)?;
+        if let Some(table) = scored {
+            profile = profile.with_scored_clauses(table.clone());
+        }
         let mut known = vec![false; self.papers.len()];
         for id in &recipient.known {
             if let Some(&i) = self.positions.get(id) {
@@ -510,8 +540,9 @@ fn rank_chunk(
         plans: Vec::with_capacity(subscribers.len()),
         bad_rows: 0,
     };
-    for due in subscribers {
-        let picks = match candidates.digest(&due.recipient) {
+    let recipients: Vec<&Recipient> = subscribers.iter().map(|d| &d.recipient).collect();
+    for (due, picks) in subscribers.iter().zip(candidates.digests(&recipients)) {
+        let picks = match picks {
             Ok(p) => p,
             Err(PlanError::Interests(e)) => {
                 warn!(subscriber = %due.subscriber.id, error = %e, "skipping a subscriber whose interests do not parse");

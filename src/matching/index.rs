@@ -10,7 +10,7 @@ use super::analysis::{
     category_keys, english_analyzer, folded_analyzer, register_tokenizers, text_options, tokens_of,
 };
 use super::explain::SNIPPET_CHARS;
-use super::meaning::PaperMatrix;
+use super::meaning::{ClauseScores, PaperMatrix};
 use crate::embed::Embedding;
 use crate::model::Paper;
 use std::collections::HashMap;
@@ -75,13 +75,19 @@ pub struct CandidateIndex {
     /// The candidates' sentence vectors, by position (zeros: not embedded yet). No rows when
     /// the run has none at all: ranking is by words alone then.
     pub(super) vectors: PaperMatrix,
-    /// Each interest clause's cosines with every candidate, computed once per run: many
-    /// subscribers share a clause ("language models"), and this is most of meaning's cost.
-    clause_cosines: Mutex<HashMap<String, Arc<[f32]>>>,
+    /// Interest clauses already scored against the candidates, kept for the run: many
+    /// subscribers share a clause ("language models"). Filled until [`CLAUSE_CACHE_BYTES`].
+    clause_cache: Mutex<HashMap<String, Arc<ClauseScores>>>,
 }
 
-/// At most this many clauses' cosines are kept per run (8 KB each for 2,000 candidates).
-const CLAUSE_CACHE: usize = 8_192;
+/// What the run's clause cache may hold: 8,192 clauses at 2,000 candidates (8 KB each). Not
+/// every clause: at 100,000 subscribers most clauses are their writer's own, and all of them
+/// would take half a gigabyte; those are scored with their page (`score_clauses`) and dropped.
+const CLAUSE_CACHE_BYTES: usize = 64 << 20;
+
+/// Clauses scored against the candidates, by [`crate::embed::interest_key`]: what
+/// [`CandidateIndex::score_clauses`] returns and a [`super::RankingProfile`] ranks with.
+pub type ClauseTable = HashMap<String, Arc<ClauseScores>>;
 
 impl CandidateIndex {
     pub fn build<'a>(papers: impl IntoIterator<Item = &'a Paper>) -> Result<Self, MatchError> {
@@ -226,7 +232,7 @@ impl CandidateIndex {
             by_category,
             remembered,
             vectors: PaperMatrix::default(),
-            clause_cosines: Mutex::new(HashMap::new()),
+            clause_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -244,27 +250,49 @@ impl CandidateIndex {
         self.vectors.rows() > 0
     }
 
-    /// `clause`'s cosines with every candidate, from the run's cache when another subscriber
-    /// asked for the same clause.
-    pub(super) fn clause_cosines(&self, key: &str, clause: &Embedding) -> Arc<[f32]> {
-        let hit = self
-            .clause_cosines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned();
-        if let Some(hit) = hit {
-            return hit;
+    /// Scores `clauses` (key and vector) against every candidate: those the run's cache has
+    /// from there, the rest together in one blocked matrix product, kept in the cache while
+    /// it has room. Ranking many subscribers, score their clauses together first: one
+    /// product for a slice of subscribers costs a third of one pass per clause.
+    pub fn score_clauses<'a>(
+        &self,
+        clauses: impl IntoIterator<Item = (&'a str, &'a Embedding)>,
+    ) -> ClauseTable {
+        let mut table = ClauseTable::new();
+        if !self.has_vectors() {
+            return table;
         }
-        let computed: Arc<[f32]> = self.vectors.cosines(clause.as_slice()).into();
-        let mut cached = self
-            .clause_cosines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if cached.len() < CLAUSE_CACHE {
-            cached.insert(key.to_string(), computed.clone());
+        let mut missing: Vec<(&str, &Embedding)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        {
+            let cache = self.clause_cache.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, v) in clauses {
+                if !seen.insert(key) {
+                    continue;
+                }
+                match cache.get(key) {
+                    Some(hit) => {
+                        table.insert(key.to_string(), hit.clone());
+                    }
+                    None => missing.push((key, v)),
+                }
+            }
         }
-        computed
+        if missing.is_empty() {
+            return table;
+        }
+        let vectors: Vec<&Embedding> = missing.iter().map(|(_, v)| *v).collect();
+        let scored = self.vectors.score(&vectors);
+        let room = CLAUSE_CACHE_BYTES / ClauseScores::bytes_for(self.len());
+        let mut cache = self.clause_cache.lock().unwrap_or_else(|e| e.into_inner());
+        for ((key, _), scores) in missing.into_iter().zip(scored) {
+            let scores = Arc::new(scores);
+            if cache.len() < room {
+                cache.insert(key.to_string(), scores.clone());
+            }
+            table.insert(key.to_string(), scores);
+        }
+        table
     }
 
     pub fn len(&self) -> usize {

@@ -7,7 +7,8 @@
 //! storing them (`store::vectors`); the hard filters (`NOT`, `-word`, `cat:`, `title:`) stay
 //! with the query, which meaning never overrides.
 
-use crate::embed::{DIMENSIONS, Embedding, dot, interest_key};
+use crate::embed::{DIMENSIONS, Embedding, interest_key};
+use ndarray::{Array2, ArrayView1};
 
 /// At most this many clauses of one subscriber's interests are embedded.
 pub const MAX_MEANING_CLAUSES: usize = 16;
@@ -254,43 +255,104 @@ impl Closeness {
     }
 }
 
-/// The candidates' vectors as one row-major matrix (a missing vector is a row of zeros), so
-/// that scoring a clause against every candidate is one pass over contiguous memory.
-#[derive(Debug, Default)]
+/// The candidates' vectors as one matrix, a row per candidate (a missing vector is a row of
+/// zeros), so that many clauses are scored against every candidate in one matrix product.
+#[derive(Debug)]
 pub struct PaperMatrix {
-    data: Vec<f32>,
-    rows: usize,
+    rows: Array2<f32>,
 }
+
+impl Default for PaperMatrix {
+    fn default() -> Self {
+        PaperMatrix {
+            rows: Array2::zeros((0, DIMENSIONS)),
+        }
+    }
+}
+
+/// Clauses scored per matrix product: enough that the candidates' matrix is read from cache a
+/// block at a time, few enough that the product's scratch stays small (256 × 2,000 × 4 bytes).
+const CLAUSES_PER_PRODUCT: usize = 256;
 
 impl PaperMatrix {
     pub fn new(vectors: &[Option<Embedding>]) -> PaperMatrix {
-        let mut data = vec![0f32; vectors.len() * DIMENSIONS];
-        for (row, v) in data.chunks_exact_mut(DIMENSIONS).zip(vectors) {
+        let mut rows = Array2::zeros((vectors.len(), DIMENSIONS));
+        for (mut row, v) in rows.outer_iter_mut().zip(vectors) {
             if let Some(v) = v {
-                row.copy_from_slice(v.as_slice());
+                row.assign(&ArrayView1::from(v.as_slice()));
             }
         }
-        PaperMatrix {
-            data,
-            rows: vectors.len(),
-        }
+        PaperMatrix { rows }
     }
 
     /// The cosine of `v` with every candidate (0 for one without a vector).
     pub fn cosines(&self, v: &[f32]) -> Vec<f32> {
-        self.data
-            .chunks_exact(DIMENSIONS)
-            .map(|row| dot(row, v))
-            .collect()
+        self.rows.dot(&ArrayView1::from(v)).to_vec()
+    }
+
+    /// Each clause's cosines with every candidate, and the day's mean and spread of them. One
+    /// blocked matrix product per [`CLAUSES_PER_PRODUCT`] clauses (ndarray hands it to
+    /// `matrixmultiply`, which picks AVX2/FMA kernels at run time): this is most of what
+    /// meaning costs planning, and one pass over the candidates per clause was three times
+    /// slower (BENCHMARKS.md, "Matching by meaning").
+    pub fn score(&self, clauses: &[&Embedding]) -> Vec<ClauseScores> {
+        let mut out = Vec::with_capacity(clauses.len());
+        for block in clauses.chunks(CLAUSES_PER_PRODUCT) {
+            let mut a = Array2::zeros((block.len(), DIMENSIONS));
+            for (mut row, v) in a.outer_iter_mut().zip(block) {
+                row.assign(&ArrayView1::from(v.as_slice()));
+            }
+            let product = a.dot(&self.rows.t());
+            out.extend(
+                product
+                    .outer_iter()
+                    .map(|cosines| ClauseScores::new(cosines.to_vec())),
+            );
+        }
+        out
     }
 
     pub fn rows(&self) -> usize {
-        self.rows
+        self.rows.nrows()
     }
 
     /// Candidate `i`'s vector (zeros when it has none).
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * DIMENSIONS..(i + 1) * DIMENSIONS]
+    pub fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+        self.rows.row(i)
+    }
+}
+
+/// One clause against the day's candidates: its cosine with each (by position), and the mean
+/// and spread of those, which say how far a paper stands out of the day for that clause.
+#[derive(Debug)]
+pub struct ClauseScores {
+    pub cosines: Box<[f32]>,
+    mean: f32,
+    spread: f32,
+}
+
+impl ClauseScores {
+    pub fn new(cosines: Vec<f32>) -> ClauseScores {
+        let n = cosines.len().max(1) as f32;
+        let mean = cosines.iter().sum::<f32>() / n;
+        let spread = (cosines.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / n)
+            .sqrt()
+            .max(1e-6);
+        ClauseScores {
+            cosines: cosines.into_boxed_slice(),
+            mean,
+            spread,
+        }
+    }
+
+    /// How far `cosine` stands above the day's mean, in standard deviations.
+    pub fn standout(&self, cosine: f32) -> f32 {
+        (cosine - self.mean) / self.spread
+    }
+
+    /// The memory one takes for `candidates` papers (what the run's cache counts).
+    pub fn bytes_for(candidates: usize) -> usize {
+        candidates * std::mem::size_of::<f32>() + std::mem::size_of::<ClauseScores>()
     }
 }
 
@@ -306,34 +368,32 @@ pub fn closest_liked<'a>(
     profile
         .liked
         .iter()
-        .map(|(title, v)| (dot(row, v.as_slice()), title.as_str()))
+        .map(|(title, v)| (row.dot(&ArrayView1::from(v.as_slice())), title.as_str()))
         .filter(|(s, _)| *s >= at_least)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, title)| title)
 }
 
-/// Scores every candidate for one subscriber. `clause_cosines` gives a clause's cosines with
-/// every candidate (computed once per planning run and shared, see `CandidateIndex`).
+/// Scores every candidate for one subscriber. `scores` holds each of the profile's clauses
+/// scored against the candidates (in the order of `profile.clauses`; see
+/// `CandidateIndex::score_clauses`).
 pub fn closeness(
     profile: &MeaningProfile,
     papers: &PaperMatrix,
-    clause_cosines: impl Fn(&str, &Embedding) -> std::sync::Arc<[f32]>,
+    scores: &[std::sync::Arc<ClauseScores>],
 ) -> Vec<Closeness> {
     let mut out = vec![Closeness::default(); papers.rows()];
-    for (k, (text, clause)) in profile.clauses.iter().enumerate() {
-        let cosines = clause_cosines(text, clause);
-        let n = cosines.len().max(1) as f32;
-        let mean = cosines.iter().sum::<f32>() / n;
-        let spread = (cosines.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / n)
-            .sqrt()
-            .max(1e-6);
-        for (c, &s) in out.iter_mut().zip(cosines.iter()) {
+    for (k, clause) in scores.iter().enumerate() {
+        for (c, &s) in out.iter_mut().zip(clause.cosines.iter()) {
             if s > c.interest {
                 c.interest = s;
                 c.clause = k;
-                c.standout = (s - mean) / spread;
             }
         }
+    }
+    // Once per paper, for its best clause, rather than at every better clause.
+    for c in out.iter_mut().filter(|c| c.interest > 0.0) {
+        c.standout = scores[c.clause].standout(c.interest);
     }
     let liked: Vec<Embedding> = profile.liked.iter().map(|(_, v)| v.clone()).collect();
     if let Some(centroid) = centroid(&liked) {
@@ -432,6 +492,57 @@ mod tests {
         Embedding::normalized(v).unwrap()
     }
 
+    /// Deterministic unit vectors with every coordinate in use.
+    fn spread_out(count: usize, seed: u64) -> Vec<Embedding> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                let values = (0..crate::embed::DIMENSIONS)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                Embedding::normalized(values).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_blocked_product_gives_each_clause_its_own_cosines() {
+        let papers: Vec<Option<Embedding>> = spread_out(300, 1)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i % 7 != 3).then_some(v))
+            .collect();
+        let matrix = PaperMatrix::new(&papers);
+        // More clauses than one product takes, so the blocks are joined too.
+        let clauses = spread_out(CLAUSES_PER_PRODUCT + 45, 2);
+        let refs: Vec<&Embedding> = clauses.iter().collect();
+        let scored = matrix.score(&refs);
+        assert_eq!(scored.len(), clauses.len());
+        for (clause, scores) in clauses.iter().zip(&scored) {
+            assert_eq!(scores.cosines.len(), papers.len());
+            for (paper, &s) in papers.iter().zip(scores.cosines.iter()) {
+                let expected = paper.as_ref().map_or(0.0, |p| p.cosine(clause));
+                assert!((s - expected).abs() < 1e-5, "{s} against {expected}");
+            }
+            let n = papers.len() as f32;
+            let mean = scores.cosines.iter().sum::<f32>() / n;
+            let best = scores.cosines.iter().copied().fold(f32::MIN, f32::max);
+            let spread = (scores
+                .cosines
+                .iter()
+                .map(|s| (s - mean).powi(2))
+                .sum::<f32>()
+                / n)
+                .sqrt();
+            assert!((scores.standout(best) - (best - mean) / spread).abs() < 1e-3);
+        }
+    }
+
     #[test]
     fn closeness_takes_the_best_clause_and_the_taste() {
         let profile = MeaningProfile {
@@ -444,9 +555,13 @@ mod tests {
             Some(unit(&[0.0, 0.0, 0.0, 1.0])),
             None,
         ]);
-        let c = closeness(&profile, &papers, |_, v| {
-            papers.cosines(v.as_slice()).into()
-        });
+        let clauses: Vec<&Embedding> = profile.clauses.iter().map(|(_, v)| v).collect();
+        let scores: Vec<_> = papers
+            .score(&clauses)
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        let c = closeness(&profile, &papers, &scores);
         assert_eq!(c[0].clause, 1);
         assert!((c[0].interest - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
         assert!(c[0].taste > 0.7);

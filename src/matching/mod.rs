@@ -35,7 +35,7 @@ mod stored;
 mod tests;
 
 pub use explain::{Explanation, Fragment, SNIPPET_CHARS};
-pub use index::CandidateIndex;
+pub use index::{CandidateIndex, ClauseTable};
 pub use meaning::{
     Closeness, MAX_MEANING_CLAUSES, MEANING_FLOOR, MEANING_STANDOUT, MeaningProfile, closeness,
     meaning_clauses,

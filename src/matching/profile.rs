@@ -8,11 +8,12 @@
 //! profile).
 
 use super::analysis::{STOP_WORDS, author_key};
-use super::index::CandidateIndex;
+use super::index::{CandidateIndex, ClauseTable};
 use super::meaning::{MeaningProfile, hard_filters};
 use super::query::{InterestsSyntaxError, QueryTerms, TRENDING_ONLY};
 use crate::embed::Embedding;
 use crate::model::{CategoryMode, Paper, Profile};
+use std::sync::Arc;
 use tantivy::query::{MoreLikeThisQuery, Query};
 use tantivy::schema::OwnedValue;
 
@@ -104,9 +105,19 @@ pub struct RankingProfile {
     pub(super) excluded: Option<Box<dyn Query>>,
     /// The `title:` / `cat:` / `author:` terms, of which a paper picked by meaning must match one.
     pub(super) required: Option<Box<dyn Query>>,
+    /// The meaning clauses already scored against the candidates, with other subscribers'
+    /// ([`RankingProfile::with_scored_clauses`]); those not in it are scored at ranking.
+    pub(super) scored: Option<Arc<ClauseTable>>,
 }
 
 impl RankingProfile {
+    /// Ranks with clauses that [`CandidateIndex::score_clauses`] scored for many profiles at
+    /// once (a slice of the planner's subscribers).
+    pub fn with_scored_clauses(mut self, table: Arc<ClauseTable>) -> Self {
+        self.scored = Some(table);
+        self
+    }
+
     /// Whether anything in this profile can pick a paper.
     pub fn is_empty(&self) -> bool {
         self.interests.is_none()
@@ -173,6 +184,7 @@ impl CandidateIndex {
             },
             excluded: filter(filters.excluded)?,
             required: filter(filters.required)?,
+            scored: None,
         })
     }
 

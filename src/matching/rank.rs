@@ -168,9 +168,20 @@ impl CandidateIndex {
             Fusion::Words
         };
         let close = (fusion != Fusion::Words).then(|| {
-            closeness(&profile.meaning, &self.vectors, |k, v| {
-                self.clause_cosines(k, v)
-            })
+            let clauses = &profile.meaning.clauses;
+            let scored = |key: &String| profile.scored.as_ref().and_then(|t| t.get(key)).cloned();
+            // A profile ranked alone (preview, eval) scores its own clauses here.
+            let own = if clauses.iter().all(|(key, _)| scored(key).is_some()) {
+                Default::default()
+            } else {
+                self.score_clauses(clauses.iter().map(|(k, v)| (k.as_str(), v)))
+            };
+            // Every clause is in one or the other: the run has vectors (`fusion` is not Words).
+            let scores: Vec<_> = clauses
+                .iter()
+                .filter_map(|(key, _)| scored(key).or_else(|| own.get(key).cloned()))
+                .collect();
+            closeness(&profile.meaning, &self.vectors, &scores)
         });
         let passes_filters = match &close {
             Some(_) => self.passes_hard_filters(profile)?,

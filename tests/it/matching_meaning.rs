@@ -8,7 +8,7 @@
 use crate::matching_feedback::{app_with_day, digest, now, subscriber};
 use paperboy::jobs::App;
 use paperboy::jobs::embed::{self, Quiet};
-use paperboy::jobs::plan::Candidates;
+use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, due_page};
 use paperboy::model::Subscriber;
 use paperboy::store::{Store, Vote};
 
@@ -211,4 +211,74 @@ async fn vectors_are_computed_once_and_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(without, 0, "both clauses kept their vectors");
+}
+
+/// The planner ranks a slice of subscribers at once, their clauses scored together in one
+/// matrix product (`Candidates::digests`); each must get exactly the digest it gets alone
+/// (`Candidates::digest`, what `preview` and the live preview use): same papers, order,
+/// scores and reasons, whether clauses are shared between them or not.
+#[tokio::test]
+async fn a_slice_ranked_together_gets_what_each_gets_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _pg) = embedded_day(dir.path()).await;
+    let interests = [
+        "hidden signatures in photographs",
+        "\"mind reading\" OR video generation",
+        "video generation",
+        "language models -survey",
+        "ownership marks that survive photo retouching OR \"mind reading\"",
+        "quantum gravity",
+    ];
+    for (i, text) in interests.iter().enumerate() {
+        embedded_subscriber(&app, &format!("reader{i}@example.org"), text).await;
+    }
+    // A vote too, so that taste is in the slice.
+    let voter = embedded_subscriber(&app, "voter@example.org", "language models").await;
+    app.store
+        .record_feedback(voter.id, "2410.16251", Vote::More, now())
+        .await
+        .unwrap();
+    let candidates = Candidates::load(&app, now()).await.unwrap();
+    let mut report = PlanReport::default();
+    let (_, due) = due_page(
+        &app,
+        0,
+        now(),
+        PlanMode::Now,
+        candidates.oldest,
+        &mut report,
+    )
+    .await
+    .unwrap()
+    .expect("a page of subscribers");
+    assert_eq!(due.len(), interests.len() + 1);
+    let recipients: Vec<_> = due.iter().map(|d| &d.recipient).collect();
+    let together = candidates.digests(&recipients);
+    let mut by_meaning = 0;
+    for (d, picks) in due.iter().zip(together) {
+        let picks = picks.unwrap();
+        let alone = candidates.digest(&d.recipient).unwrap();
+        let view = |p: &[paperboy::matching::Pick]| -> Vec<(usize, String, Vec<String>)> {
+            p.iter()
+                .map(|p| {
+                    (
+                        p.index,
+                        format!("{:.6}", p.score),
+                        p.explanation.reasons.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(view(&picks), view(&alone), "{}", d.subscriber.email);
+        by_meaning += picks
+            .iter()
+            .filter(|p| {
+                p.explanation
+                    .reasons
+                    .iter()
+                    .any(|r| r.contains("close in meaning"))
+            })
+            .count();
+    }
+    assert!(by_meaning > 0, "meaning took part in the slice");
 }
