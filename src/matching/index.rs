@@ -252,8 +252,9 @@ impl CandidateIndex {
 
     /// Scores `clauses` (key and vector) against every candidate: those the run's cache has
     /// from there, the rest together in one blocked matrix product, kept in the cache while
-    /// it has room. Ranking many subscribers, score their clauses together first: one
-    /// product for a slice of subscribers costs a third of one pass per clause.
+    /// it has room. Ranking many subscribers, score their clauses together first: a product
+    /// over many clauses reads the candidates' matrix from cache a block at a time, where
+    /// one clause at a time streams all of it from memory per clause.
     pub fn score_clauses<'a>(
         &self,
         clauses: impl IntoIterator<Item = (&'a str, &'a Embedding)>,

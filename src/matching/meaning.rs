@@ -293,8 +293,7 @@ impl PaperMatrix {
     /// Each clause's cosines with every candidate, and the day's mean and spread of them. One
     /// blocked matrix product per [`CLAUSES_PER_PRODUCT`] clauses (ndarray hands it to
     /// `matrixmultiply`, which picks AVX2/FMA kernels at run time): this is most of what
-    /// meaning costs planning, and one pass over the candidates per clause was three times
-    /// slower (BENCHMARKS.md, "Matching by meaning").
+    /// meaning costs planning (BENCHMARKS.md, "Matching by meaning", planning speed).
     pub fn score(&self, clauses: &[&Embedding]) -> Vec<ClauseScores> {
         let mut out = Vec::with_capacity(clauses.len());
         for block in clauses.chunks(CLAUSES_PER_PRODUCT) {

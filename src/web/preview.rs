@@ -12,8 +12,8 @@
 //! Anyone can ask for a preview, so its cost is bounded: parsing and ranking run on a blocking
 //! thread (never on the runtime's, which serve `/healthz`, sign-ups and sending), at most
 //! [`MAX_RUNNING`] at once (the next one is told to try again, not queued), and a visitor waits
-//! at most [`BUDGET`] for them (loading the papers, once a minute, is bounded by the data, not by
-//! what the visitor typed).
+//! at most [`BUDGET`] for them (loading the papers, once a minute, and the embedding model, once
+//! per process, are bounded by the data, not by what the visitor typed).
 
 use super::Web;
 use super::forms::{interests_text, max_papers_field, syntax_message};
@@ -247,6 +247,13 @@ async fn pick(web: &Web, raw: &str, max_papers: MaxPapers) -> Result<Picked, (St
             tracing::warn!(error = %e, "the preview could not read interest vectors");
             HashMap::new()
         });
+    // The model loads once per process (about a second, more on a busy machine; the daemon
+    // starts loading it at start): like loading the papers, that is bounded by the data, not
+    // by what the visitor typed, so it is waited for outside the budget. Without this the
+    // first previews after a restart were answered "took too long, try fewer words".
+    if clauses.iter().any(|c| !stored.contains_key(c)) {
+        let _ = tokio::task::spawn_blocking(|| Embedder::shared().map(|_| ())).await;
+    }
     match slot
         .run(move || {
             let vectors = with_missing_embedded(clauses, stored);

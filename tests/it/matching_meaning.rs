@@ -24,6 +24,8 @@ const PARAPHRASES: &[(&str, &str)] = &[
         "2410.18775",
     ),
     ("hidden signatures in photographs", "2410.18775"),
+    // "Framer: Interactive Frame Interpolation"
+    ("inbetweening hand-drawn animation", "2410.18978"),
 ];
 
 fn ids(d: &[(String, Vec<String>)]) -> Vec<String> {
