@@ -40,6 +40,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+mkdir -p "$WORK/world"
 python3 "$ROOT/bench/scale_world.py" "$DOCS" "$SHARED/fixtures/hf" "$N" "$WORK/world" >/dev/null
 HTTP_PORT=$(free_port)
 python3 - "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 <<'PY' &
@@ -115,6 +116,11 @@ print(f"{planned}; process CPU {ru.ru_utime + ru.ru_stime:.1f} s, peak RSS {ru.r
 PY
 }
 
+# A binary still being built (another commit's, say) is waited for: the world takes minutes.
+for bin in "${BINS[@]}"; do
+    until [ -x "$bin" ]; do sleep 10; done
+done
+echo "machine load before the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$ROUNDS"); do
     for bin in "${BINS[@]}"; do
         for db in meaning words; do
