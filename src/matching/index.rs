@@ -82,7 +82,7 @@ pub struct CandidateIndex {
 
 /// What the run's clause cache may hold: 8,192 clauses at 2,000 candidates (8 KB each). Not
 /// every clause: at 100,000 subscribers most clauses are their writer's own, and all of them
-/// would take half a gigabyte; those are scored with their page (`score_clauses`) and dropped.
+/// would take half a gigabyte; those are scored with their slice (`score_clauses`) and dropped.
 const CLAUSE_CACHE_BYTES: usize = 64 << 20;
 
 /// Clauses scored against the candidates, by [`crate::embed::interest_key`]: what
