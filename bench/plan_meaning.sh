@@ -91,11 +91,11 @@ PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" migrate >/dev/null
 PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" fetch --date 2024-10-25 >/dev/null 2>&1
 PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" subscriber import --confirmed "$WORK/world/subscribers.csv" 2>&1 \
     | tr '\r' '\n' | grep -E '^(imported|embedded|warning|stopped)' || true
-# Whatever clause the import left without a vector (one run here stored 9,216 of 10,929 and
-# another 62,464 of about 65,000, cause not found; a rerun by hand stored all) is embedded
-# now, so that the "meaning" world has every vector; the line says how many that was.
-PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" db embed 2>&1 | tr '\r' '\n' | grep -E '^embedded' || true
+# SQLite keeps the last writes in run.db-wal until a checkpoint: fold them in before the
+# file is moved (moving run.db alone lost the import's last rounds of clause vectors once).
+python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA wal_checkpoint(TRUNCATE)")' "$WORK/run.db"
 mv "$WORK/run.db" "$WORK/meaning.db"
+rm -f "$WORK/run.db-wal" "$WORK/run.db-shm"
 cp "$WORK/meaning.db" "$WORK/words.db"
 python3 - "$WORK/meaning.db" "$WORK/words.db" <<'PY'
 import sqlite3, sys
