@@ -43,23 +43,7 @@ free_port() {
 mkdir -p "$WORK/world"
 python3 "$ROOT/bench/scale_world.py" "$DOCS" "$SHARED/fixtures/hf" "$N" "$WORK/world" >/dev/null
 HTTP_PORT=$(free_port)
-python3 - "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 <<'PY' &
-import http.server, json, sys, urllib.parse
-papers = json.load(open(sys.argv[1]))
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        limit, page = int(q.get("limit", ["100"])[0]), int(q.get("p", ["0"])[0])
-        body = json.dumps(papers[page * limit:(page + 1) * limit]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
-PY
+python3 "$ROOT/bench/hf_day_server.py" "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 &
 SERVER=$!
 sleep 1
 

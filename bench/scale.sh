@@ -73,25 +73,7 @@ PY
 # The day's papers as Hugging Face serves them: /api/daily_papers?date=&limit=&p=, in pages.
 mkdir -p "$WORK/world"
 HTTP_PORT=$(free_port)
-python3 - "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 <<'PY' &
-import http.server, json, sys, urllib.parse
-# Read at the first request: scale_world.py writes the file after the server starts.
-papers = None
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        global papers
-        if papers is None:
-            papers = json.load(open(sys.argv[1]))
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        limit, page = int(q.get("limit", ["100"])[0]), int(q.get("p", ["0"])[0])
-        body = json.dumps(papers[page * limit:(page + 1) * limit]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
-PY
+python3 "$ROOT/bench/hf_day_server.py" "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 &
 PIDS+=($!)
 
 SINK_PORT=$(free_port)

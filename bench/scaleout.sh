@@ -47,24 +47,9 @@ wait_port() {
     echo "nothing listens on port $1" >&2; exit 1
 }
 
-# The Hugging Face API for one day: every request gets the fixture's papers (one page).
+# The Hugging Face API for one day: the fixture's papers, a page of `limit` at a time.
 HTTP_PORT=$(free_port)
-python3 - "$ROOT/tests/fixtures/hf/daily_papers_2024-10-25.json" "$HTTP_PORT" >/dev/null 2>&1 <<'PY' &
-import http.server, sys, urllib.parse
-body = open(sys.argv[1], "rb").read()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        data = body if q.get("p", ["0"])[0] == "0" else b"[]"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), H).serve_forever()
-PY
+python3 "$ROOT/bench/hf_day_server.py" "$ROOT/tests/fixtures/hf/daily_papers_2024-10-25.json" "$HTTP_PORT" >/dev/null 2>&1 &
 PIDS+=($!)
 
 SINK_PORT=$(free_port)
