@@ -453,6 +453,9 @@ async fn run_fetch(app: &App, fence: &LeaderFence) {
         if let Err(e) = embed::embed_all_interests(app, &embed::Quiet).await {
             error!(error = %e, "could not embed interests; those are matched by words alone");
         }
+        if let Err(e) = embed::embed_sentences(app, &embed::Quiet).await {
+            warn!(error = %e, "could not embed abstract sentences; papers picked by meaning show their opening");
+        }
     }
     .instrument(span)
     .await;

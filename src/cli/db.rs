@@ -80,6 +80,9 @@ async fn embed_missing(settings: Settings, again: bool) -> anyhow::Result<ExitCo
     let papers = embed::embed_papers(&app, &bars).await?;
     let paper_secs = started.elapsed().as_secs_f64();
     let interests = embed::embed_all_interests(&app, &bars).await?;
+    let sentences_started = std::time::Instant::now();
+    let with_sentences = embed::embed_sentences(&app, &bars).await?;
+    let sentence_secs = sentences_started.elapsed().as_secs_f64();
     drop(bars);
     let rate = |n: usize, secs: f64| {
         if n == 0 {
@@ -89,9 +92,14 @@ async fn embed_missing(settings: Settings, again: bool) -> anyhow::Result<ExitCo
         }
     };
     println!(
-        "embedded {papers} papers{}, {interests} interest clauses{}",
+        "embedded {papers} papers{}, {interests} interest clauses{}, the abstract sentences of \
+         {with_sentences} papers{}",
         rate(papers, paper_secs),
-        rate(interests, started.elapsed().as_secs_f64() - paper_secs)
+        rate(
+            interests,
+            started.elapsed().as_secs_f64() - paper_secs - sentence_secs
+        ),
+        rate(with_sentences, sentence_secs)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -129,7 +129,11 @@ pub async fn run(
         // fetch or `paperboy db embed`).
         let bars = EmbedBars::default();
         let embedded = tokio::select! {
-            r = embed::embed_papers(&app, &bars) => Some(r),
+            r = async {
+                let n = embed::embed_papers(&app, &bars).await?;
+                embed::embed_sentences(&app, &bars).await?;
+                Ok::<_, embed::EmbedJobError>(n)
+            } => Some(r),
             _ = shutdown.wait() => None,
         };
         drop(bars);

@@ -217,6 +217,10 @@ pub struct MatchingSettings {
     pub min_closeness: f32,
     /// The most Hugging Face upvotes can add to a matching paper's score (0 = off).
     pub trending_weight: f32,
+    /// Whether each abstract sentence is embedded, so that a paper picked by meaning alone
+    /// shows the sentence closest to the interest (about one and a half times the embedding
+    /// work of the papers themselves).
+    pub highlight_sentences: bool,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +229,7 @@ pub(super) struct RawMatching {
     min_score: String,
     min_closeness: String,
     trending_weight: String,
+    highlight_sentences: String,
 }
 
 impl MatchingSettings {
@@ -273,6 +278,10 @@ impl MatchingSettings {
             min_score,
             min_closeness,
             trending_weight,
+            highlight_sentences: parse_bool(
+                "matching.highlight_sentences",
+                &raw.highlight_sentences,
+            )?,
         })
     }
 }

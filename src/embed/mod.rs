@@ -108,6 +108,81 @@ pub fn paper_text(title: &str, abstract_text: &str) -> String {
     }
 }
 
+/// The sentences of an abstract (Unicode's sentence boundaries, UAX #29), as byte ranges
+/// without their surrounding white space; pieces of fewer than [`SENTENCE_MIN_WORDS`] words
+/// (a stray "i.e." cut) are left out. A single line break is read as a space: fetched
+/// abstracts are wrapped mid-sentence (arXiv's at 80 columns), and UAX #29 ends a sentence at
+/// every one. A blank line still ends one.
+pub fn abstract_sentences(abstract_text: &str) -> Vec<std::ops::Range<usize>> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let bytes = abstract_text.as_bytes();
+    let unwrapped: String = abstract_text
+        .char_indices()
+        .map(|(i, c)| {
+            let blank_line = bytes.get(i + 1) == Some(&b'\n') || (i > 0 && bytes[i - 1] == b'\n');
+            match c {
+                // One byte for one byte: the ranges found hold for `abstract_text`.
+                '\r' => ' ',
+                '\n' if !blank_line => ' ',
+                c => c,
+            }
+        })
+        .collect();
+    unwrapped
+        .split_sentence_bound_indices()
+        .filter_map(|(at, sentence)| {
+            let start = at + (sentence.len() - sentence.trim_start().len());
+            let end = at + sentence.trim_end().len();
+            (sentence.split_whitespace().count() >= SENTENCE_MIN_WORDS).then_some(start..end)
+        })
+        .collect()
+}
+
+/// Shorter pieces of an abstract are not sentences worth showing on their own.
+const SENTENCE_MIN_WORDS: usize = 4;
+
+/// One sentence of an abstract: its bytes in the abstract and its vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceVector {
+    pub start: u32,
+    pub end: u32,
+    pub vector: Embedding,
+}
+
+/// Bytes of one sentence in the stored form: start and end (u32 little-endian), then the
+/// vector's stored form.
+const STORED_SENTENCE: usize = 8 + DIMENSIONS * 2;
+
+/// The stored form of a paper's sentence vectors: each sentence's byte range and vector, one
+/// after another ([`STORED_SENTENCE`] bytes each).
+pub fn sentences_to_stored(sentences: &[SentenceVector]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sentences.len() * STORED_SENTENCE);
+    for s in sentences {
+        out.extend(s.start.to_le_bytes());
+        out.extend(s.end.to_le_bytes());
+        out.extend(s.vector.to_stored());
+    }
+    out
+}
+
+/// Reads [`sentences_to_stored`]'s bytes back.
+pub fn sentences_from_stored(bytes: &[u8]) -> Result<Vec<SentenceVector>, StoredVectorError> {
+    if !bytes.len().is_multiple_of(STORED_SENTENCE) {
+        return Err(StoredVectorError { len: bytes.len() });
+    }
+    bytes
+        .chunks_exact(STORED_SENTENCE)
+        .map(|c| {
+            let word = |k: usize| u32::from_le_bytes([c[k], c[k + 1], c[k + 2], c[k + 3]]);
+            Ok(SentenceVector {
+                start: word(0),
+                end: word(4),
+                vector: Embedding::from_stored(&c[8..])?,
+            })
+        })
+        .collect()
+}
+
 /// The form of an interest that decides its vector: the model lower-cases and splits on
 /// whitespace itself, so "Mind  Reading" and "mind reading" share one stored vector.
 pub fn interest_key(text: &str) -> String {

@@ -11,7 +11,9 @@
 //! The model runs on blocking threads, one per core, never on the async runtime's.
 
 use super::App;
-use crate::embed::{EmbedError, Embedder, Embedding, paper_text};
+use crate::embed::{
+    EmbedError, Embedder, Embedding, SentenceVector, abstract_sentences, paper_text,
+};
 use crate::matching::meaning_clauses;
 use crate::model::Interests;
 use crate::store::StoreError;
@@ -70,6 +72,71 @@ pub async fn embed_papers(app: &App, progress: &dyn EmbedProgress) -> Result<usi
     }
     log_rate("embedded new papers", done, started);
     Ok(done)
+}
+
+/// Embeds each sentence of the abstracts of papers that have a vector but no sentence vectors
+/// yet, on its own: what the highlight of a paper picked by meaning alone is chosen from
+/// (`matching::explain`). Run after the papers' own vectors, and after the interests', since
+/// ranking needs those and only the highlight needs these; it costs about one and a half times
+/// as much as the papers' vectors (BENCHMARKS.md). A paper without them is shown with its
+/// abstract's opening. Nothing when `matching.highlight_sentences` is off. Returns how many
+/// papers got them.
+pub async fn embed_sentences(
+    app: &App,
+    progress: &dyn EmbedProgress,
+) -> Result<usize, EmbedJobError> {
+    if !app.settings.matching.highlight_sentences {
+        return Ok(0);
+    }
+    let missing = app.store.papers_without_sentences_count().await?;
+    if missing == 0 {
+        return Ok(0);
+    }
+    progress.start(missing, "embedding abstract sentences");
+    let started = std::time::Instant::now();
+    let mut after = String::new();
+    let (mut papers_done, mut sentences_done) = (0usize, 0usize);
+    loop {
+        let papers = app
+            .store
+            .papers_without_sentences(&after, PAPER_ROUND)
+            .await?;
+        let Some(last) = papers.last() else { break };
+        after = last.id.clone();
+        let ranges: Vec<Vec<std::ops::Range<usize>>> = papers
+            .iter()
+            .map(|p| abstract_sentences(&p.abstract_text))
+            .collect();
+        let texts: Vec<String> = papers
+            .iter()
+            .zip(&ranges)
+            .flat_map(|(p, rs)| rs.iter().map(|r| p.abstract_text[r.clone()].to_string()))
+            .collect();
+        sentences_done += texts.len();
+        // Progress counts papers: a paper's sentences are one step.
+        let mut vectors = embed_blocking(texts, &Quiet).await?.into_iter();
+        let rows: Vec<(String, Vec<SentenceVector>)> = papers
+            .into_iter()
+            .zip(ranges)
+            .map(|(p, rs)| {
+                let list = rs
+                    .into_iter()
+                    .zip(vectors.by_ref())
+                    .map(|(r, vector)| SentenceVector {
+                        start: r.start as u32,
+                        end: r.end as u32,
+                        vector,
+                    })
+                    .collect();
+                (p.id, list)
+            })
+            .collect();
+        app.store.save_paper_sentences(&rows).await?;
+        papers_done += rows.len();
+        progress.advance(rows.len() as u64);
+    }
+    log_rate("embedded abstract sentences", sentences_done, started);
+    Ok(papers_done)
 }
 
 /// Embeds the clauses of these interests that have no vector yet (a profile just changed).

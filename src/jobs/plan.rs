@@ -158,6 +158,11 @@ impl Candidates {
         let ids: Vec<String> = papers.iter().map(|p| p.paper.id.to_string()).collect();
         let mut stored = app.store.paper_vectors(&ids).await?;
         let vectors: Vec<Option<Embedding>> = ids.iter().map(|id| stored.remove(id)).collect();
+        let mut stored = app.store.paper_sentences(&ids).await?;
+        let sentences: Vec<_> = ids
+            .iter()
+            .map(|id| stored.remove(id).unwrap_or_default())
+            .collect();
         let missing = vectors.iter().filter(|v| v.is_none()).count();
         if missing > 0 {
             warn!(
@@ -170,7 +175,8 @@ impl Candidates {
         tokio::task::spawn_blocking(move || {
             let index = CandidateIndex::build(papers.iter().map(|p| &p.paper))
                 .map_err(|e| PlanError::Matching(e.to_string()))?
-                .with_vectors(vectors);
+                .with_vectors(vectors)
+                .with_sentences(sentences);
             let positions = papers
                 .iter()
                 .enumerate()

@@ -168,6 +168,12 @@ impl<'a> Explainer<'a> {
                 std::iter::once(0).chain(paper.abstract_tokens.iter().map(|t| t.start as usize));
             snippet_span(&paper.abstract_text, starts, g)
         });
+        // Picked by meaning with no word to mark: the sentence closest to the interest.
+        let span = match (&span, &signals.meaning) {
+            (Some(s), _) if !s.marks.is_empty() => span,
+            (_, Some(clause)) => self.closest_sentence(i, clause).or(span),
+            _ => span,
+        };
         let snippet = span
             .as_ref()
             .and_then(|span| fragments_in(&paper.abstract_text, span))
@@ -178,6 +184,42 @@ impl<'a> Explainer<'a> {
             snippet,
             span,
         }
+    }
+
+    /// The sentence of candidate `i`'s abstract closest in meaning to the interest `clause`, as
+    /// a snippet that marks it; `None` when the paper has no sentence vectors.
+    fn closest_sentence(&self, i: usize, clause: &str) -> Option<SnippetSpan> {
+        let (_, target) = self
+            .profile
+            .meaning
+            .clauses
+            .iter()
+            .find(|(c, _)| c == clause)?;
+        let best = self
+            .index
+            .sentences
+            .get(i)?
+            .iter()
+            .max_by(|a, b| a.vector.cosine(target).total_cmp(&b.vector.cosine(target)))?;
+        let text = &self.index.papers[i].abstract_text;
+        let start = best.start as usize;
+        let sentence = text.get(start..best.end as usize)?;
+        // A sentence longer than a snippet is cut at a word, as the opening is.
+        let shown = if sentence.chars().count() > SNIPPET_CHARS {
+            let cut: String = sentence.chars().take(SNIPPET_CHARS).collect();
+            match cut.rfind(' ') {
+                Some(pos) if pos > SNIPPET_CHARS / 2 => pos,
+                _ => cut.len(),
+            }
+        } else {
+            sentence.len()
+        };
+        let end = (start + shown) as u32;
+        Some(SnippetSpan {
+            len: text.len() as u32,
+            cut: [best.start, end],
+            marks: vec![[best.start, end]],
+        })
     }
 
     /// The paper's author names whose lookup key passes `keep`, as the paper spells them.

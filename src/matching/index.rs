@@ -11,7 +11,7 @@ use super::analysis::{
 };
 use super::explain::SNIPPET_CHARS;
 use super::meaning::{ClauseScores, PaperMatrix};
-use crate::embed::Embedding;
+use crate::embed::{Embedding, SentenceVector};
 use crate::model::Paper;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +75,9 @@ pub struct CandidateIndex {
     /// The candidates' sentence vectors, by position (zeros: not embedded yet). No rows when
     /// the run has none at all: ranking is by words alone then.
     pub(super) vectors: PaperMatrix,
+    /// Each candidate's abstract sentences with their vectors, by position (empty: none
+    /// stored), for the highlight of a paper picked by meaning alone.
+    pub(super) sentences: Vec<Vec<SentenceVector>>,
     /// Interest clauses already scored against the candidates, kept for the run: many
     /// subscribers share a clause ("language models"). Filled until [`CLAUSE_CACHE_BYTES`].
     clause_cache: Mutex<HashMap<String, Arc<ClauseScores>>>,
@@ -232,6 +235,7 @@ impl CandidateIndex {
             by_category,
             remembered,
             vectors: PaperMatrix::default(),
+            sentences: Vec::new(),
             clause_cache: Mutex::new(HashMap::new()),
         })
     }
@@ -241,6 +245,15 @@ impl CandidateIndex {
     pub fn with_vectors(mut self, vectors: Vec<Option<Embedding>>) -> Self {
         if vectors.len() == self.papers.len() && vectors.iter().any(Option::is_some) {
             self.vectors = PaperMatrix::new(&vectors);
+        }
+        self
+    }
+
+    /// Gives the candidates their abstracts' sentence vectors, by position (as many as were
+    /// indexed; an empty list for a paper that has none).
+    pub fn with_sentences(mut self, sentences: Vec<Vec<SentenceVector>>) -> Self {
+        if sentences.len() == self.papers.len() {
+            self.sentences = sentences;
         }
         self
     }

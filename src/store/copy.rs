@@ -197,6 +197,7 @@ pub const TABLES: &[Table] = &[
             ("model", Text),
             ("vector", Bytes),
             ("created_at", Int),
+            ("sentences", Bytes),
         ],
         key: &["paper_id"],
         identity: None,

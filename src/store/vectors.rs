@@ -6,7 +6,9 @@
 //! deciding which interests need one (`matching::meaning_clauses`).
 
 use super::{Store, StoreError, dialect, on_pool, to_ms};
-use crate::embed::{Embedding, MODEL_NAME};
+use crate::embed::{
+    Embedding, MODEL_NAME, SentenceVector, sentences_from_stored, sentences_to_stored,
+};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use tracing::warn;
@@ -84,6 +86,8 @@ impl Store {
             .await
     }
 
+    /// Writes vectors; a paper's sentence vectors are dropped with the vector they went with
+    /// (the embed job computes them again).
     async fn save_vectors(
         &self,
         table: &str,
@@ -92,13 +96,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let postgres = self.is_postgres();
+        let forget_sentences = if table == "paper_vectors" {
+            ", sentences = NULL"
+        } else {
+            ""
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for chunk in vectors.chunks(INSERT_ROWS) {
                 let sql = format!(
                     "INSERT INTO {table} ({key}, model, vector, created_at) VALUES {}
                      ON CONFLICT ({key}) DO UPDATE SET model = excluded.model,
-                       vector = excluded.vector, created_at = excluded.created_at",
+                       vector = excluded.vector, created_at = excluded.created_at{forget_sentences}",
                     dialect::value_rows(postgres, chunk.len(), 4)
                 );
                 let mut q = sqlx::query(&sql);
@@ -110,6 +119,102 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Up to `limit` papers that have a vector of this model but no sentence vectors yet, in
+    /// id order after `after`.
+    pub async fn papers_without_sentences(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<PaperToEmbed>, StoreError> {
+        let rows: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT p.id, p.title, p.abstract FROM papers p
+             JOIN paper_vectors v ON v.paper_id = p.id AND v.model = $1
+             WHERE v.sentences IS NULL AND p.id > $2
+             ORDER BY p.id LIMIT $3",
+        )
+        .bind(MODEL_NAME)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, title, abstract_text)| PaperToEmbed {
+                id,
+                title,
+                abstract_text,
+            })
+            .collect())
+    }
+
+    /// How many papers with a vector of this model have no sentence vectors yet.
+    pub async fn papers_without_sentences_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM paper_vectors WHERE model = $1 AND sentences IS NULL",
+        )
+        .bind(MODEL_NAME)
+        .fetch_one(p)
+        .await)?;
+        Ok(n as u64)
+    }
+
+    /// Stores papers' sentence vectors beside their vectors (an empty list for an abstract
+    /// with no sentence: nothing left to compute).
+    pub async fn save_paper_sentences(
+        &self,
+        sentences: &[(String, Vec<SentenceVector>)],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (id, list) in sentences {
+                sqlx::query(
+                    "UPDATE paper_vectors SET sentences = $1 WHERE paper_id = $2 AND model = $3",
+                )
+                .bind(sentences_to_stored(list))
+                .bind(id)
+                .bind(MODEL_NAME)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The sentence vectors of these papers' abstracts that exist for this model, by paper id
+    /// (none for a paper embedded before they were kept).
+    pub async fn paper_sentences(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Vec<SentenceVector>>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT paper_id, sentences FROM paper_vectors
+                 WHERE model = $1 AND sentences IS NOT NULL AND paper_id IN ({})",
+                marks.join(", ")
+            );
+            let rows: Vec<(String, Vec<u8>)> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql).bind(MODEL_NAME);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await
+            })?;
+            for (id, bytes) in rows {
+                match sentences_from_stored(&bytes) {
+                    Ok(v) => {
+                        out.insert(id, v);
+                    }
+                    // Read as missing: the paper is shown with its abstract's opening.
+                    Err(e) => warn!(paper = %id, error = %e, "ignoring stored sentence vectors"),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The vectors of these papers that exist for this model, by paper id.

@@ -100,6 +100,12 @@ fn db_copy_moves_a_real_sqlite_database_to_postgresql() {
     assert!(out.stdout.contains("copied "), "{out}");
     let target = Db::open_url(&pg.url);
     assert_eq!(counts(&target), before, "every table arrives whole");
+    // The abstracts' sentence vectors (a column of paper_vectors) arrive byte for byte.
+    let sentences = "SELECT COUNT(*) FROM paper_vectors WHERE sentences IS NOT NULL";
+    let sentence_bytes = "SELECT COALESCE(SUM(LENGTH(sentences)), 0) FROM paper_vectors";
+    assert!(source.scalar(sentences) > 0, "fetch embedded the sentences");
+    assert_eq!(target.scalar(sentences), source.scalar(sentences));
+    assert_eq!(target.scalar(sentence_bytes), source.scalar(sentence_bytes));
 
     // The commands see the same data on both: papers, subscribers with profiles, deliveries.
     let on_pg = TestApp::builder().hf(&hf).database_url(&pg.url).build();

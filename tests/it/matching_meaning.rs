@@ -17,15 +17,25 @@ const DAY_PAPERS: usize = 29;
 
 /// Interests that share no word with the paper they should find (checked below: words alone
 /// do not find it), written for this test, not taken from the papers.
-const PARAPHRASES: &[(&str, &str)] = &[
-    // "Robust Watermarking Using Generative Priors Against Image Editing"
+const PARAPHRASES: &[(&str, &str, &str)] = &[
+    // "Robust Watermarking Using Generative Priors Against Image Editing"; the third is a word
+    // the highlighted sentence must hold (what the paper says about the interest).
     (
         "ownership marks that survive photo retouching",
         "2410.18775",
+        "watermark",
     ),
-    ("hidden signatures in photographs", "2410.18775"),
+    (
+        "hidden signatures in photographs",
+        "2410.18775",
+        "watermark",
+    ),
     // "Framer: Interactive Frame Interpolation"
-    ("inbetweening hand-drawn animation", "2410.18978"),
+    (
+        "inbetweening hand-drawn animation",
+        "2410.18978",
+        "interpolation",
+    ),
 ];
 
 fn ids(d: &[(String, Vec<String>)]) -> Vec<String> {
@@ -38,6 +48,11 @@ async fn embedded_day(dir: &std::path::Path) -> (App, Option<crate::common::PgDa
         embed::embed_papers(&app, &Quiet).await.unwrap(),
         DAY_PAPERS,
         "every paper of the day is embedded once"
+    );
+    assert_eq!(
+        embed::embed_sentences(&app, &Quiet).await.unwrap(),
+        DAY_PAPERS,
+        "and the sentences of every abstract"
     );
     (app, pg)
 }
@@ -55,7 +70,7 @@ async fn a_paraphrase_finds_its_paper_when_no_word_is_shared() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _pg) = embedded_day(dir.path()).await;
     let candidates = Candidates::load(&app, now()).await.unwrap();
-    for (i, (interests, paper)) in PARAPHRASES.iter().enumerate() {
+    for (i, (interests, paper, about)) in PARAPHRASES.iter().enumerate() {
         let who = subscriber(&app, &format!("reader{i}@example.org"), interests).await;
         // No vector for the interests yet: words alone, and they do not find the paper.
         let (_, without) = candidates
@@ -83,6 +98,46 @@ async fn a_paraphrase_finds_its_paper_when_no_word_is_shared() {
         assert_eq!(
             by_meaning[0].0, *paper,
             "{interests}: the paraphrased paper comes first: {by_meaning:?}"
+        );
+
+        // No word matched, so the snippet marks the abstract's sentence closest in meaning:
+        // one whole sentence, the one about the interest.
+        let (picks, _) = candidates
+            .digest_for(&app, &who, now().date_naive())
+            .await
+            .unwrap();
+        let pick = &picks[0];
+        let abstract_text = &candidates.papers[pick.index].paper.abstract_text;
+        let marked: Vec<&str> = pick
+            .explanation
+            .snippet
+            .iter()
+            .filter(|f| f.highlighted)
+            .map(|f| f.text.as_str())
+            .collect();
+        assert_eq!(
+            marked.len(),
+            1,
+            "{interests}: {:?}",
+            pick.explanation.snippet
+        );
+        let sentences: Vec<&str> = paperboy::embed::abstract_sentences(abstract_text)
+            .into_iter()
+            .map(|r| &abstract_text[r])
+            .collect();
+        assert!(
+            sentences.iter().any(|s| s.starts_with(marked[0])),
+            "{interests}: {:?} is not (the start of) one of the sentences {sentences:?}",
+            marked[0]
+        );
+        assert!(
+            marked[0].to_lowercase().contains(about),
+            "{interests}: highlighted {:?}",
+            marked[0]
+        );
+        assert!(
+            pick.explanation.to_stored_json().contains("\"marks\""),
+            "the delivery stores the highlight as a span"
         );
     }
 }
@@ -197,6 +252,7 @@ async fn vectors_are_computed_once_and_survive_a_restart() {
     )
     .unwrap();
     assert_eq!(embed::embed_papers(&reopened, &Quiet).await.unwrap(), 0);
+    assert_eq!(embed::embed_sentences(&reopened, &Quiet).await.unwrap(), 0);
     assert_eq!(
         embed::embed_all_interests(&reopened, &Quiet).await.unwrap(),
         0
@@ -283,4 +339,60 @@ async fn a_slice_ranked_together_gets_what_each_gets_alone() {
             .count();
     }
     assert!(by_meaning > 0, "meaning took part in the slice");
+}
+
+/// The whole path with the embedded default (`matching.highlight_sentences` on): `paperboy
+/// fetch` embeds the papers and their sentences, a paraphrase subscriber gets the watermarking
+/// paper, and the email marks the abstract's sentence closest to the interest, where a word
+/// match would mark the words. With the setting off, the same digest shows the opening.
+#[test]
+fn the_email_marks_the_sentence_closest_in_meaning() {
+    use crate::common::{FixtureServer, HF_DAY_2024_10_25, TestApp};
+    let hf = FixtureServer::start();
+    hf.set_day_fixture("2024-10-25", HF_DAY_2024_10_25);
+    let mut marked = Vec::new();
+    for on in [true, false] {
+        let app = TestApp::builder()
+            .hf(&hf)
+            .file_transport()
+            .highlight_sentences(on)
+            .build();
+        let fetch = app
+            .paperboy(["fetch", "--date", "2024-10-25"])
+            .at("2024-10-25T06:00:00Z")
+            .run();
+        fetch.assert_success();
+        app.add_confirmed_subscriber(
+            "2024-10-25T06:00:00Z",
+            "reader@example.org",
+            "hidden signatures in photographs",
+        );
+        app.paperboy(["send", "--now"])
+            .at("2024-10-25T09:00:00Z")
+            .run()
+            .assert_success();
+        let mails = app.outbox_messages();
+        assert_eq!(mails.len(), 1);
+        let html = mails[0].html_body().expect("an HTML part");
+        assert!(html.contains("Robust Watermarking"), "{html}");
+        marked.push(
+            // css-inline gives each mark its style: `<mark class="hit" style="…">`.
+            html.split("<mark class=\"hit\"")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('>')?.1.split("</mark>").next())
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(marked[0].len(), 1, "one sentence marked: {:?}", marked[0]);
+    assert!(
+        marked[0][0].contains("watermark") && marked[0][0].split_whitespace().count() > 8,
+        "{:?}",
+        marked[0]
+    );
+    assert!(
+        marked[1].is_empty(),
+        "setting off: nothing marked, {:?}",
+        marked[1]
+    );
 }

@@ -38,6 +38,8 @@ pub struct TestAppBuilder {
     sqlite_only: Option<&'static str>,
     /// A database the test made itself (e.g. always PostgreSQL), whatever the pass.
     database_url: Option<String>,
+    /// `matching.highlight_sentences` (off unless a test turns it on).
+    highlight_sentences: bool,
 }
 
 impl TestAppBuilder {
@@ -84,6 +86,15 @@ impl TestAppBuilder {
     /// `sources.timeout_secs` (default 2).
     pub fn source_timeout_secs(mut self, secs: u64) -> Self {
         self.source_timeout_secs = secs;
+        self
+    }
+
+    /// `matching.highlight_sentences = true`, the embedded default. Off otherwise: embedding
+    /// every abstract sentence after each fetch costs about one and a half times the papers'
+    /// own embedding, which every test that fetches would pay for a highlight it never looks
+    /// at. (The config file then has a `[matching]` table: `extra_toml` must not add one.)
+    pub fn highlight_sentences(mut self, on: bool) -> Self {
+        self.highlight_sentences = on;
         self
     }
 
@@ -153,12 +164,16 @@ impl TestAppBuilder {
              \n\
              [sources.arxiv]\n\
              enabled = false\n\
+             \n\
+             [matching]\n\
+             highlight_sentences = {highlight}\n\
              {extra}\n",
             secret = toml_string(SECRET_KEY),
             db = toml_string(&database_url),
             base = toml_string(BASE_URL),
             from = toml_string(FROM),
             timeout = self.source_timeout_secs,
+            highlight = self.highlight_sentences,
             extra = self.extra_toml,
         );
         fs::write(&config_path, config).expect("write config");
@@ -212,6 +227,7 @@ impl TestApp {
             mail: MailSetting::File,
             source_timeout_secs: 2,
             extra_toml: String::new(),
+            highlight_sentences: false,
             sqlite_only: None,
             database_url: None,
         }
