@@ -133,7 +133,8 @@ impl Store {
     /// Inserts new papers and merges what `source` says about known ones, in one transaction.
     ///
     /// A known paper keeps its `first_seen_at` (so it is "new" for digests once), its title and
-    /// abstract; it takes the latest upvotes, and fills links and categories it did not have.
+    /// abstract; it takes the latest upvotes, and fills links, categories and an abstract it did
+    /// not have (a paper that gets its abstract loses its stored vector, to be embedded again).
     pub async fn upsert_papers(
         &self,
         papers: &[Paper],
@@ -261,6 +262,14 @@ impl Store {
                             .bind(&merged.arxiv.journal_ref)
                             .execute(&mut *tx)
                             .await?;
+                            if merged.abstract_text != old.paper.abstract_text {
+                                // Its vector was made from the title alone (and there were no
+                                // sentences): the embed job makes both again.
+                                sqlx::query("DELETE FROM paper_vectors WHERE paper_id = $1")
+                                    .bind(merged.id.as_str())
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
                             counts.updated += 1;
                         }
                     }

@@ -396,3 +396,64 @@ fn the_email_marks_the_sentence_closest_in_meaning() {
         marked[1]
     );
 }
+
+/// A paper stored without its abstract was embedded from its title alone; when a later fetch
+/// brings the abstract, its vector and sentences are computed again from the whole text.
+#[tokio::test]
+async fn a_paper_that_gets_its_abstract_is_embedded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _pg) = embedded_day(dir.path()).await;
+    let candidates = Candidates::load(&app, now()).await.unwrap();
+    let mut paper = candidates
+        .papers
+        .iter()
+        .find(|p| p.paper.id.as_str() == "2410.18775")
+        .unwrap()
+        .paper
+        .clone();
+    let full = paper.abstract_text.clone();
+    paper.id = paperboy::model::PaperId::from_stored("2410.99999".to_string());
+    paper.abstract_text = String::new();
+    app.store
+        .upsert_papers(std::slice::from_ref(&paper), "hf", now())
+        .await
+        .unwrap();
+    assert_eq!(embed::embed_papers(&app, &Quiet).await.unwrap(), 1);
+    assert_eq!(
+        embed::embed_sentences(&app, &Quiet).await.unwrap(),
+        1,
+        "a title alone has no sentence, and that is stored too"
+    );
+    let title_only = app
+        .store
+        .paper_vectors(&["2410.99999".into()])
+        .await
+        .unwrap();
+
+    paper.abstract_text = full;
+    app.store
+        .upsert_papers(std::slice::from_ref(&paper), "hf", now())
+        .await
+        .unwrap();
+    assert_eq!(app.store.papers_without_vectors().await.unwrap(), 1);
+    assert_eq!(embed::embed_papers(&app, &Quiet).await.unwrap(), 1);
+    assert_eq!(embed::embed_sentences(&app, &Quiet).await.unwrap(), 1);
+    let whole = app
+        .store
+        .paper_vectors(&["2410.99999".into()])
+        .await
+        .unwrap();
+    let original = app
+        .store
+        .paper_vectors(&["2410.18775".into()])
+        .await
+        .unwrap();
+    assert!(whole["2410.99999"].cosine(&original["2410.18775"]) > 0.999);
+    assert!(title_only["2410.99999"].cosine(&original["2410.18775"]) < 0.99);
+    let sentences = app
+        .store
+        .paper_sentences(&["2410.99999".into()])
+        .await
+        .unwrap();
+    assert!(sentences["2410.99999"].len() >= 5, "{:?}", sentences.keys());
+}
