@@ -4,7 +4,7 @@ use paperboy::config::Settings;
 use paperboy::delivery::{SendOptions, send_due, worker_id};
 use paperboy::digest::DigestView;
 use paperboy::jobs::App;
-use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, due_page, plan};
+use paperboy::jobs::plan::{Candidates, PlanMode, PlanReport, RANK_SLICE, due_page, plan};
 use paperboy::mail::Mailer;
 use paperboy::shutdown::Shutdown;
 use std::process::ExitCode;
@@ -144,13 +144,21 @@ async fn dry_run_send(
         due_page(app, after, now, mode, candidates.oldest, &mut report).await?
     {
         after = last;
-        for due in page {
+        // A slice at a time, as the planner ranks: the slice's clauses are scored together.
+        let ranked: Vec<_> = page
+            .chunks(RANK_SLICE)
+            .flat_map(|slice| {
+                let recipients: Vec<_> = slice.iter().map(|d| &d.recipient).collect();
+                candidates.digests(&recipients)
+            })
+            .collect();
+        for (due, picks) in page.iter().zip(ranked) {
             if shutdown.requested() {
                 println!("stopped on request; nothing was recorded, so run the same command again");
                 break 'pages;
             }
             let (subscriber, date) = (&due.subscriber, due.date);
-            let picks = match candidates.digest(&due.recipient) {
+            let picks = match picks {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("warning: subscriber {}: {e}", subscriber.id);

@@ -486,6 +486,11 @@ async fn recipients(
         .collect())
 }
 
+/// Subscribers ranked together ([`Candidates::digests`]: their interests' clauses scored in
+/// one product): small enough that the workers share a page evenly, large enough that a
+/// product covers many clauses.
+pub const RANK_SLICE: usize = 64;
+
 /// Ranks a page on every core: the page is cut into slices, each ranked on a blocking thread
 /// against the shared, read-only candidate index.
 async fn rank_page(
@@ -496,22 +501,21 @@ async fn rank_page(
     // One worker per core, each taking the next small slice of the page until none is left.
     // Why not one fixed share per core: the database writer runs on the same cores, and the
     // share that had to make room for it finished last while the other core stood idle.
-    const SLICE: usize = 64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let subscribers = Arc::new(page);
     let cursor = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let workers: Vec<_> = (0..cores.min(subscribers.len().div_ceil(SLICE)).max(1))
+    let workers: Vec<_> = (0..cores.min(subscribers.len().div_ceil(RANK_SLICE)).max(1))
         .map(|_| {
             let (candidates, subscribers, cursor) =
                 (candidates.clone(), subscribers.clone(), cursor.clone());
             tokio::task::spawn_blocking(move || {
                 let mut done = Vec::new();
                 loop {
-                    let start = cursor.fetch_add(SLICE, std::sync::atomic::Ordering::Relaxed);
+                    let start = cursor.fetch_add(RANK_SLICE, std::sync::atomic::Ordering::Relaxed);
                     if start >= subscribers.len() {
                         return Ok(done);
                     }
-                    let slice = &subscribers[start..(start + SLICE).min(subscribers.len())];
+                    let slice = &subscribers[start..(start + RANK_SLICE).min(subscribers.len())];
                     done.push((start, rank_chunk(&candidates, slice, now)?));
                 }
             })
