@@ -39,6 +39,8 @@ fn db_copy_moves_a_real_sqlite_database_to_postgresql() {
     let app = TestApp::builder()
         .hf(&hf)
         .sqlite_only("it is the SQLite source of a copy to PostgreSQL")
+        // The embedded default, so that the copy carries the abstracts' sentence vectors.
+        .highlight_sentences(true)
         .build();
 
     // A real run: fetch, subscribers (one with a profile), digests sent, a few votes.
