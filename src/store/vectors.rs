@@ -32,17 +32,49 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<PaperToEmbed>, StoreError> {
-        let rows: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT p.id, p.title, p.abstract FROM papers p
-             LEFT JOIN paper_vectors v ON v.paper_id = p.id AND v.model = $1
-             WHERE v.paper_id IS NULL AND p.id > $2
-             ORDER BY p.id LIMIT $3",
+        self.papers_page(
+            "LEFT JOIN paper_vectors v ON v.paper_id = p.id AND v.model = $1
+             WHERE v.paper_id IS NULL",
+            after,
+            limit,
         )
-        .bind(MODEL_NAME)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?;
+        .await
+    }
+
+    /// Up to `limit` papers that have a vector of this model but no sentence vectors yet, in
+    /// id order after `after`.
+    pub async fn papers_without_sentences(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<PaperToEmbed>, StoreError> {
+        self.papers_page(
+            "JOIN paper_vectors v ON v.paper_id = p.id AND v.model = $1
+             WHERE v.sentences IS NULL",
+            after,
+            limit,
+        )
+        .await
+    }
+
+    /// A keyset page of the papers that `which` (a join on `paper_vectors v` for this model,
+    /// `$1`, and a `WHERE`) selects.
+    async fn papers_page(
+        &self,
+        which: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<PaperToEmbed>, StoreError> {
+        let sql = format!(
+            "SELECT p.id, p.title, p.abstract FROM papers p {which}
+             AND p.id > $2 ORDER BY p.id LIMIT $3"
+        );
+        let rows: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(&sql)
+            .bind(MODEL_NAME)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await)?;
         Ok(rows
             .into_iter()
             .map(|(id, title, abstract_text)| PaperToEmbed {
@@ -119,34 +151,6 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
-    }
-
-    /// Up to `limit` papers that have a vector of this model but no sentence vectors yet, in
-    /// id order after `after`.
-    pub async fn papers_without_sentences(
-        &self,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<PaperToEmbed>, StoreError> {
-        let rows: Vec<(String, String, String)> = on_pool!(self, p => sqlx::query_as(
-            "SELECT p.id, p.title, p.abstract FROM papers p
-             JOIN paper_vectors v ON v.paper_id = p.id AND v.model = $1
-             WHERE v.sentences IS NULL AND p.id > $2
-             ORDER BY p.id LIMIT $3",
-        )
-        .bind(MODEL_NAME)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(p)
-        .await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, title, abstract_text)| PaperToEmbed {
-                id,
-                title,
-                abstract_text,
-            })
-            .collect())
     }
 
     /// How many papers with a vector of this model have no sentence vectors yet.
