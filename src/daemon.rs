@@ -382,7 +382,8 @@ async fn take_lease(app: &App, holder: &str) -> Option<LeaderFence> {
 }
 
 /// The scheduled fetches, after the fetch at start when one is due (`start_fetch`, its reason);
-/// `started` is set once that first fetch is over.
+/// `started` is set once that first fetch is over (its papers and interests embedded; the
+/// abstracts' sentences follow, since planning does not need them).
 async fn fetch_loop(
     app: App,
     leadership: Leadership,
@@ -401,6 +402,8 @@ async fn fetch_loop(
                     "fetch at start: leading, fetching"
                 );
                 run_fetch(&app, &fence).await;
+                started.send_replace(true);
+                embed_highlights(&app).await;
             }
             None => info!(
                 reason,
@@ -428,6 +431,7 @@ async fn fetch_loop(
         };
         info!(tick = %next.to_rfc3339(), generation = fence.generation, "scheduled fetch: leading, fetching");
         run_fetch(&app, &fence).await;
+        embed_highlights(&app).await;
     }
 }
 
@@ -453,12 +457,21 @@ async fn run_fetch(app: &App, fence: &LeaderFence) {
         if let Err(e) = embed::embed_all_interests(app, &embed::Quiet).await {
             error!(error = %e, "could not embed interests; those are matched by words alone");
         }
-        if let Err(e) = embed::embed_sentences(app, &embed::Quiet).await {
-            warn!(error = %e, "could not embed abstract sentences; papers picked by meaning show their opening");
-        }
     }
     .instrument(span)
     .await;
+}
+
+/// The new papers' abstract sentences, after a fetch run and outside it: planning needs only
+/// the papers' and interests' vectors, so the first planning after a start does not wait for
+/// these (about one and a half times the papers' embedding).
+async fn embed_highlights(app: &App) {
+    if let Err(e) = embed::embed_sentences(app, &embed::Quiet)
+        .instrument(info_span!("embed_sentences"))
+        .await
+    {
+        warn!(error = %e, "could not embed abstract sentences; papers picked by meaning show their opening");
+    }
 }
 
 /// Why the daemon should fetch as it starts, if it should: an enabled source that has never

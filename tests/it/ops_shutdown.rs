@@ -669,6 +669,43 @@ fn the_first_start_fetches_at_once_and_a_restart_right_after_does_not() {
     );
 }
 
+/// With `matching.highlight_sentences` on (the default), the daemon embeds the new papers'
+/// abstract sentences after its fetch run, once for every paper.
+#[test]
+fn the_daemon_embeds_the_abstract_sentences_after_its_fetch() {
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder()
+        .hf(&server)
+        .highlight_sentences(true)
+        .extra_toml("[schedule]\nfetch = \"0 0 * * * *\"\n")
+        .build();
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&app, NOW, &[("PAPERBOY__WEB__BIND", bind.as_str())]);
+    let db = Db::open(&app);
+    let embedded = wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
+        db.scalar("SELECT COUNT(*) FROM paper_vectors WHERE sentences IS NOT NULL") == 29
+    });
+    let log = daemon_log(&app);
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(embedded, "no sentences within 90 s:\n{}", tail(&log, 30));
+    assert_eq!(status.code(), Some(0), "{}", tail(&daemon_log(&app), 30));
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM paper_vectors WHERE LENGTH(sentences) > 0"),
+        29,
+        "every abstract of the day has sentences"
+    );
+    assert_eq!(
+        daemon_log(&app)
+            .matches("embedded abstract sentences")
+            .count(),
+        1,
+        "once: {}",
+        tail(&daemon_log(&app), 30)
+    );
+}
+
 #[test]
 fn ctrl_c_stops_like_sigterm_and_a_second_ctrl_c_exits_130_at_once() {
     const DAYS: [&str; 3] = ["2024-10-23", "2024-10-24", "2024-10-25"];
