@@ -206,16 +206,7 @@ impl<'a> Explainer<'a> {
         let start = best.start as usize;
         let sentence = text.get(start..best.end as usize)?;
         // A sentence longer than a snippet is cut at a word, as the opening is.
-        let shown = if sentence.chars().count() > SNIPPET_CHARS {
-            let cut: String = sentence.chars().take(SNIPPET_CHARS).collect();
-            match cut.rfind(' ') {
-                Some(pos) if pos > SNIPPET_CHARS / 2 => pos,
-                _ => cut.len(),
-            }
-        } else {
-            sentence.len()
-        };
-        let end = (start + shown) as u32;
+        let end = (start + word_cut(sentence, SNIPPET_CHARS)) as u32;
         Some(SnippetSpan {
             len: text.len() as u32,
             cut: [best.start, end],
@@ -468,14 +459,22 @@ pub(super) fn opening(text: &str) -> Vec<Fragment> {
 }
 
 pub(super) fn trim_to_chars(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
+    let kept = word_cut(text, max);
+    if kept == text.len() {
         return text.to_string();
     }
-    let cut: String = text.chars().take(max).collect();
-    // Cut at a word boundary so the snippet does not end mid-word.
-    let cut = match cut.rfind(' ') {
-        Some(pos) if pos > max / 2 => &cut[..pos],
-        _ => cut.as_str(),
+    format!("{} …", text[..kept].trim_end())
+}
+
+/// How many bytes of `text` a snippet of at most `max` characters keeps: all of it when it is
+/// short enough, else up to the last space in the first `max` characters (so it does not end
+/// mid-word), or all `max` when that space comes too early.
+fn word_cut(text: &str, max: usize) -> usize {
+    let Some((at, _)) = text.char_indices().nth(max) else {
+        return text.len();
     };
-    format!("{} …", cut.trim_end())
+    match text[..at].rfind(' ') {
+        Some(pos) if pos > max / 2 => pos,
+        _ => at,
+    }
 }
