@@ -7,7 +7,8 @@
 
 use super::{Store, StoreError, dialect, on_pool, to_ms};
 use crate::embed::{
-    Embedding, MODEL_NAME, SentenceVector, sentences_from_stored, sentences_to_stored,
+    Embedding, MODEL_NAME, SentenceVector, StoredVectorError, sentences_from_stored,
+    sentences_to_stored,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -193,32 +194,14 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Vec<SentenceVector>>, StoreError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(super::IN_LIST_MAX) {
-            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT paper_id, sentences FROM paper_vectors
-                 WHERE model = $1 AND sentences IS NOT NULL AND paper_id IN ({})",
-                marks.join(", ")
-            );
-            let rows: Vec<(String, Vec<u8>)> = on_pool!(self, p => {
-                let mut q = sqlx::query_as(&sql).bind(MODEL_NAME);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                q.fetch_all(p).await
-            })?;
-            for (id, bytes) in rows {
-                match sentences_from_stored(&bytes) {
-                    Ok(v) => {
-                        out.insert(id, v);
-                    }
-                    // Read as missing: the paper is shown with its abstract's opening.
-                    Err(e) => warn!(paper = %id, error = %e, "ignoring stored sentence vectors"),
-                }
-            }
-        }
-        Ok(out)
+        self.read_stored(
+            "paper_vectors",
+            "paper_id",
+            "sentences",
+            ids,
+            sentences_from_stored,
+        )
+        .await
     }
 
     /// The vectors of these papers that exist for this model, by paper id.
@@ -226,7 +209,14 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Embedding>, StoreError> {
-        self.read_vectors("paper_vectors", "paper_id", ids).await
+        self.read_stored(
+            "paper_vectors",
+            "paper_id",
+            "vector",
+            ids,
+            Embedding::from_stored,
+        )
+        .await
     }
 
     /// The vectors of these interest clauses that exist for this model, by clause.
@@ -234,21 +224,32 @@ impl Store {
         &self,
         keys: &[String],
     ) -> Result<HashMap<String, Embedding>, StoreError> {
-        self.read_vectors("interest_vectors", "interest", keys)
-            .await
+        self.read_stored(
+            "interest_vectors",
+            "interest",
+            "vector",
+            keys,
+            Embedding::from_stored,
+        )
+        .await
     }
 
-    async fn read_vectors(
+    /// The stored `column` of these keys' rows of this model, read back by `decode`; a row
+    /// with none (NULL) or one that does not decode is left out.
+    async fn read_stored<T>(
         &self,
         table: &str,
         key: &str,
+        column: &str,
         ids: &[String],
-    ) -> Result<HashMap<String, Embedding>, StoreError> {
+        decode: impl Fn(&[u8]) -> Result<T, StoredVectorError>,
+    ) -> Result<HashMap<String, T>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(super::IN_LIST_MAX) {
             let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT {key}, vector FROM {table} WHERE model = $1 AND {key} IN ({})",
+                "SELECT {key}, {column} FROM {table}
+                 WHERE model = $1 AND {column} IS NOT NULL AND {key} IN ({})",
                 marks.join(", ")
             );
             let rows: Vec<(String, Vec<u8>)> = on_pool!(self, p => {
@@ -259,13 +260,15 @@ impl Store {
                 q.fetch_all(p).await
             })?;
             for (id, bytes) in rows {
-                match Embedding::from_stored(&bytes) {
+                match decode(&bytes) {
                     Ok(v) => {
                         out.insert(id, v);
                     }
-                    // Read as missing: ranking falls back to words for it, and the next
-                    // embedding run writes it again.
-                    Err(e) => warn!(table, key = %id, error = %e, "ignoring a stored vector"),
+                    // Read as missing: ranking falls back to words for a vector (and the next
+                    // embedding run writes it again), a highlight to the abstract's opening.
+                    Err(e) => {
+                        warn!(table, column, key = %id, error = %e, "ignoring a stored vector")
+                    }
                 }
             }
         }
