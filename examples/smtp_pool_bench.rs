@@ -10,6 +10,7 @@
 use lettre::Address;
 use lettre::address::Envelope;
 use paperboy::config::SmtpUrl;
+use paperboy::mail::Trust;
 use paperboy::mail::pool::SmtpPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,10 +39,11 @@ async fn main() -> Result<(), String> {
     let target = SmtpUrl::parse(url).map_err(|e| e.to_string())?;
     let pool = Arc::new(SmtpPool::new(
         target,
+        Trust::load(None),
         connections,
         Duration::from_secs(30),
         nodelay,
-    ));
+    )?);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     // As the send job does: at most CONNECTIONS messages in flight, each task one message.

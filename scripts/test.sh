@@ -6,7 +6,7 @@
 #   scripts/test.sh digest_flow::   # extra arguments go to the test runner (a filter, ...);
 #                                   # integration tests are named <area>::<test> (tests/it/)
 #
-# Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy,
+# Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy, aiosmtpd,
 # Chromium with chromedriver; it starts PostgreSQL when installed.
 # PAPERBOY_REQUIRE_ALL=1 makes tests fail instead of skip when a tool is missing.
 set -euo pipefail
@@ -59,6 +59,13 @@ if ! python3 -c "import dkim, nacl" >/dev/null 2>&1; then
     say "installing dkimpy for the DKIM test"
     python3 -m pip install --quiet 'dkimpy[ed25519]' \
         || say "could not install dkimpy; the DKIM test will say so"
+fi
+
+# aiosmtpd: the submission server (STARTTLS, implicit TLS, AUTH) of tests/it/delivery_tls.rs.
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+    say "installing aiosmtpd for the TLS and AUTH tests"
+    python3 -m pip install --quiet aiosmtpd \
+        || say "could not install aiosmtpd; the TLS tests will say so"
 fi
 
 # Headless Chromium and chromedriver: the real browser of tests/it/browser.rs (Debian packages).

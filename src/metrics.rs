@@ -107,6 +107,7 @@ fn class_label(class: FailureClass) -> &'static str {
         FailureClass::Connection => "connection",
         FailureClass::Timeout => "timeout",
         FailureClass::Tls => "tls",
+        FailureClass::Auth => "auth",
         FailureClass::Other => "other",
     }
 }

@@ -284,15 +284,18 @@ async fn check_smtp(pool: &SmtpPool, settings: &Settings, r: &mut Report) {
             let after = if done.is_empty() {
                 String::new()
             } else {
-                format!(" after {}", done.join("; "))
+                format!(" ({})", done.join("; "))
+            };
+            // A failure that names the key to change already says all; the rest point at
+            // the URL.
+            let key = if failure.detail.contains("`mail.") {
+                String::new()
+            } else {
+                format!(" (config key `mail.smtp_url`{})", hint(step))
             };
             r.fail(
                 &what,
-                format!(
-                    "cannot open a session: {}{after} (config key `mail.smtp_url`{})",
-                    failure.detail,
-                    hint(step)
-                ),
+                format!("cannot open a session{after}: {}{key}", failure.detail),
             );
         }
     }
@@ -305,14 +308,12 @@ fn hint(step: SessionStep) -> &'static str {
             "; nothing listens there, or the host is unreachable: is the server running, the \
              host and port right?"
         }
-        SessionStep::Tls | SessionStep::StartTls => {
-            "; check the TLS mode (?tls=required, smtps://) and the server's certificate"
-        }
         SessionStep::Ehlo => {
             "; is it an SMTP server, and does it speak TLS from the first byte (smtps://) or \
              not (smtp://)?"
         }
-        SessionStep::Auth => "; check the user and password, or `mail.smtp_password_file`",
-        SessionStep::Quit => "",
+        // The failure itself says what to change (the certificate's issuer and
+        // `mail.tls_ca_file`, the password's keys, ...).
+        SessionStep::Tls | SessionStep::StartTls | SessionStep::Auth | SessionStep::Quit => "",
     }
 }

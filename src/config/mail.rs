@@ -22,6 +22,9 @@ pub struct MailSettings {
     pub from: lettre::message::Mailbox,
     /// `mail.smtp_url` and `mail.smtp_password_file`, parsed.
     pub smtp_url: SmtpUrl,
+    /// `mail.tls_ca_file`: roots trusted beside the system's, for a relay whose certificate
+    /// comes from a private CA.
+    pub tls_ca: Option<CaFile>,
     pub max_connections: u32,
     pub max_per_second: u32,
     pub timeout: Duration,
@@ -34,6 +37,40 @@ pub struct MailSettings {
     /// `TCP_NODELAY` on SMTP connections (only ever turned off to measure its effect).
     pub tcp_nodelay: bool,
     pub dkim: Option<DkimSettings>,
+}
+
+/// The certificates of `mail.tls_ca_file`, read and parsed when the configuration is.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub certificates: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl CaFile {
+    fn read(value: &str) -> Result<Option<CaFile>, ConfigError> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let file = value.trim();
+        if file.is_empty() {
+            return Ok(None);
+        }
+        let path = credential_path(file);
+        let refuse = |why: String| invalid("mail.tls_ca_file", path.display(), why);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| refuse(format!("a readable PEM file of CA certificates ({e})")))?;
+        let certificates = tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                refuse(format!(
+                    "PEM CA certificates (\"-----BEGIN CERTIFICATE-----\"): {e}"
+                ))
+            })?;
+        if certificates.is_empty() {
+            return Err(refuse(
+                "a PEM file holding at least one \"-----BEGIN CERTIFICATE-----\" block".into(),
+            ));
+        }
+        Ok(Some(CaFile { path, certificates }))
+    }
 }
 
 /// DKIM signing: all three keys set, or none.
@@ -52,6 +89,8 @@ pub(super) struct RawMail {
     from: String,
     smtp_url: String,
     smtp_password_file: String,
+    smtp_plaintext_auth: String,
+    tls_ca_file: String,
     max_connections: String,
     max_per_second: String,
     timeout_secs: String,
@@ -66,6 +105,19 @@ pub(super) struct RawMail {
 
 impl MailSettings {
     pub(super) fn parse(raw: &RawMail) -> Result<MailSettings, ConfigError> {
+        let smtp_url = SmtpUrl::parse_with_password(
+            &raw.smtp_url,
+            read_credential(
+                "mail.smtp_password_file",
+                &raw.smtp_password_file,
+                "the SMTP password",
+            )?
+            .map(|p| p.trim_end_matches(['\n', '\r']).to_string()),
+        )?
+        .allowing_plaintext_auth(parse_bool(
+            "mail.smtp_plaintext_auth",
+            &raw.smtp_plaintext_auth,
+        )?)?;
         Ok(MailSettings {
             transport: match raw.transport.trim() {
                 "smtp" => MailTransportKind::Smtp,
@@ -80,15 +132,8 @@ impl MailSettings {
                     format!("a mailbox such as \"Paperboy <digest@example.org>\" ({e})"),
                 )
             })?,
-            smtp_url: SmtpUrl::parse_with_password(
-                &raw.smtp_url,
-                read_credential(
-                    "mail.smtp_password_file",
-                    &raw.smtp_password_file,
-                    "the SMTP password",
-                )?
-                .map(|p| p.trim_end_matches(['\n', '\r']).to_string()),
-            )?,
+            smtp_url,
+            tls_ca: CaFile::read(&raw.tls_ca_file)?,
             max_connections: parse_range("mail.max_connections", &raw.max_connections, 1, 1000)?,
             max_per_second: parse_range("mail.max_per_second", &raw.max_per_second, 0, 100_000)?,
             timeout: Duration::from_secs(u64::from(parse_range(
@@ -169,6 +214,8 @@ pub struct SmtpUrl {
     /// AUTH: the URL's user with the URL's password or the password file's. A user without a
     /// password means no AUTH.
     pub login: Option<SmtpLogin>,
+    /// `mail.smtp_plaintext_auth`: AUTH may go without TLS. Only ever true for a loopback host.
+    pub plaintext_auth: bool,
 }
 
 /// SMTP AUTH credentials, decoded (a `%40` in the URL is an `@` here).
@@ -275,7 +322,40 @@ impl SmtpUrl {
             tls,
             hello,
             login,
+            plaintext_auth: false,
         })
+    }
+
+    /// `mail.smtp_plaintext_auth`, checked against the URL: a password goes over a connection
+    /// without TLS only to a relay on this machine, and only when the operator says so.
+    fn allowing_plaintext_auth(mut self, allowed: bool) -> Result<SmtpUrl, ConfigError> {
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if allowed && !loopback {
+            return Err(invalid(
+                "mail.smtp_plaintext_auth",
+                "true",
+                format!(
+                    "false: a password is sent without TLS only to a relay on this machine \
+                     (127.0.0.1, ::1 or localhost), and `mail.smtp_url` names {}",
+                    self.host
+                ),
+            ));
+        }
+        if self.login.is_some() && self.tls == SmtpTls::Plain && !allowed {
+            return Err(ConfigError::Missing {
+                key: "mail.smtp_url".into(),
+                why: "it has a user and password but no TLS, so the password would cross the \
+                      network in clear text: use smtp://…:587?tls=required or smtps://…:465, or, \
+                      for a relay on this machine only, set `mail.smtp_plaintext_auth = true`"
+                    .into(),
+            });
+        }
+        self.plaintext_auth = allowed;
+        Ok(self)
     }
 }
 
@@ -339,6 +419,74 @@ mod tests {
             .to_string();
         assert!(
             err.contains("`mail.smtp_url` is required") && err.contains("must name the user"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_password_goes_without_tls_only_to_a_loopback_relay_that_allows_it() {
+        let url = |u: &str| SmtpUrl::parse(u).unwrap();
+        let err = url("smtp://u:hunter2@mail.example.org")
+            .allowing_plaintext_auth(false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mail.smtp_url`")
+                && err.contains("clear text")
+                && err.contains("`mail.smtp_plaintext_auth = true`")
+                && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = url("smtp://u:hunter2@mail.example.org")
+            .allowing_plaintext_auth(true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mail.smtp_plaintext_auth`") && err.contains("mail.example.org"),
+            "{err}"
+        );
+        for relay in [
+            "smtp://u:p@127.0.0.1:25",
+            "smtp://u:p@[::1]:25",
+            "smtp://u:p@localhost",
+        ] {
+            let t = url(relay).allowing_plaintext_auth(true).unwrap();
+            assert!(t.plaintext_auth, "{relay}");
+        }
+        // TLS, or no password: nothing to allow.
+        for fine in [
+            "smtps://u:p@mail.example.org",
+            "smtp://u:p@mail.example.org?tls=required",
+            "smtp://mail.example.org",
+        ] {
+            let t = url(fine).allowing_plaintext_auth(false).unwrap();
+            assert!(!t.plaintext_auth, "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_must_be_readable_and_hold_a_certificate() {
+        assert!(CaFile::read(" ").unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = CaFile::read(&missing.display().to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mail.tls_ca_file`") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let key = dir.path().join("key.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = CaFile::read(&key.display().to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`mail.tls_ca_file`") && err.contains("BEGIN CERTIFICATE"),
             "{err}"
         );
     }

@@ -16,7 +16,7 @@ mod sections;
 mod sources;
 mod values;
 
-pub use mail::{DkimSettings, MailSettings, MailTransportKind};
+pub use mail::{CaFile, DkimSettings, MailSettings, MailTransportKind};
 pub use mail::{SmtpLogin, SmtpTls, SmtpUrl};
 pub use secrets::{Secret, credential_path, without_password};
 pub use sections::{

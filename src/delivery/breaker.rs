@@ -63,13 +63,32 @@ impl Breaker {
         if (failures as f64) < BREAKER_RATIO * state.recent.len() as f64 {
             return None;
         }
-        let factor = 2i32.saturating_pow(state.trips.min(10));
+        Some(state.open(now, pause))
+    }
+
+    /// Opens the circuit at once, whatever the window says: for a fault of the configuration
+    /// (a refused password, a certificate that cannot be trusted), which no other message
+    /// will get past either. Returns the pause end when this call opened it (`None` when it
+    /// was open already, so a fault met by several sessions at once is reported once).
+    pub(super) fn trip(&self, now: DateTime<Utc>, pause: Duration) -> Option<DateTime<Utc>> {
+        let mut state = self.state.lock().expect("breaker lock");
+        match state.open_until.filter(|until| *until > now) {
+            Some(_) => None,
+            None => Some(state.open(now, pause)),
+        }
+    }
+}
+
+impl BreakerState {
+    /// Opens for `pause`, doubled for each trip since the last success.
+    fn open(&mut self, now: DateTime<Utc>, pause: Duration) -> DateTime<Utc> {
+        let factor = 2i32.saturating_pow(self.trips.min(10));
         let until = now + (pause * factor).min(BREAKER_MAX_PAUSE);
-        state.trips += 1;
+        self.trips += 1;
         // Judge the next period afresh.
-        state.recent.clear();
-        state.open_until = Some(until);
-        Some(until)
+        self.recent.clear();
+        self.open_until = Some(until);
+        until
     }
 }
 
@@ -102,5 +121,23 @@ mod tests {
             again = again.or(b.record(true, t1, pause));
         }
         assert_eq!(again, Some(t1 + pause * 2));
+    }
+
+    #[test]
+    fn a_configuration_fault_opens_it_at_once_and_is_reported_once() {
+        let b = Breaker::default();
+        let t0 = Utc::now();
+        let pause = Duration::seconds(60);
+        assert_eq!(b.trip(t0, pause), Some(t0 + pause), "no window needed");
+        assert_eq!(b.open_until(t0), Some(t0 + pause));
+        // A second session meeting the same fault while it is open opens nothing new.
+        assert_eq!(b.trip(t0 + Duration::seconds(1), pause), None);
+        // Still wrong after the pause: twice as long, as for an outage.
+        let t1 = t0 + pause;
+        assert_eq!(b.trip(t1, pause), Some(t1 + pause * 2));
+        // A success resets the doubling.
+        let t2 = t1 + pause * 2;
+        assert_eq!(b.record(false, t2, pause), None);
+        assert_eq!(b.trip(t2, pause), Some(t2 + pause));
     }
 }

@@ -17,7 +17,7 @@ use chrono::Duration;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 /// Runs the pipeline until none is due, `stop` is set or the circuit breaker opens; returns
 /// once every started delivery is recorded.
@@ -359,10 +359,20 @@ async fn deliver(
         Prepared::Cancelled(why) => return Outcome::Failed(AttemptError::other(why)),
     };
     let result = options.mailer.deliver(*message, &file_name).await;
+    let pause = Duration::from_std(app.settings.mail.circuit_pause).unwrap_or(Duration::minutes(1));
+    if let Err(f) = &result
+        && f.is_configuration_fault()
+    {
+        // No message gets past a refused password or an untrusted certificate: pause now
+        // rather than spend one attempt of every digest finding that out.
+        if let Some(until) = options.breaker.trip(app.clock.now(), pause) {
+            error!(until = %until, error = %f.detail, "the mail server cannot be used as configured; pausing all sending");
+        }
+        return classify(result);
+    }
     // The breaker judges the server, not the recipient: only temporary trouble counts
     // against it, and a 5xx (the server is up and answering) counts as a sign of health.
     let failed_temporarily = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
-    let pause = Duration::from_std(app.settings.mail.circuit_pause).unwrap_or(Duration::minutes(1));
     if let Some(until) = options
         .breaker
         .record(failed_temporarily, app.clock.now(), pause)

@@ -7,8 +7,12 @@
 //! ([`SmtpPool::test_connection`]: connect, TLS, EHLO, STARTTLS, AUTH, then QUIT), so check
 //! passes only where sending can connect. Where and how to connect is `config::SmtpUrl`, read
 //! once with the configuration.
+//! Every failure to open a session is one line that says what to change: an untrusted,
+//! mismatched or expired certificate (worded by `tls::Trust`), STARTTLS or AUTH not offered,
+//! AUTH refused, a refused connection, a timeout. A password goes only over TLS, unless
+//! `mail.smtp_plaintext_auth` allows a loopback relay.
 //! Not for: building messages, deciding retries (the caller classifies with [`Failure`]),
-//! reading `mail.smtp_url`.
+//! reading `mail.smtp_url`, choosing which certificates to trust (`tls`).
 //!
 //! Why not lettre's `AsyncSmtpTransport` pool: lettre 0.11.23 never sets `TCP_NODELAY`, and its
 //! DATA phase writes the body and then the five-byte `\r\n.\r\n` terminator as two writes. With
@@ -21,6 +25,7 @@
 //! from: a 5xx at RCPT means the address is bad (a hard bounce), while a 5xx at the end of
 //! DATA is about the message.
 
+use super::tls::{Reach, Trust, issuer_of_server};
 use crate::config::{SmtpTls, SmtpUrl};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
@@ -29,7 +34,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -72,8 +77,11 @@ pub enum Class {
     /// No answer in time. The session is then out of step (a late answer may still come), so
     /// it is never reused.
     Timeout,
-    /// TLS could not be set up: the handshake failed, or STARTTLS is demanded and not offered.
+    /// TLS could not be set up: the handshake failed, or STARTTLS is demanded and not offered
+    /// (or AUTH would go without it).
     Tls,
+    /// The server refused our user and password, or offers no AUTH we speak.
+    Auth,
     /// Anything else: an answer lettre could not parse, a feature the server lacks, a `.eml`
     /// file that could not be written.
     Other,
@@ -133,6 +141,13 @@ impl Failure {
         self.class == Class::Timeout
     }
 
+    /// A fault of the configuration, not of a subscriber or a passing outage: TLS that cannot
+    /// be trusted or set up, AUTH refused. Nothing can be sent until the operator acts, so
+    /// sending pauses and every digest stays due.
+    pub fn is_configuration_fault(&self) -> bool {
+        self.stage == Stage::Connect && matches!(self.class, Class::Tls | Class::Auth)
+    }
+
     /// A 5xx at RCPT: this address does not take mail (a hard bounce).
     pub fn is_bad_recipient(&self) -> bool {
         self.stage == Stage::Rcpt && self.kind == Kind::Permanent
@@ -161,6 +176,10 @@ struct Idle {
 /// A bounded pool of SMTP sessions to one server.
 pub struct SmtpPool {
     server: SmtpUrl,
+    /// The roots the server's certificate is checked against.
+    trust: Trust,
+    /// STARTTLS's parameters, with `trust`'s roots, when the URL asks for STARTTLS.
+    starttls: Option<TlsParameters>,
     /// `server`'s EHLO name and credentials as lettre takes them.
     hello: ClientId,
     credentials: Option<Credentials>,
@@ -196,8 +215,24 @@ pub struct SessionFailure {
 }
 
 impl SmtpPool {
-    pub fn new(server: SmtpUrl, max_connections: u32, timeout: Duration, nodelay: bool) -> Self {
-        SmtpPool {
+    pub fn new(
+        server: SmtpUrl,
+        trust: Trust,
+        max_connections: u32,
+        timeout: Duration,
+        nodelay: bool,
+    ) -> Result<Self, String> {
+        let starttls = match server.tls {
+            SmtpTls::StartTlsRequired | SmtpTls::StartTlsOpportunistic => Some(
+                trust
+                    .starttls_parameters(&server.host)
+                    .map_err(|e| format!("cannot set up TLS for {}: {e}", server.host))?,
+            ),
+            SmtpTls::Plain | SmtpTls::Implicit => None,
+        };
+        Ok(SmtpPool {
+            trust,
+            starttls,
             hello: match &server.hello {
                 Some(name) => ClientId::Domain(name.clone()),
                 None => ClientId::default(),
@@ -213,7 +248,12 @@ impl SmtpPool {
             // Servers commonly drop idle clients after 60-300 s; stay well below.
             idle_timeout: Duration::from_secs(30),
             nodelay,
-        }
+        })
+    }
+
+    /// Where the trusted roots come from, for `paperboy check`.
+    pub fn trust_summary(&self) -> &str {
+        self.trust.summary()
     }
 
     /// Sends one message. `Ok` means the server accepted it with a 2xx after the body.
@@ -435,36 +475,40 @@ impl SmtpPool {
         done: &mut Vec<String>,
     ) -> Result<AsyncSmtpConnection, (SessionStep, Failure)> {
         use SessionStep as S;
-        let connection = |detail: String| {
-            Failure::new(Stage::Connect, Kind::Temporary, Class::Connection, detail)
-        };
         let tls =
             |detail: String| Failure::new(Stage::Connect, Kind::Temporary, Class::Tls, detail);
-        let (host, port) = (self.server.host.as_str(), self.server.port);
-        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| (S::Connect, self.no_answer("the connection")))?
-            .map_err(|e| {
-                (
-                    S::Connect,
-                    connection(format!("cannot connect to {host}:{port}: {e}")),
-                )
-            })?;
-        // The point of this module: see the module docs.
-        tcp.set_nodelay(self.nodelay)
-            .map_err(|e| (S::Connect, connection(format!("TCP_NODELAY: {e}"))))?;
+        let host = self.server.host.as_str();
+        let tcp = self.tcp().await.map_err(|f| (S::Connect, f))?;
         let implicit = self.server.tls == SmtpTls::Implicit;
         let stream: Box<dyn AsyncTokioStream> = if implicit {
             // lettre's public API cannot put TLS under a stream it did not open before the
-            // greeting, so implicit TLS is done here with tokio-rustls (the same rustls and
-            // webpki roots lettre uses) and the TLS stream is handed over as the transport.
+            // greeting, so implicit TLS is done here with tokio-rustls, on the same roots
+            // lettre is given for STARTTLS (`Trust`), and the TLS stream is handed over.
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| (S::Tls, tls(format!("TLS with {host}: {e}"))))?;
-            let tls = tokio::time::timeout(self.timeout, tls_connector().connect(name, tcp))
-                .await
-                .map_err(|_| (S::Tls, self.no_answer("the TLS handshake")))?
-                .map_err(|e| (S::Tls, tls(format!("TLS with {host}: {e}"))))?;
-            Box::new(TlsStream(tls))
+            let handshake =
+                tokio::time::timeout(self.timeout, self.trust.connector().connect(name, tcp))
+                    .await
+                    .map_err(|_| (S::Tls, self.no_answer("the TLS handshake")))?;
+            match handshake {
+                Ok(stream) => Box::new(TlsStream(stream)),
+                // A verdict on the certificate or the protocol is the configuration's; a
+                // connection lost during the handshake is a passing fault like any other.
+                Err(e) if Trust::has_verdict(&e) => {
+                    return Err((S::Tls, tls(self.tls_refusal(&e, Reach::Implicit).await)));
+                }
+                Err(e) => {
+                    return Err((
+                        S::Tls,
+                        Failure::new(
+                            Stage::Connect,
+                            Kind::Temporary,
+                            Class::Connection,
+                            format!("TLS with {host}: the connection failed: {e}"),
+                        ),
+                    ));
+                }
+            }
         } else {
             Box::new(tcp)
         };
@@ -477,14 +521,22 @@ impl SmtpPool {
         .map_err(|e| (S::Ehlo, Failure::from_lettre(Stage::Connect, &e)))?;
         done.push(format!(
             "connected{}, EHLO answered by {}",
-            if implicit { " with TLS" } else { "" },
+            if implicit {
+                format!(" with TLS ({})", self.trust.summary())
+            } else {
+                String::new()
+            },
             conn.server_info().name()
         ));
         let starttls = match self.server.tls {
             SmtpTls::StartTlsRequired if !conn.can_starttls() => {
                 return Err((
                     S::StartTls,
-                    tls("the server does not offer STARTTLS but `?tls=required` demands it".into()),
+                    tls(format!(
+                        "{host} does not offer STARTTLS, and `?tls=required` in \
+                         `mail.smtp_url` demands it: use smtps:// if the server speaks TLS \
+                         from the first byte (port 465), or a server that offers STARTTLS"
+                    )),
                 ));
             }
             SmtpTls::StartTlsRequired => true,
@@ -500,57 +552,171 @@ impl SmtpPool {
             SmtpTls::Implicit => false,
         };
         if starttls {
-            let parameters = TlsParameters::new(host.to_string())
-                .map_err(|e| (S::StartTls, tls(format!("STARTTLS: {e}"))))?;
-            tokio::time::timeout(self.timeout, conn.starttls(parameters, &self.hello))
-                .await
-                .map_err(|_| (S::StartTls, self.no_answer("STARTTLS")))?
-                .map_err(|e| {
-                    let f = Failure::from_lettre(Stage::Connect, &e);
-                    (
-                        S::StartTls,
-                        Failure::new(f.stage, f.kind, f.class, format!("STARTTLS: {}", f.detail)),
-                    )
-                })?;
-            done.push("STARTTLS ok".into());
+            let parameters = self
+                .starttls
+                .clone()
+                .expect("STARTTLS parameters are built for every STARTTLS URL");
+            let upgraded =
+                tokio::time::timeout(self.timeout, conn.starttls(parameters, &self.hello))
+                    .await
+                    .map_err(|_| (S::StartTls, self.no_answer("STARTTLS")))?;
+            if let Err(e) = upgraded {
+                let failure = match Trust::has_verdict(&e) {
+                    true => tls(self.tls_refusal(&e, Reach::StartTls).await),
+                    false => {
+                        let f = Failure::from_lettre(Stage::Connect, &e);
+                        let detail = format!("STARTTLS with {host}: {}", f.detail);
+                        Failure::new(f.stage, f.kind, f.class, detail)
+                    }
+                };
+                return Err((S::StartTls, failure));
+            }
+            done.push(format!("STARTTLS ok ({})", self.trust.summary()));
         }
         match &self.credentials {
             Some(credentials) => {
-                tokio::time::timeout(self.timeout, conn.auth(DEFAULT_MECHANISMS, credentials))
+                // lettre cannot tell that our implicit-TLS transport is encrypted.
+                let encrypted = implicit || starttls;
+                self.authenticate(&mut conn, credentials, encrypted)
                     .await
-                    .map_err(|_| (S::Auth, self.no_answer("AUTH")))?
-                    .map_err(|e| {
-                        let f = Failure::from_lettre(Stage::Connect, &e);
-                        (
-                            S::Auth,
-                            Failure::new(f.stage, f.kind, f.class, format!("AUTH: {}", f.detail)),
-                        )
-                    })?;
-                done.push("AUTH ok".into());
+                    .map_err(|f| (S::Auth, f))?;
+                done.push(format!(
+                    "AUTH ok as {}",
+                    self.server.login.as_ref().map_or("", |l| l.user.as_str())
+                ));
             }
             None => done.push("no AUTH configured".into()),
         }
         Ok(conn)
     }
-}
 
-/// One rustls client configuration for the process: the webpki roots, safe defaults.
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    /// The TCP connection, with `TCP_NODELAY` as configured (the point of this module).
+    async fn tcp(&self) -> Result<TcpStream, Failure> {
+        let (host, port) = (self.server.host.as_str(), self.server.port);
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| self.no_answer("the connection"))?
+            .map_err(|e| {
+                Failure::new(
+                    Stage::Connect,
+                    Kind::Temporary,
+                    Class::Connection,
+                    format!("cannot connect to {host}:{port}: {e}"),
+                )
+            })?;
+        tcp.set_nodelay(self.nodelay).map_err(|e| {
+            Failure::new(
+                Stage::Connect,
+                Kind::Temporary,
+                Class::Connection,
+                format!("TCP_NODELAY: {e}"),
+            )
+        })?;
+        Ok(tcp)
+    }
+
+    /// What a failed handshake means, in one line. For an issuer we do not trust, the
+    /// certificate is fetched once more without checks, through `reach`, to name the issuer.
+    async fn tls_refusal(
+        &self,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+        reach: fn(TcpStream) -> Reach,
+    ) -> String {
+        let host = self.server.host.as_str();
+        let issuer = match Trust::is_unknown_issuer(error) {
+            true => match self.tcp().await {
+                Ok(tcp) => tokio::time::timeout(
+                    self.timeout,
+                    issuer_of_server(host, reach(tcp), &self.hello),
+                )
+                .await
+                .ok()
+                .flatten(),
+                Err(_) => None,
+            },
+            false => None,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
+        self.trust
+            .explain(host, error, issuer.as_deref())
+            .unwrap_or_else(|| format!("TLS with {host} failed: {error}"))
+    }
+
+    /// AUTH PLAIN or LOGIN, only over TLS unless `mail.smtp_plaintext_auth` allows otherwise
+    /// (which the configuration allows only for a loopback relay).
+    async fn authenticate(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        credentials: &Credentials,
+        encrypted: bool,
+    ) -> Result<(), Failure> {
+        let host = self.server.host.as_str();
+        let auth =
+            |kind: Kind, detail: String| Failure::new(Stage::Connect, kind, Class::Auth, detail);
+        if !encrypted && !self.server.plaintext_auth {
+            return Err(Failure::new(
+                Stage::Connect,
+                Kind::Temporary,
+                Class::Tls,
+                format!(
+                    "{host} did not offer STARTTLS, so AUTH would send the password in clear \
+                     text; refused: use `?tls=required` or smtps:// in `mail.smtp_url`"
+                ),
+            ));
+        }
+        if conn
+            .server_info()
+            .get_auth_mechanism(DEFAULT_MECHANISMS)
+            .is_none()
+        {
+            return Err(auth(
+                Kind::Permanent,
+                format!(
+                    "{host} offers no AUTH PLAIN or LOGIN: remove the user and password from \
+                     `mail.smtp_url` if it needs none, or use the server's submission port \
+                     (587 with `?tls=required`, or smtps:// on 465)"
+                ),
+            ));
+        }
+        match tokio::time::timeout(self.timeout, conn.auth(DEFAULT_MECHANISMS, credentials)).await {
+            Err(_) => Err(self.no_answer("AUTH")),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() || e.is_transient() => {
+                let answer = [
+                    e.status().map(|code| code.to_string()),
+                    std::error::Error::source(&e).map(|s| s.to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+                Err(match e.is_permanent() {
+                    true => auth(
+                        Kind::Permanent,
+                        format!(
+                            "authentication failed ({answer}): check the user and password in \
+                             `mail.smtp_url` / `mail.smtp_password_file`"
+                        ),
+                    ),
+                    // 454 and the like: the server could not check the password just now.
+                    false => Failure::new(
+                        Stage::Connect,
+                        Kind::Temporary,
+                        Class::Transient,
+                        format!("AUTH answered {answer}: tried again later"),
+                    ),
+                })
+            }
+            Ok(Err(e)) => {
+                let f = Failure::from_lettre(Stage::Connect, &e);
+                Err(Failure::new(
+                    f.stage,
+                    f.kind,
+                    f.class,
+                    format!("AUTH: {}", f.detail),
+                ))
+            }
+        }
+    }
 }
 
 /// The implicit-TLS stream, made an `AsyncTokioStream` so lettre can talk SMTP over it.

@@ -6,6 +6,7 @@
 
 use super::dkim::DkimSigner;
 use super::pool::{Class, Failure, Kind, SmtpPool, Stage};
+use super::tls::Trust;
 use crate::config::{MailSettings, MailTransportKind};
 use governor::{DefaultDirectRateLimiter, Quota};
 use lettre::Message;
@@ -58,10 +59,11 @@ impl Mailer {
             MailTransportKind::File => Carrier::File(settings.file_dir.clone()),
             MailTransportKind::Smtp => Carrier::Smtp(Arc::new(SmtpPool::new(
                 settings.smtp_url.clone(),
+                Trust::load(settings.tls_ca.as_ref()),
                 settings.max_connections,
                 settings.timeout,
                 settings.tcp_nodelay,
-            ))),
+            )?)),
         };
         let rate_limit = send_rate_limit(settings.max_per_second, settings.max_connections);
         Ok(Mailer {

@@ -44,19 +44,6 @@ fn have_tools(test: &str) -> bool {
     true
 }
 
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// Makes a key in `dir`; returns (private key file, DNS TXT record).
 fn make_key(dir: &Path, algorithm: &str) -> (String, String) {
     use base64::Engine;

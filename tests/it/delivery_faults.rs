@@ -27,14 +27,7 @@ fn sink_with(test: &str, port: Option<u16>, args: &[&str]) -> Option<SmtpSink> {
 
 /// An app on `port` with N due subscribers and the day-1 papers.
 fn app_on(port: u16) -> (TestApp, FixtureServer, Db) {
-    let server = FixtureServer::start();
-    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
-    let app = TestApp::builder().hf(&server).smtp_port(port).build();
-    migrate(&app);
-    fetch_day1(&app);
-    let db = Db::open(&app);
-    db.seed_subscribers(0, N, "07:00", "UTC", "daily");
-    (app, server, db)
+    app_mailing(format!("smtp://127.0.0.1:{port}"), N)
 }
 
 fn send(app: &TestApp, now: &str, env: &[(&str, &str)]) -> CmdOutput {

@@ -357,6 +357,19 @@ pub fn fetch_day1(app: &TestApp) {
         .assert_success();
 }
 
+/// An app mailing through `smtp_url`, migrated, with the day-1 papers and `n` seeded
+/// subscribers due at 07:00 UTC.
+pub fn app_mailing(smtp_url: String, n: usize) -> (TestApp, FixtureServer, Db) {
+    let server = FixtureServer::start();
+    server.set_day_fixture(DAY1, HF_DAY_2024_10_25);
+    let app = TestApp::builder().hf(&server).smtp_url(smtp_url).build();
+    migrate(&app);
+    fetch_day1(&app);
+    let db = Db::open(&app);
+    db.seed_subscribers(0, n, "07:00", "UTC", "daily");
+    (app, server, db)
+}
+
 /// `paperboy migrate`.
 pub fn migrate(app: &TestApp) {
     app.paperboy(["migrate"]).at(FETCH1).run().assert_success();

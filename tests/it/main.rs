@@ -30,6 +30,7 @@ mod delivery_dkim;
 mod delivery_faults;
 mod delivery_pool;
 mod delivery_schedule;
+mod delivery_tls;
 mod digest_flow;
 mod leader_lease;
 mod matching_feedback;

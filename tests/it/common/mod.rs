@@ -11,6 +11,8 @@
 //!   program is run ([`Invocation`]) and what it printed ([`CmdOutput`]).
 //! - `postgres`: the database is a SQLite file, or with `PAPERBOY_TEST_DATABASE=postgres` a fresh
 //!   PostgreSQL database on 127.0.0.1:5432 ([`PgDatabase`]) that is dropped when the test ends.
+//! - `tls_relay`: [`TlsRelay`], aiosmtpd with STARTTLS or implicit TLS and AUTH, with a
+//!   certificate from a private CA ([`TestCa`], made with `openssl`).
 //! - `tools`: missing tools, free ports, polling.
 //!
 //! Tools a developer laptop may lack (smtp-sink) make a test skip with a printed reason, unless
@@ -22,6 +24,7 @@ mod postgres;
 mod process;
 mod received_mail;
 mod smtp_sink;
+mod tls_relay;
 mod tools;
 
 pub use app::*;
@@ -30,4 +33,5 @@ pub use postgres::*;
 pub use process::*;
 pub use received_mail::*;
 pub use smtp_sink::*;
+pub use tls_relay::*;
 pub use tools::*;

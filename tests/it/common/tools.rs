@@ -114,3 +114,18 @@ pub fn wait_until(timeout: Duration, every: Duration, mut done: impl FnMut() -> 
     }
     false
 }
+
+/// Runs `openssl` with `args` and returns what it printed; panics with its error output when
+/// it fails. The caller checks first that openssl is there (`find_executable`).
+pub fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
