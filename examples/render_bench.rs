@@ -182,6 +182,7 @@ fn main() {
                     html: rendered.html,
                     unsubscribe_url: view.unsubscribe_url.clone(),
                     date: sent_at,
+                    envelope_from: None,
                 },
             )
             .expect("message builds");

@@ -6,7 +6,7 @@
 #   scripts/test.sh digest_flow::   # extra arguments go to the test runner (a filter, ...);
 #                                   # integration tests are named <area>::<test> (tests/it/)
 #
-# Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy, aiosmtpd,
+# Needs: cargo. As root with apt it installs what is missing: Postfix (smtp-sink), dkimpy, aiosmtpd, Dovecot,
 # Chromium with chromedriver; it starts PostgreSQL when installed.
 # PAPERBOY_REQUIRE_ALL=1 makes tests fail instead of skip when a tool is missing.
 set -euo pipefail
@@ -66,6 +66,18 @@ if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
     say "installing aiosmtpd for the TLS and AUTH tests"
     python3 -m pip install --quiet aiosmtpd \
         || say "could not install aiosmtpd; the TLS tests will say so"
+fi
+
+# Dovecot: the IMAP server holding the bounce mailbox of tests/it/delivery_bounces.rs. Each test
+# runs its own instance from a private configuration; the package's own service is not used.
+if ! { command -v dovecot || [ -x /usr/sbin/dovecot ]; } >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing dovecot-imapd for the bounce mailbox tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd
+    else
+        say "dovecot is missing (apt-get install dovecot-imapd); the bounce mailbox tests will say so"
+    fi
 fi
 
 # Headless Chromium and chromedriver: the real browser of tests/it/browser.rs (Debian packages).

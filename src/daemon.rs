@@ -187,6 +187,11 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
         fetched_tx,
         stop_rx.clone(),
     ));
+    let bounces = tokio::spawn(bounce_loop(
+        app.clone(),
+        leadership.clone(),
+        stop_rx.clone(),
+    ));
     let sender = tokio::spawn(plan_send_loop(
         app.clone(),
         owner.clone(),
@@ -223,6 +228,7 @@ pub async fn run(app: App, signals: Signals) -> anyhow::Result<()> {
     let mut tasks = vec![
         ("sender", sender),
         ("fetcher", fetcher),
+        ("bounces", bounces),
         ("leader", leader),
         ("web", web),
     ];
@@ -432,6 +438,42 @@ async fn fetch_loop(
         info!(tick = %next.to_rfc3339(), generation = fence.generation, "scheduled fetch: leading, fetching");
         run_fetch(&app, &fence).await;
         embed_highlights(&app).await;
+    }
+}
+
+/// Reads the bounce mailbox every `mail.bounce_check_secs`, when one is configured; only the
+/// leader, so that instances do not read the same messages at once (a report would still
+/// count once: `bounce_reports` holds one per delivery).
+async fn bounce_loop(app: App, leadership: Leadership, mut stop: watch::Receiver<bool>) {
+    if app.settings.mail.bounce_mailbox.is_none() {
+        return;
+    }
+    let every = app.settings.mail.bounce_check_every;
+    loop {
+        if !sleep_or_stop(every, &mut stop).await {
+            return;
+        }
+        if leadership.confirm(&app).await.is_none() {
+            continue;
+        }
+        let span = info_span!("bounces");
+        match crate::bounces::read_mailbox(&app).instrument(span.clone()).await {
+            Ok(Some(s)) if s.read > 0 => span.in_scope(|| {
+                info!(
+                    read = s.read,
+                    hard = s.hard,
+                    soft = s.soft,
+                    suspended = s.suspended,
+                    forged = s.forged,
+                    ignored = s.ignored,
+                    "bounce mailbox read"
+                )
+            }),
+            Ok(_) => {}
+            Err(e) => span.in_scope(|| {
+                warn!(error = %e, "cannot read the bounce mailbox; trying again at the next check")
+            }),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! paperboy: emails each subscriber a daily digest of new research papers matched to their
 //! interests. See ARCHITECTURE.md for the map of the code.
 
+pub mod bounces;
 pub mod config;
 pub mod daemon;
 pub mod delivery;

@@ -7,8 +7,11 @@
 //! id). Verification compares MACs in constant time and tries the current key, then the
 //! previous one, so `secret_key` can be rotated without breaking the links already in people's
 //! inboxes.
+//! A delivery's bounce tag is the short sibling of a token, for an envelope sender's local
+//! part (`bounces+TAG@…`, VERP): `DELIVERY-MAC` with the MAC cut to 80 bits in lowercase hex,
+//! since a local part is at most 64 characters and some servers fold its case.
 //! This module knows nothing about routes or the database: `web` decides what a valid token
-//! allows.
+//! allows, `bounces` what a valid tag does.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -179,6 +182,51 @@ impl Signer {
     }
 }
 
+/// Bytes of the MAC a bounce tag keeps: 80 bits, far beyond guessing by sending forged bounces.
+const BOUNCE_TAG_MAC_BYTES: usize = 10;
+
+impl Signer {
+    /// The tag that names `delivery` in its envelope sender: `DELIVERY-MAC`.
+    pub fn bounce_tag(&self, delivery: i64) -> String {
+        let mac = mac(&self.current, bounce_payload(delivery).as_bytes());
+        format!("{delivery}-{}", hex(&mac[..BOUNCE_TAG_MAC_BYTES]))
+    }
+
+    /// The delivery a bounce tag names, when its MAC is right under the current or the
+    /// previous key (in any letter case); `None` for a forged or damaged tag.
+    pub fn verify_bounce_tag(&self, tag: &str) -> Option<i64> {
+        let (delivery, given) = tag.split_once('-')?;
+        let delivery: i64 = delivery.parse().ok()?;
+        if given.len() != 2 * BOUNCE_TAG_MAC_BYTES || !given.is_ascii() {
+            return None;
+        }
+        let given = (0..given.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&given[i..i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let payload = bounce_payload(delivery);
+        std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .any(|key| {
+                let mut m =
+                    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
+                m.update(payload.as_bytes());
+                // Constant time, as for link tokens.
+                m.verify_truncated_left(&given).is_ok()
+            })
+            .then_some(delivery)
+    }
+}
+
+/// What a bounce tag signs: its own purpose code, so no link token's MAC is ever a tag's.
+fn bounce_payload(delivery: i64) -> String {
+    format!("b|{delivery}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn mac(key: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     m.update(payload);
@@ -338,5 +386,31 @@ mod tests {
         let base = url::Url::parse("https://paperboy.example.org/").unwrap();
         let u = s.url(&base, &claims(Purpose::Manage));
         assert!(u.starts_with("https://paperboy.example.org/manage/"), "{u}");
+    }
+
+    #[test]
+    fn bounce_tags_name_their_delivery_and_refuse_forgeries() {
+        let signer = Signer::new("current-key-0123456789abcdef0123456789", None);
+        let tag = signer.bounce_tag(4711);
+        assert!(tag.starts_with("4711-") && tag.len() == 5 + 20, "{tag}");
+        assert_eq!(signer.verify_bounce_tag(&tag), Some(4711));
+        assert_eq!(signer.verify_bounce_tag(&tag.to_uppercase()), Some(4711));
+        // Another delivery's number with this MAC, a changed MAC, a cut one: refused.
+        let mac = tag.split_once('-').unwrap().1;
+        assert_eq!(signer.verify_bounce_tag(&format!("4712-{mac}")), None);
+        let mut flipped = tag.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(signer.verify_bounce_tag(&flipped), None);
+        assert_eq!(signer.verify_bounce_tag(&tag[..tag.len() - 2]), None);
+        assert_eq!(signer.verify_bounce_tag("4711"), None);
+        // A rotated key still reads the tags mailed before the rotation.
+        let rotated = Signer::new(
+            "next-key-0123456789abcdef0123456789abc",
+            Some("current-key-0123456789abcdef0123456789"),
+        );
+        assert_eq!(rotated.verify_bounce_tag(&tag), Some(4711));
+        let other = Signer::new("another-key-0123456789abcdef012345678", None);
+        assert_eq!(other.verify_bounce_tag(&tag), None);
     }
 }

@@ -5,7 +5,8 @@
 //! stops `main` with exit 2 and the key's name), the database (reachable, migrations pending),
 //! the secrets, the mail transport (one SMTP session opened by the pool that sends, so check
 //! passes only if sending can connect: TCP, implicit TLS or STARTTLS as configured, EHLO, AUTH
-//! when credentials are given, then QUIT — no MAIL FROM, so nothing is sent), and each enabled
+//! when credentials are given, then QUIT — no MAIL FROM, so nothing is sent), the bounce
+//! mailbox when one is configured (TLS, LOGIN, the folder; nothing is marked read), and each enabled
 //! source (one listing request, nothing stored). Not for: monitoring a running daemon (that is
 //! `/readyz` and `/metrics`).
 //!
@@ -135,6 +136,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
                 None => check_file_dir(&settings, &mut r).await,
             }
         }
+    }
+    match paperboy::bounces::probe_mailbox(&settings.mail).await {
+        None if settings.mail.bounce_address.is_some() => r.warn(
+            "bounces",
+            "`mail.bounce_address` tags each envelope sender, but no `mail.bounce_imap_url` \
+             is read: bounces that arrive later change nothing",
+        ),
+        None => {}
+        Some(Ok(state)) => r.ok("bounce mailbox", state),
+        Some(Err(e)) => r.fail("bounce mailbox", e),
     }
 
     sources_and_summary(settings, store, r).await

@@ -3,6 +3,7 @@
 //! formatting) lives in the leaves `shared` and `progress`, which import no command.
 //! What it is not for: business logic, which lives in the library.
 
+mod bounces;
 mod check;
 mod db;
 mod deliveries;
@@ -90,8 +91,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = TableFormat::Table)]
         format: TableFormat,
     },
-    /// Check the configuration, the database, the SMTP server and the sources.
+    /// Check the configuration, the database, the SMTP server, the bounce mailbox and the
+    /// sources.
     Check,
+    /// Read the bounce mailbox once (mail.bounce_imap_url): record the bounces that arrived
+    /// after sending, suspending addresses that bounce hard.
+    Bounces,
     /// Database tools.
     #[command(subcommand)]
     Db(DbCommand),
@@ -176,6 +181,7 @@ pub async fn dispatch(settings: Settings, command: Command) -> anyhow::Result<Ex
             format,
         } => deliveries::run(settings, status, limit, format).await,
         Command::Check => check::run(settings).await,
+        Command::Bounces => bounces::run(settings).await,
         Command::Db(cmd) => db::run(settings, cmd).await,
         Command::Eval {
             docs,

@@ -189,6 +189,8 @@ async fn dry_run_send(
                     html: rendered.html,
                     unsubscribe_url: view.unsubscribe_url.clone(),
                     date: now,
+                    // No delivery exists to tag: the From address, as without bounce_address.
+                    envelope_from: None,
                 },
             )?;
             mailer.send(&message, &key).await?;

@@ -37,6 +37,33 @@ pub struct MailSettings {
     /// `TCP_NODELAY` on SMTP connections (only ever turned off to measure its effect).
     pub tcp_nodelay: bool,
     pub dkim: Option<DkimSettings>,
+    /// `mail.bounce_address`: the envelope sender, one VERP address per delivery, so a bounce
+    /// that arrives later names its delivery. `None`: the From address, as before.
+    pub bounce_address: Option<BounceAddress>,
+    /// `mail.bounce_imap_url` with `mail.bounce_imap_password_file`: where those bounces arrive.
+    pub bounce_mailbox: Option<ImapUrl>,
+    /// `mail.bounce_check_secs`: how often the daemon reads the bounce mailbox.
+    pub bounce_check_every: Duration,
+    /// Soft bounces (a full mailbox, "delayed") on distinct digests that count as one hard one.
+    pub max_soft_bounces: u32,
+}
+
+/// `mail.bounce_address`, split where a VERP tag goes in: `LOCAL+TAG@DOMAIN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BounceAddress {
+    pub local: String,
+    pub domain: String,
+}
+
+/// `mail.bounce_imap_url` (`imaps://user@host:993/MAILBOX`) and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapUrl {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    /// `INBOX` unless the URL's path names another.
+    pub mailbox: String,
 }
 
 /// The certificates of `mail.tls_ca_file`, read and parsed when the configuration is.
@@ -73,6 +100,85 @@ impl CaFile {
     }
 }
 
+impl BounceAddress {
+    fn parse(value: &str) -> Result<Option<BounceAddress>, ConfigError> {
+        let v = value.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let refuse = |why: &str| invalid("mail.bounce_address", v, why);
+        let address: lettre::Address = v
+            .parse()
+            .map_err(|_| refuse("an address such as \"bounces@example.org\""))?;
+        if address.user().contains('+') || !address.user().is_ascii() {
+            return Err(refuse(
+                "an ASCII address without a `+`: paperboy adds `+TAG` for each delivery",
+            ));
+        }
+        Ok(Some(BounceAddress {
+            local: address.user().to_string(),
+            domain: address.domain().to_string(),
+        }))
+    }
+}
+
+impl ImapUrl {
+    fn parse(value: &str, file_password: Option<String>) -> Result<Option<ImapUrl>, ConfigError> {
+        const FORM: &str = "imaps://user@imap.example.org:993/INBOX, with the password in \
+                            `mail.bounce_imap_password_file` (or in the URL)";
+        let v = value.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let url = url::Url::parse(v)
+            .map_err(|_| invalid("mail.bounce_imap_url", "(unparseable URL)", FORM))?;
+        let refuse = |why: &str| invalid("mail.bounce_imap_url", without_password(v), why);
+        if url.scheme() != "imaps" {
+            return Err(refuse(&format!(
+                "an imaps:// URL (TLS from the first byte): {FORM}"
+            )));
+        }
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
+            _ => return Err(refuse(FORM)),
+        };
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| refuse("a URL whose user and password are UTF-8 once %-decoded"))
+        };
+        let user = decode(url.username())?;
+        if user.is_empty() {
+            return Err(refuse(&format!("a URL that names the user: {FORM}")));
+        }
+        let password = match (file_password, url.password()) {
+            (Some(p), _) => p,
+            (None, Some(p)) => decode(p)?,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    key: "mail.bounce_imap_password_file".into(),
+                    why: "mail.bounce_imap_url names no password; put it in this file (or \
+                          the URL)"
+                        .into(),
+                });
+            }
+        };
+        let mailbox = decode(url.path().trim_matches('/'))?;
+        Ok(Some(ImapUrl {
+            port: url.port().unwrap_or(993),
+            host,
+            user,
+            password: Secret::new(password),
+            mailbox: if mailbox.is_empty() {
+                "INBOX".into()
+            } else {
+                mailbox
+            },
+        }))
+    }
+}
+
 /// DKIM signing: all three keys set, or none.
 #[derive(Debug, Clone)]
 pub struct DkimSettings {
@@ -101,6 +207,11 @@ pub(super) struct RawMail {
     dkim_key_file: String,
     dkim_selector: String,
     dkim_domain: String,
+    bounce_address: String,
+    bounce_imap_url: String,
+    bounce_imap_password_file: String,
+    bounce_check_secs: String,
+    max_soft_bounces: String,
 }
 
 impl MailSettings {
@@ -159,6 +270,35 @@ impl MailSettings {
             )?)),
             tcp_nodelay: parse_bool("mail.tcp_nodelay", &raw.tcp_nodelay)?,
             dkim: DkimSettings::parse(raw)?,
+            bounce_address: BounceAddress::parse(&raw.bounce_address)?,
+            bounce_mailbox: ImapUrl::parse(
+                &raw.bounce_imap_url,
+                read_credential(
+                    "mail.bounce_imap_password_file",
+                    &raw.bounce_imap_password_file,
+                    "the bounce mailbox's password",
+                )?
+                .map(|p| p.trim_end_matches(['\n', '\r']).to_string()),
+            )?,
+            bounce_check_every: Duration::from_secs(u64::from(parse_range(
+                "mail.bounce_check_secs",
+                &raw.bounce_check_secs,
+                10,
+                86_400,
+            )?)),
+            max_soft_bounces: parse_range("mail.max_soft_bounces", &raw.max_soft_bounces, 1, 100)?,
+        })
+        .and_then(|settings| {
+            if settings.bounce_mailbox.is_some() && settings.bounce_address.is_none() {
+                return Err(ConfigError::Missing {
+                    key: "mail.bounce_address".into(),
+                    why: "mail.bounce_imap_url is set, and a bounce is matched to its delivery \
+                          only through the envelope sender this address makes, e.g. \
+                          \"bounces@example.org\" (whose mail arrives in that mailbox)"
+                        .into(),
+                });
+            }
+            Ok(settings)
         })
     }
 }

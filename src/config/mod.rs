@@ -16,8 +16,8 @@ mod sections;
 mod sources;
 mod values;
 
+pub use mail::{BounceAddress, ImapUrl, SmtpLogin, SmtpTls, SmtpUrl};
 pub use mail::{CaFile, DkimSettings, MailSettings, MailTransportKind};
-pub use mail::{SmtpLogin, SmtpTls, SmtpUrl};
 pub use secrets::{Secret, credential_path, without_password};
 pub use sections::{
     DaemonSettings, DatabaseSettings, DigestSettings, LogFormat, LogSettings, MatchingSettings,

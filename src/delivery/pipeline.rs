@@ -501,6 +501,14 @@ async fn prepare(
         return Ok(Prepared::Cancelled("the digest has no papers".into()));
     }
     let rendered = app.renderer.render(&view).map_err(|e| e.to_string())?;
+    let envelope_from = match &app.settings.mail.bounce_address {
+        Some(bounce) => Some(crate::bounces::verp::envelope_sender(
+            bounce,
+            &app.signer,
+            delivery.id,
+        )?),
+        None => None,
+    };
     let message = match build_digest_message(
         &app.settings.mail.from,
         &DigestMessage {
@@ -511,6 +519,7 @@ async fn prepare(
             html: rendered.html,
             unsubscribe_url: view.unsubscribe_url.clone(),
             date: app.clock.now(),
+            envelope_from,
         },
     ) {
         Ok(m) => m,

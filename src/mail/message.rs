@@ -20,6 +20,9 @@ pub struct DigestMessage {
     pub html: String,
     pub unsubscribe_url: String,
     pub date: DateTime<Utc>,
+    /// The envelope sender, where bounces go: the delivery's tagged bounce address
+    /// (`bounces::verp`), or `None` for the From address.
+    pub envelope_from: Option<lettre::Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,7 @@ pub fn build_digest_message(
         })?;
     let message = Message::builder()
         .from(from.clone())
-        .to(to)
+        .to(to.clone())
         .subject(digest.subject.clone())
         .date(digest.date.into())
         .message_id(Some(message_id(&digest.message_key, domain)))
@@ -72,6 +75,15 @@ pub fn build_digest_message(
         // A stable sender id for the providers' feedback loops; nothing per recipient in it.
         .raw_header(raw("Feedback-ID", format!("digest:paperboy:{domain}")))
         .raw_header(raw("Auto-Submitted", "auto-generated".to_string()))
+        .envelope(lettre::address::Envelope::new(
+            Some(
+                digest
+                    .envelope_from
+                    .clone()
+                    .unwrap_or_else(|| from.email.clone()),
+            ),
+            vec![to.email.clone()],
+        )?)
         .multipart(
             MultiPart::alternative()
                 .singlepart(SinglePart::plain(eight_bit(digest.text.clone())))
@@ -139,6 +151,7 @@ mod tests {
             html: "<p>html</p>".into(),
             unsubscribe_url: "https://paperboy.example.org/unsubscribe/tok".into(),
             date: Utc::now(),
+            envelope_from: None,
         }
     }
 
@@ -216,5 +229,41 @@ mod tests {
         assert_eq!(rcpt, ["ann@xn--exmple-cua.org"]);
         let text = String::from_utf8(m.formatted()).unwrap();
         assert!(text.contains("To: ann@xn--exmple-cua.org\r\n"), "{text}");
+    }
+
+    #[test]
+    fn the_envelope_sender_is_the_bounce_address_when_given_and_the_from_address_otherwise() {
+        let from: Mailbox = "Paperboy <digest@paperboy.example.org>".parse().unwrap();
+        let m = build_digest_message(&from, &digest()).unwrap();
+        assert_eq!(
+            m.envelope().from().map(|a| a.to_string()).as_deref(),
+            Some("digest@paperboy.example.org")
+        );
+        let verp: lettre::Address = "bounces+7-0123456789abcdef0123@paperboy.example.org"
+            .parse()
+            .unwrap();
+        let m = build_digest_message(
+            &from,
+            &DigestMessage {
+                envelope_from: Some(verp.clone()),
+                ..digest()
+            },
+        )
+        .unwrap();
+        assert_eq!(m.envelope().from(), Some(&verp));
+        assert_eq!(
+            m.envelope()
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            ["ada@example.org"]
+        );
+        // The From header stays the digest's.
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(
+            text.contains("From: Paperboy <digest@paperboy.example.org>\r\n"),
+            "{text}"
+        );
     }
 }

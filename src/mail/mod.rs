@@ -19,5 +19,5 @@ pub use dkim::{DkimSigner, SIGNED_HEADERS};
 pub use message::{DigestMessage, MessageError, build_digest_message};
 pub use notice::{Notice, NoticeKind, build_notice_message};
 pub use pool::{Class as FailureClass, Failure, Kind as FailureKind, Stage as FailureStage};
-pub use tls::Trust;
+pub use tls::{Handshake, Trust};
 pub use transport::{Mailer, SendError};

@@ -25,7 +25,7 @@
 //! from: a 5xx at RCPT means the address is bad (a hard bounce), while a 5xx at the end of
 //! DATA is about the message.
 
-use super::tls::{Reach, Trust, issuer_of_server};
+use super::tls::{Handshake, Trust};
 use crate::config::{SmtpTls, SmtpUrl};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
@@ -495,7 +495,7 @@ impl SmtpPool {
                 // A verdict on the certificate or the protocol is the configuration's; a
                 // connection lost during the handshake is a passing fault like any other.
                 Err(e) if Trust::has_verdict(&e) => {
-                    return Err((S::Tls, tls(self.tls_refusal(&e, Reach::Implicit).await)));
+                    return Err((S::Tls, tls(self.refusal(&e, Handshake::Implicit).await)));
                 }
                 Err(e) => {
                     return Err((
@@ -562,7 +562,7 @@ impl SmtpPool {
                     .map_err(|_| (S::StartTls, self.no_answer("STARTTLS")))?;
             if let Err(e) = upgraded {
                 let failure = match Trust::has_verdict(&e) {
-                    true => tls(self.tls_refusal(&e, Reach::StartTls).await),
+                    true => tls(self.refusal(&e, Handshake::StartTls).await),
                     false => {
                         let f = Failure::from_lettre(Stage::Connect, &e);
                         let detail = format!("STARTTLS with {host}: {}", f.detail);
@@ -615,30 +615,16 @@ impl SmtpPool {
         Ok(tcp)
     }
 
-    /// What a failed handshake means, in one line. For an issuer we do not trust, the
-    /// certificate is fetched once more without checks, through `reach`, to name the issuer.
-    async fn tls_refusal(
+    /// What a failed handshake with the server means, in one line ([`Trust::refusal`]).
+    async fn refusal(
         &self,
         error: &(dyn std::error::Error + Send + Sync + 'static),
-        reach: fn(TcpStream) -> Reach,
+        handshake: Handshake,
     ) -> String {
-        let host = self.server.host.as_str();
-        let issuer = match Trust::is_unknown_issuer(error) {
-            true => match self.tcp().await {
-                Ok(tcp) => tokio::time::timeout(
-                    self.timeout,
-                    issuer_of_server(host, reach(tcp), &self.hello),
-                )
-                .await
-                .ok()
-                .flatten(),
-                Err(_) => None,
-            },
-            false => None,
-        };
+        let (host, port) = (self.server.host.as_str(), self.server.port);
         self.trust
-            .explain(host, error, issuer.as_deref())
-            .unwrap_or_else(|| format!("TLS with {host} failed: {error}"))
+            .refusal(host, port, error, handshake, self.timeout)
+            .await
     }
 
     /// AUTH PLAIN or LOGIN, only over TLS unless `mail.smtp_plaintext_auth` allows otherwise

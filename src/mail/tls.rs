@@ -320,23 +320,45 @@ impl ServerCertVerifier for Inspect {
     }
 }
 
-/// How [`issuer_of_server`] reaches the certificate: TLS from the first byte, or STARTTLS
-/// after EHLO.
-pub enum Reach {
-    Implicit(tokio::net::TcpStream),
-    StartTls(tokio::net::TcpStream),
+/// How a server's certificate is reached: TLS from the first byte (smtps, imaps), or SMTP's
+/// STARTTLS after EHLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Implicit,
+    StartTls,
+}
+
+impl Trust {
+    /// One line for a failed handshake with `host:port`: what was wrong and what to change.
+    /// For an issuer we do not trust, the certificate is fetched once more, without checks,
+    /// to name the issuer.
+    pub async fn refusal(
+        &self,
+        host: &str,
+        port: u16,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+        handshake: Handshake,
+        timeout: std::time::Duration,
+    ) -> String {
+        let issuer = match Trust::is_unknown_issuer(error) {
+            true => tokio::time::timeout(timeout, issuer_of_server(host, port, handshake))
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
+        self.explain(host, error, issuer.as_deref())
+            .unwrap_or_else(|| format!("TLS with {host} failed: {error}"))
+    }
 }
 
 /// The issuer of the certificate a server presents, read over a session that checks nothing
 /// and is closed before anything but EHLO (and STARTTLS) was said. `None` when it cannot be
 /// had: the explanation then says "an authority".
-pub async fn issuer_of_server(
-    host: &str,
-    reach: Reach,
-    hello: &lettre::transport::smtp::extension::ClientId,
-) -> Option<String> {
-    match reach {
-        Reach::Implicit(tcp) => {
+async fn issuer_of_server(host: &str, port: u16, handshake: Handshake) -> Option<String> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+    match handshake {
+        Handshake::Implicit => {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = client_config(
                 rustls::RootCertStore::empty(),
@@ -350,15 +372,16 @@ pub async fn issuer_of_server(
             let der = tls.get_ref().1.peer_certificates()?.first()?.to_vec();
             issuer_of(&der)
         }
-        Reach::StartTls(tcp) => {
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
+        Handshake::StartTls => {
+            let hello = lettre::transport::smtp::extension::ClientId::default();
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
                 .await
                 .ok()?;
             let parameters = TlsParametersBuilder::new(host.to_string())
                 .dangerous_accept_invalid_certs(true)
                 .build_rustls()
                 .ok()?;
-            conn.starttls(parameters, hello).await.ok()?;
+            conn.starttls(parameters, &hello).await.ok()?;
             let der = conn.peer_certificate().ok();
             let _ = conn.quit().await;
             issuer_of(&der?)

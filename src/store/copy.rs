@@ -136,6 +136,19 @@ pub const TABLES: &[Table] = &[
         identity: Some("id"),
     },
     Table {
+        name: "bounce_reports",
+        columns: &[
+            ("delivery_id", Int),
+            ("subscriber_id", Int),
+            ("kind", Text),
+            ("status", Text),
+            ("detail", Text),
+            ("received_at", Int),
+        ],
+        key: &["delivery_id"],
+        identity: None,
+    },
+    Table {
         name: "delivery_papers",
         columns: &[
             ("delivery_id", Int),

@@ -442,10 +442,7 @@ fn placeholders(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        EmailAddress, Frequency, Interests, MaxPapers, SendTime, SubscriberStatus, TimeZoneName,
-    };
-    use crate::store::NewSubscriber;
+    use crate::store::testing::store_with_subscriber;
 
     fn at(minute: i64) -> DateTime<Utc> {
         "2024-10-25T09:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minute)
@@ -457,23 +454,7 @@ mod tests {
         dir: &tempfile::TempDir,
         rows: &[(&str, i64, Option<i64>)],
     ) -> (Store, Vec<i64>) {
-        let url = format!("sqlite://{}", dir.path().join("claim.db").display());
-        let store = Store::open_and_migrate(&url, 2).await.unwrap();
-        let who = store
-            .add_subscriber(
-                &NewSubscriber {
-                    email: EmailAddress::parse("ada@example.org").unwrap(),
-                    status: SubscriberStatus::Active,
-                    interests: Interests::parse("memory").unwrap(),
-                    frequency: Frequency::Daily,
-                    send_time: "07:00".parse::<SendTime>().unwrap(),
-                    timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                    max_papers: MaxPapers::new(10).unwrap(),
-                },
-                at(0),
-            )
-            .await
-            .unwrap();
+        let (store, who) = store_with_subscriber(dir, "claim.db", at(0)).await;
         let mut ids = Vec::new();
         for (i, (status, next, lease)) in rows.iter().enumerate() {
             let id: i64 = on_pool!(store, p => sqlx::query_scalar(

@@ -20,9 +20,11 @@ mod profile;
 mod sources;
 mod subscribers;
 mod subscriptions;
+#[cfg(test)]
+mod testing;
 mod vectors;
 
-pub use bounces::BounceOutcome;
+pub use bounces::{BounceKind, BounceOutcome, ReportedBounce};
 pub use copy::{CopyReport, NOT_COPIED, TABLES};
 pub use deliveries::{
     ClaimedDelivery, DeliveryPaper, DeliveryRow, DeliveryStatus, PlannedDelivery, PlannedPaper,

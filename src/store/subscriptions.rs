@@ -396,29 +396,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewSubscriber;
+    use crate::store::testing::store_with_subscriber;
 
     #[tokio::test]
     async fn a_bump_moves_the_version_once_from_the_one_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bump.db").display());
-        let store = Store::open_and_migrate(&url, 2).await.unwrap();
         let now = Utc::now();
-        let id = store
-            .add_subscriber(
-                &NewSubscriber {
-                    email: EmailAddress::parse("ada@example.org").unwrap(),
-                    status: SubscriberStatus::Active,
-                    interests: Interests::parse("memory").unwrap(),
-                    frequency: Frequency::Daily,
-                    send_time: "07:00".parse::<SendTime>().unwrap(),
-                    timezone: "UTC".parse::<TimeZoneName>().unwrap(),
-                    max_papers: MaxPapers::new(10).unwrap(),
-                },
-                now,
-            )
-            .await
-            .unwrap();
+        let (store, id) = store_with_subscriber(&dir, "bump.db", now).await;
         let version = store
             .subscriber_by_id(id)
             .await

@@ -26,6 +26,7 @@ mod web_common;
 mod browser;
 mod crash_delivery;
 mod db_copy;
+mod delivery_bounces;
 mod delivery_dkim;
 mod delivery_faults;
 mod delivery_pool;

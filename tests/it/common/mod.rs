@@ -13,12 +13,15 @@
 //!   PostgreSQL database on 127.0.0.1:5432 ([`PgDatabase`]) that is dropped when the test ends.
 //! - `tls_relay`: [`TlsRelay`], aiosmtpd with STARTTLS or implicit TLS and AUTH, with a
 //!   certificate from a private CA ([`TestCa`], made with `openssl`).
+//! - `dovecot`: [`Dovecot`], a real IMAP server with TLS serving one mailbox, for the bounce
+//!   mailbox.
 //! - `tools`: missing tools, free ports, polling.
 //!
 //! Tools a developer laptop may lack (smtp-sink) make a test skip with a printed reason, unless
 //! `PAPERBOY_REQUIRE_ALL=1` is set (CI sets it): then a missing tool fails the test.
 
 mod app;
+mod dovecot;
 mod hf_server;
 mod postgres;
 mod process;
@@ -28,6 +31,7 @@ mod tls_relay;
 mod tools;
 
 pub use app::*;
+pub use dovecot::*;
 pub use hf_server::*;
 pub use postgres::*;
 pub use process::*;

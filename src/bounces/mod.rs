@@ -1,0 +1,189 @@
+//! Bounces that arrive after the server took the message: most providers accept at SMTP time
+//! and report a failure later, as a delivery status notification (RFC 3464) to the envelope
+//! sender. With `mail.bounce_address` set, that sender names its delivery, signed (`verp`);
+//! [`read_mailbox`] reads the unread messages of `mail.bounce_imap_url` (`mailbox`), reads each
+//! notification (`dsn`), believes only a tag we signed, and records what it says once per
+//! delivery (`store::record_bounce_report`):
+//! - a hard bounce (5.x.x) counts as a 5xx at RCPT does, toward `mail.max_hard_bounces` and
+//!   suspension;
+//! - soft ones (4.x.x, "delayed") count as one hard bounce for every `mail.max_soft_bounces`
+//!   digests to the address that bounced softly, since a full mailbox empties again;
+//! - anything else (an auto-reply, a forged tag, a success report) changes nothing.
+//!
+//! Each message is marked read once recorded; a crash in between reads it again, and the
+//! report, already recorded for that delivery, counts once.
+//! Not for: 5xx answers at send time (`delivery`), building the envelope (`delivery`, with
+//! [`verp::envelope_sender`]).
+
+mod dsn;
+mod mailbox;
+pub mod verp;
+
+use crate::config::MailSettings;
+use crate::jobs::App;
+use crate::mail::Trust;
+use crate::store::BounceKind;
+use mailbox::BounceMailbox;
+use tracing::{info, warn};
+use verp::Tagged;
+
+/// What one reading of the bounce mailbox found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Unread messages read.
+    pub read: usize,
+    /// Hard bounces recorded, and soft ones.
+    pub hard: usize,
+    pub soft: usize,
+    /// Addresses suspended by them.
+    pub suspended: usize,
+    /// Notifications whose tag we did not sign: ignored.
+    pub forged: usize,
+    /// Messages that are no delivery status notification of ours (no tag, no report, a
+    /// delivery that no longer exists, a report already recorded).
+    pub ignored: usize,
+}
+
+/// Reads the unread messages of the bounce mailbox once. `Ok(None)` when none is configured.
+pub async fn read_mailbox(app: &App) -> Result<Option<Summary>, String> {
+    let mail = &app.settings.mail;
+    let (Some(url), Some(bounce)) = (&mail.bounce_mailbox, &mail.bounce_address) else {
+        return Ok(None);
+    };
+    let trust = Trust::load(mail.tls_ca.as_ref());
+    let mut mailbox = BounceMailbox::open(url, &trust, mail.timeout).await?;
+    let messages = mailbox.unread().await?;
+    let mut summary = Summary {
+        read: messages.len(),
+        ..Summary::default()
+    };
+    for (uid, raw) in messages {
+        let outcome = match dsn::read(&raw) {
+            None => Ok(Counted::Ignored("not a delivery status notification")),
+            Some(notice) => match verp::delivery_in(bounce, &app.signer, &notice.addressed_to) {
+                Tagged::Untagged => {
+                    Ok(Counted::Ignored("not addressed to a tagged bounce address"))
+                }
+                Tagged::Forged(tag) => {
+                    warn!(uid, tag, "a bounce with a tag we did not sign; ignored");
+                    Ok(Counted::Forged)
+                }
+                Tagged::Delivery(delivery) => record(app, delivery, &notice).await,
+            },
+        };
+        match outcome? {
+            Counted::Ignored(why) => {
+                info!(uid, why, "bounce mailbox: message left as it is");
+                summary.ignored += 1;
+            }
+            Counted::Forged => summary.forged += 1,
+            Counted::Bounce { kind, suspended } => {
+                match kind {
+                    BounceKind::Hard => summary.hard += 1,
+                    BounceKind::Soft => summary.soft += 1,
+                }
+                summary.suspended += usize::from(suspended);
+            }
+        }
+        mailbox.mark_read(uid).await?;
+    }
+    mailbox.close().await;
+    Ok(Some(summary))
+}
+
+/// Whether the bounce mailbox answers, and how many messages wait in it (`paperboy check`).
+pub async fn probe_mailbox(mail: &MailSettings) -> Option<Result<String, String>> {
+    let url = mail.bounce_mailbox.as_ref()?;
+    let trust = Trust::load(mail.tls_ca.as_ref());
+    Some(
+        async {
+            let mut mailbox = BounceMailbox::open(url, &trust, mail.timeout).await?;
+            let unread = mailbox.unread_count().await?;
+            let name = mailbox.name.clone();
+            mailbox.close().await;
+            Ok(format!("{name}: logged in; {unread} unread"))
+        }
+        .await,
+    )
+}
+
+enum Counted {
+    Ignored(&'static str),
+    Forged,
+    Bounce { kind: BounceKind, suspended: bool },
+}
+
+/// Whether the `soft`-th soft bounce since the subscriber confirmed counts as a hard one: every
+/// `max`-th does, so a mailbox full for a day costs nothing and one full for weeks counts.
+fn soft_bounces_count(soft: i64, max: u32) -> bool {
+    soft > 0 && soft % i64::from(max.max(1)) == 0
+}
+
+/// Records the worst of what `notice` says of `delivery`.
+async fn record(app: &App, delivery: i64, notice: &dsn::Notice) -> Result<Counted, String> {
+    let worst = notice
+        .recipients
+        .iter()
+        .filter_map(|r| Some((r.kind()?, r)))
+        .max_by_key(|(kind, _)| matches!(kind, BounceKind::Hard));
+    let Some((kind, report)) = worst else {
+        return Ok(Counted::Ignored("reports no failure"));
+    };
+    let now = app.clock.now();
+    let detail = report.detail();
+    let Some(reported) = app
+        .store
+        .record_bounce_report(delivery, kind, &report.status, &detail, now)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Counted::Ignored(
+            "its delivery is gone or was reported already",
+        ));
+    };
+    let mail = &app.settings.mail;
+    let counts_as_hard = match kind {
+        BounceKind::Hard => Some(format!("bounced later: {detail}")),
+        BounceKind::Soft
+            if soft_bounces_count(reported.soft_since_confirmed, mail.max_soft_bounces) =>
+        {
+            Some(format!(
+                "{} digests bounced softly (mail.max_soft_bounces), the last: {detail}",
+                reported.soft_since_confirmed
+            ))
+        }
+        BounceKind::Soft => None,
+    };
+    let suspended = match counts_as_hard {
+        None => false,
+        Some(text) => {
+            app.store
+                .record_hard_bounce(reported.subscriber, &text, mail.max_hard_bounces, now)
+                .await
+                .map_err(|e| e.to_string())?
+                .suspended
+        }
+    };
+    info!(
+        delivery,
+        subscriber = reported.subscriber.0,
+        kind = ?kind,
+        suspended,
+        detail,
+        "bounce recorded"
+    );
+    Ok(Counted::Bounce { kind, suspended })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_max_th_soft_bounce_counts_as_a_hard_one() {
+        let counted: Vec<i64> = (1..=7).filter(|n| soft_bounces_count(*n, 3)).collect();
+        assert_eq!(counted, [3, 6]);
+        assert!(soft_bounces_count(1, 1));
+        assert!(!soft_bounces_count(0, 3));
+    }
+}
