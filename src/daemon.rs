@@ -464,6 +464,7 @@ async fn bounce_loop(app: App, leadership: Leadership, mut stop: watch::Receiver
                     hard = s.hard,
                     soft = s.soft,
                     suspended = s.suspended,
+                    complaints = s.complaints,
                     forged = s.forged,
                     ignored = s.ignored,
                     "bounce mailbox read"

@@ -8,20 +8,25 @@
 //!   suspension;
 //! - soft ones (4.x.x, "delayed") count as one hard bounce for every `mail.max_soft_bounces`
 //!   digests to the address that bounced softly, since a full mailbox empties again;
-//! - anything else (an auto-reply, a forged tag, a success report) changes nothing.
+//! - a complaint (an abuse report from a feedback loop, `complaint`) unsubscribes the
+//!   subscriber whose signed unsubscribe link the reported digest carries, at once;
+//! - anything else (an auto-reply, a forged tag or link, a success report) changes nothing.
 //!
 //! Each message is marked read once recorded; a crash in between reads it again, and the
 //! report, already recorded for that delivery, counts once.
 //! Not for: 5xx answers at send time (`delivery`), building the envelope (`delivery`, with
 //! [`verp::envelope_sender`]).
 
+mod complaint;
 mod dsn;
 mod mailbox;
 pub mod verp;
 
 use crate::config::MailSettings;
 use crate::jobs::App;
+use crate::links::Purpose;
 use crate::mail::Trust;
+use crate::model::SubscriberId;
 use crate::store::BounceKind;
 use mailbox::BounceMailbox;
 use tracing::{info, warn};
@@ -37,7 +42,9 @@ pub struct Summary {
     pub soft: usize,
     /// Addresses suspended by them.
     pub suspended: usize,
-    /// Notifications whose tag we did not sign: ignored.
+    /// Complaints that unsubscribed their subscriber.
+    pub complaints: usize,
+    /// Notifications whose tag, and complaints whose unsubscribe link, we did not sign: ignored.
     pub forged: usize,
     /// Messages that are no delivery status notification of ours (no tag, no report, a
     /// delivery that no longer exists, a report already recorded).
@@ -58,18 +65,23 @@ pub async fn read_mailbox(app: &App) -> Result<Option<Summary>, String> {
         ..Summary::default()
     };
     for (uid, raw) in messages {
-        let outcome = match dsn::read(&raw) {
-            None => Ok(Counted::Ignored("not a delivery status notification")),
-            Some(notice) => match verp::delivery_in(bounce, &app.signer, &notice.addressed_to) {
-                Tagged::Untagged => {
-                    Ok(Counted::Ignored("not addressed to a tagged bounce address"))
+        let outcome = match (complaint::read(&raw), dsn::read(&raw)) {
+            (Some(report), _) => complain(app, &report).await,
+            (None, None) => Ok(Counted::Ignored(
+                "neither a delivery status notification nor a complaint",
+            )),
+            (None, Some(notice)) => {
+                match verp::delivery_in(bounce, &app.signer, &notice.addressed_to) {
+                    Tagged::Untagged => {
+                        Ok(Counted::Ignored("not addressed to a tagged bounce address"))
+                    }
+                    Tagged::Forged(tag) => {
+                        warn!(uid, tag, "a bounce with a tag we did not sign; ignored");
+                        Ok(Counted::Forged)
+                    }
+                    Tagged::Delivery(delivery) => record(app, delivery, &notice).await,
                 }
-                Tagged::Forged(tag) => {
-                    warn!(uid, tag, "a bounce with a tag we did not sign; ignored");
-                    Ok(Counted::Forged)
-                }
-                Tagged::Delivery(delivery) => record(app, delivery, &notice).await,
-            },
+            }
         };
         match outcome? {
             Counted::Ignored(why) => {
@@ -77,6 +89,10 @@ pub async fn read_mailbox(app: &App) -> Result<Option<Summary>, String> {
                 summary.ignored += 1;
             }
             Counted::Forged => summary.forged += 1,
+            Counted::Complaint { unsubscribed } => {
+                summary.complaints += usize::from(unsubscribed);
+                summary.ignored += usize::from(!unsubscribed);
+            }
             Counted::Bounce { kind, suspended } => {
                 match kind {
                     BounceKind::Hard => summary.hard += 1,
@@ -110,7 +126,43 @@ pub async fn probe_mailbox(mail: &MailSettings) -> Option<Result<String, String>
 enum Counted {
     Ignored(&'static str),
     Forged,
-    Bounce { kind: BounceKind, suspended: bool },
+    /// A verified complaint; false when its subscriber had unsubscribed already.
+    Complaint {
+        unsubscribed: bool,
+    },
+    Bounce {
+        kind: BounceKind,
+        suspended: bool,
+    },
+}
+
+/// Unsubscribes whom a complaint's digest was for, when its unsubscribe link verifies.
+async fn complain(app: &App, report: &complaint::Complaint) -> Result<Counted, String> {
+    let Some(token) = &report.unsubscribe_token else {
+        return Ok(Counted::Ignored("a complaint without the digest's headers"));
+    };
+    let now = app.clock.now();
+    match app.signer.verify(token, Purpose::Unsubscribe, now) {
+        Err(e) => {
+            warn!(error = %e, "a complaint whose unsubscribe link we did not sign; ignored");
+            Ok(Counted::Forged)
+        }
+        Ok(claims) => {
+            let id = SubscriberId(claims.subscriber_id);
+            let unsubscribed = app
+                .store
+                .unsubscribe(id, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(
+                subscriber = id.0,
+                feedback_type = report.feedback_type,
+                unsubscribed,
+                "complaint: unsubscribed"
+            );
+            Ok(Counted::Complaint { unsubscribed })
+        }
+    }
 }
 
 /// Whether the `soft`-th soft bounce since the subscriber confirmed counts as a hard one: every

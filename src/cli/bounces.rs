@@ -20,8 +20,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         Ok(Some(s)) => {
             println!(
                 "read {} unread messages: {} hard bounces, {} soft ones, {} addresses \
-                 suspended; {} forged tags and {} other messages ignored",
-                s.read, s.hard, s.soft, s.suspended, s.forged, s.ignored
+                 suspended, {} complaints unsubscribed; {} forged tags or links and {} other \
+                 messages ignored",
+                s.read, s.hard, s.soft, s.suspended, s.complaints, s.forged, s.ignored
             );
             Ok(ExitCode::SUCCESS)
         }

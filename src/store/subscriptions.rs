@@ -287,6 +287,23 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Unsubscribes, from whatever status but unsubscribed: the one-click link and a
+    /// complaint ("this is spam") both end a subscription this way. Returns whether it did.
+    pub async fn unsubscribe(
+        &self,
+        id: SubscriberId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let from = [
+            SubscriberStatus::Active,
+            SubscriberStatus::Paused,
+            SubscriberStatus::Pending,
+            SubscriberStatus::Suspended,
+        ];
+        self.change_status(id, &from, SubscriberStatus::Unsubscribed, now)
+            .await
+    }
+
     /// Bumps the token version of a subscriber from `seen` (the version the caller checked),
     /// which switches off every revocable link signed so far (`links::Purpose::revocable`).
     /// Returns the new version, or `None` when the version had already moved on or the

@@ -73,18 +73,7 @@ pub async fn unsubscribe(
         Err(page) => return page,
     };
     let id = SubscriberId(claims.subscriber_id);
-    let from = [
-        SubscriberStatus::Active,
-        SubscriberStatus::Paused,
-        SubscriberStatus::Pending,
-        SubscriberStatus::Suspended,
-    ];
-    match web
-        .app
-        .store
-        .change_status(id, &from, SubscriberStatus::Unsubscribed, now)
-        .await
-    {
+    match web.app.store.unsubscribe(id, now).await {
         Ok(changed) => {
             if changed {
                 info!(subscriber = %id, "unsubscribed");

@@ -5,6 +5,8 @@
 //! - a hard bounce suspends its address (`mail.max_hard_bounces` = 1);
 //! - a soft one (delayed) does not;
 //! - a bounce whose tag we did not sign, and a message that is no bounce, change nothing;
+//! - a complaint (an abuse report holding the digest) unsubscribes its recipient at once, and
+//!   one whose unsubscribe link we did not sign unsubscribes nobody;
 //! - each report counts once, even when the same bounce arrives twice;
 //! - `paperboy check` logs in to the mailbox, and a wrong password is named as such.
 
@@ -73,6 +75,39 @@ fn postfix_dsn(
     )
 }
 
+/// An abuse report (ARF, RFC 5965) as a feedback loop sends one: the complained-of message
+/// attached whole.
+fn abuse_report(original: &str) -> String {
+    format!(
+        "From: Feedback Loop <fbl@mx.example.net>\n\
+         Date: Fri, 25 Oct 2024 10:00:00 +0000\n\
+         Subject: Abuse report\n\
+         To: {BOUNCE_ADDRESS}\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=feedback-report;\n\
+         \tboundary=\"arf_boundary_5965\"\n\
+         \n\
+         --arf_boundary_5965\n\
+         Content-Type: text/plain; charset=us-ascii\n\
+         \n\
+         This is an email abuse report for a message received from 192.0.2.1.\n\
+         \n\
+         --arf_boundary_5965\n\
+         Content-Type: message/feedback-report\n\
+         \n\
+         Feedback-Type: abuse\n\
+         User-Agent: ExampleFBL/1.0\n\
+         Version: 1\n\
+         \n\
+         --arf_boundary_5965\n\
+         Content-Type: message/rfc822\n\
+         Content-Disposition: inline\n\
+         \n\
+         {original}\n\
+         --arf_boundary_5965--\n"
+    )
+}
+
 /// A private CA and Dovecot serving the bounce mailbox with a certificate it issued; `None`
 /// when a tool is missing (skipped with a reason, or a failure under PAPERBOY_REQUIRE_ALL=1).
 fn mailbox_or_skip(test: &str) -> Option<(TestCa, Dovecot)> {
@@ -92,7 +127,7 @@ fn bounces_that_arrive_later_suspend_hard_ones_only_and_believe_only_signed_tags
     let Some((ca, imap)) = mailbox_or_skip(TEST) else {
         return;
     };
-    let (app, _server, db) = app_mailing(sink.url(), 3);
+    let (app, _server, db) = app_mailing(sink.url(), 4);
     let creds = tempfile::tempdir().expect("tempdir");
     let password_file = creds.path().join("imap_password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("write the password");
@@ -120,12 +155,12 @@ fn bounces_that_arrive_later_suspend_hard_ones_only_and_believe_only_signed_tags
 
     // Each digest's envelope sender names its delivery.
     run(&["send"], T).assert_success();
-    let sent = sink.wait_for_messages(3, std::time::Duration::from_secs(10));
+    let sent = sink.wait_for_messages(4, std::time::Duration::from_secs(10));
     let verp: HashMap<String, String> = sent
         .iter()
         .map(|m| (m.envelope_to[0].clone(), m.envelope_from.clone()))
         .collect();
-    assert_eq!(verp.len(), 3, "{verp:?}");
+    assert_eq!(verp.len(), 4, "{verp:?}");
     for (to, from) in &verp {
         assert!(
             from.starts_with("bounces+") && from.ends_with("@paperboy.example.org"),
@@ -138,7 +173,11 @@ fn bounces_that_arrive_later_suspend_hard_ones_only_and_believe_only_signed_tags
             "the From header stays the digest's"
         );
     }
-    let (hard, soft, forged) = (address(0), address(1), address(2));
+    let (hard, soft, forged, complains) = (address(0), address(1), address(2), address(3));
+    let digest_to = |to: &str| {
+        let m = sent.iter().find(|m| m.envelope_to[0] == to).unwrap();
+        String::from_utf8_lossy(&m.raw).into_owned()
+    };
 
     imap.append(&postfix_dsn(
         &verp[&hard],
@@ -168,11 +207,16 @@ fn bounces_that_arrive_later_suspend_hard_ones_only_and_believe_only_signed_tags
         "From: reader00002@example.net\nTo: digest@paperboy.example.org\n\
          Subject: Out of office\n\nI am away until Monday.\n",
     );
+    // reader3 marks the digest as spam; a second report carries reader1's digest with its
+    // unsubscribe token altered.
+    imap.append(&abuse_report(&digest_to(&complains)));
+    let tampered = digest_to(&soft).replacen("/unsubscribe/", "/unsubscribe/x", 1);
+    imap.append(&abuse_report(&tampered));
 
     let out = run(&["check"], T);
     assert!(
         out.stdout.contains(&format!(
-            "ok    bounce mailbox: {USER}@localhost:{}/INBOX: logged in; 4 unread",
+            "ok    bounce mailbox: {USER}@localhost:{}/INBOX: logged in; 6 unread",
             imap.port()
         )),
         "{out}"
@@ -182,14 +226,18 @@ fn bounces_that_arrive_later_suspend_hard_ones_only_and_believe_only_signed_tags
     out.assert_success();
     assert!(
         out.stdout.contains(
-            "read 4 unread messages: 1 hard bounces, 1 soft ones, 1 addresses suspended; 1 \
-             forged tags and 1 other messages ignored"
+            "read 6 unread messages: 1 hard bounces, 1 soft ones, 1 addresses suspended, 1 \
+             complaints unsubscribed; 2 forged tags or links and 1 other messages ignored"
         ),
         "{out}"
     );
     assert_eq!(db.subscriber_state(&hard), ("suspended".to_string(), 1));
     assert_eq!(db.subscriber_state(&soft), ("active".to_string(), 0));
     assert_eq!(db.subscriber_state(&forged), ("active".to_string(), 0));
+    assert_eq!(
+        db.subscriber_state(&complains),
+        ("unsubscribed".to_string(), 0)
+    );
 
     // Read: nothing new. The same bounce delivered again counts once.
     let out = run(&["bounces"], T);
