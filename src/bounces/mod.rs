@@ -12,6 +12,10 @@
 //!   subscriber whose signed unsubscribe link the reported digest carries, at once;
 //! - anything else (an auto-reply, a forged tag or link, a success report) changes nothing.
 //!
+//! The webhooks of mail services (Amazon SES, Postmark: `providers`, called by
+//! `web::webhooks` once the call's password checks out) report by address instead; their
+//! reports go through the same counting ([`apply_reports`]).
+//!
 //! Each message is marked read once recorded; a crash in between reads it again, and the
 //! report, already recorded for that delivery, counts once.
 //! Not for: 5xx answers at send time (`delivery`), building the envelope (`delivery`, with
@@ -20,15 +24,17 @@
 mod complaint;
 mod dsn;
 mod mailbox;
+pub mod providers;
 pub mod verp;
 
 use crate::config::MailSettings;
 use crate::jobs::App;
 use crate::links::Purpose;
 use crate::mail::Trust;
-use crate::model::SubscriberId;
+use crate::model::{EmailAddress, SubscriberId};
 use crate::store::BounceKind;
 use mailbox::BounceMailbox;
+use providers::ProviderReport;
 use tracing::{info, warn};
 use verp::Tagged;
 
@@ -83,24 +89,11 @@ pub async fn read_mailbox(app: &App) -> Result<Option<Summary>, String> {
                 }
             }
         };
-        match outcome? {
-            Counted::Ignored(why) => {
-                info!(uid, why, "bounce mailbox: message left as it is");
-                summary.ignored += 1;
-            }
-            Counted::Forged => summary.forged += 1,
-            Counted::Complaint { unsubscribed } => {
-                summary.complaints += usize::from(unsubscribed);
-                summary.ignored += usize::from(!unsubscribed);
-            }
-            Counted::Bounce { kind, suspended } => {
-                match kind {
-                    BounceKind::Hard => summary.hard += 1,
-                    BounceKind::Soft => summary.soft += 1,
-                }
-                summary.suspended += usize::from(suspended);
-            }
+        let outcome = outcome?;
+        if let Counted::Ignored(why) = &outcome {
+            info!(uid, why, "bounce mailbox: message left as it is");
         }
+        summary.count(outcome);
         mailbox.mark_read(uid).await?;
     }
     mailbox.close().await;
@@ -123,6 +116,26 @@ pub async fn probe_mailbox(mail: &MailSettings) -> Option<Result<String, String>
     )
 }
 
+impl Summary {
+    fn count(&mut self, counted: Counted) {
+        match counted {
+            Counted::Ignored(_) => self.ignored += 1,
+            Counted::Forged => self.forged += 1,
+            Counted::Complaint { unsubscribed } => {
+                self.complaints += usize::from(unsubscribed);
+                self.ignored += usize::from(!unsubscribed);
+            }
+            Counted::Bounce { kind, suspended } => {
+                match kind {
+                    BounceKind::Hard => self.hard += 1,
+                    BounceKind::Soft => self.soft += 1,
+                }
+                self.suspended += usize::from(suspended);
+            }
+        }
+    }
+}
+
 enum Counted {
     Ignored(&'static str),
     Forged,
@@ -134,6 +147,71 @@ enum Counted {
         kind: BounceKind,
         suspended: bool,
     },
+}
+
+/// What the webhook of a mail service reported ([`providers`]), done as the same reports from
+/// the bounce mailbox are: a bounce counts against the delivery it names (its Message-ID), or
+/// else the last digest sent to the address, once; a complaint unsubscribes the address.
+pub async fn apply_reports(app: &App, reports: &[ProviderReport]) -> Result<Summary, String> {
+    let mut summary = Summary {
+        read: reports.len(),
+        ..Summary::default()
+    };
+    for report in reports {
+        let counted = match report {
+            ProviderReport::Bounce {
+                email,
+                kind,
+                status,
+                detail,
+                message_id,
+            } => {
+                let key = message_id.as_deref().and_then(message_key);
+                let delivery = match EmailAddress::parse(email) {
+                    Ok(address) => app
+                        .store
+                        .delivery_for_report(&address, key)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    Err(_) => None,
+                };
+                match delivery {
+                    Some(delivery) => record_bounce(app, delivery, *kind, status, detail).await?,
+                    None => Counted::Ignored("no digest was sent to that address"),
+                }
+            }
+            ProviderReport::Complaint { email } => {
+                let subscriber = match EmailAddress::parse(email) {
+                    Ok(address) => app
+                        .store
+                        .subscriber_by_email(&address)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    Err(_) => None,
+                };
+                match subscriber {
+                    Some(s) => {
+                        unsubscribe_for_complaint(app, SubscriberId(s.id), "webhook").await?
+                    }
+                    None => Counted::Ignored("a complaint about an address we do not mail"),
+                }
+            }
+        };
+        summary.count(counted);
+    }
+    Ok(summary)
+}
+
+/// The key of one of our Message-IDs, `<KEY@domain>` (`mail::message_id`).
+fn message_key(message_id: &str) -> Option<&str> {
+    let inner = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    inner
+        .rsplit_once('@')
+        .map(|(key, _)| key)
+        .filter(|k| !k.is_empty())
 }
 
 /// Unsubscribes whom a complaint's digest was for, when its unsubscribe link verifies.
@@ -148,21 +226,32 @@ async fn complain(app: &App, report: &complaint::Complaint) -> Result<Counted, S
             Ok(Counted::Forged)
         }
         Ok(claims) => {
-            let id = SubscriberId(claims.subscriber_id);
-            let unsubscribed = app
-                .store
-                .unsubscribe(id, now)
-                .await
-                .map_err(|e| e.to_string())?;
-            info!(
-                subscriber = id.0,
-                feedback_type = report.feedback_type,
-                unsubscribed,
-                "complaint: unsubscribed"
-            );
-            Ok(Counted::Complaint { unsubscribed })
+            unsubscribe_for_complaint(
+                app,
+                SubscriberId(claims.subscriber_id),
+                &report.feedback_type,
+            )
+            .await
         }
     }
+}
+
+/// A complaint's effect: the subscription ends at once, as the unsubscribe link would end it.
+async fn unsubscribe_for_complaint(
+    app: &App,
+    id: SubscriberId,
+    what: &str,
+) -> Result<Counted, String> {
+    let unsubscribed = app
+        .store
+        .unsubscribe(id, app.clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(
+        subscriber = id.0,
+        what, unsubscribed, "complaint: unsubscribed"
+    );
+    Ok(Counted::Complaint { unsubscribed })
 }
 
 /// Whether the `soft`-th soft bounce since the subscriber confirmed counts as a hard one: every
@@ -181,11 +270,21 @@ async fn record(app: &App, delivery: i64, notice: &dsn::Notice) -> Result<Counte
     let Some((kind, report)) = worst else {
         return Ok(Counted::Ignored("reports no failure"));
     };
+    record_bounce(app, delivery, kind, &report.status, &report.detail()).await
+}
+
+/// What a bounce of `kind` does, once per delivery, wherever it was reported.
+async fn record_bounce(
+    app: &App,
+    delivery: i64,
+    kind: BounceKind,
+    status: &str,
+    detail: &str,
+) -> Result<Counted, String> {
     let now = app.clock.now();
-    let detail = report.detail();
     let Some(reported) = app
         .store
-        .record_bounce_report(delivery, kind, &report.status, &detail, now)
+        .record_bounce_report(delivery, kind, status, detail, now)
         .await
         .map_err(|e| e.to_string())?
     else {
@@ -230,6 +329,17 @@ async fn record(app: &App, delivery: i64, notice: &dsn::Notice) -> Result<Counte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_message_ids_give_their_delivery_key() {
+        assert_eq!(
+            message_key("<digest.2024-10-25.4.ab@paperboy.example.org>"),
+            Some("digest.2024-10-25.4.ab")
+        );
+        assert_eq!(message_key(" digest.x@d "), Some("digest.x"));
+        assert_eq!(message_key("<@d>"), None);
+        assert_eq!(message_key("no-at-sign"), None);
+    }
 
     #[test]
     fn every_max_th_soft_bounce_counts_as_a_hard_one() {

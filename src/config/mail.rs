@@ -46,6 +46,9 @@ pub struct MailSettings {
     pub bounce_check_every: Duration,
     /// Soft bounces (a full mailbox, "delayed") on distinct digests that count as one hard one.
     pub max_soft_bounces: u32,
+    /// `mail.webhook_secret_file`: the password the bounce and complaint webhooks of Amazon
+    /// SES (through SNS) and Postmark must present (HTTP Basic); `None` turns them off.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// `mail.bounce_address`, split where a VERP tag goes in: `LOCAL+TAG@DOMAIN`.
@@ -98,6 +101,28 @@ impl CaFile {
         }
         Ok(Some(CaFile { path, certificates }))
     }
+}
+
+/// `mail.webhook_secret_file`'s secret: long enough that guessing it is hopeless.
+fn webhook_secret(file: &str) -> Result<Option<Secret>, ConfigError> {
+    let Some(text) = read_credential(
+        "mail.webhook_secret_file",
+        file,
+        "the webhooks' password (e.g. `openssl rand -hex 24`)",
+    )?
+    else {
+        return Ok(None);
+    };
+    let secret = text.trim();
+    if secret.len() < 24 || secret.contains(char::is_whitespace) {
+        return Err(invalid(
+            "mail.webhook_secret_file",
+            credential_path(file.trim()).display(),
+            "a file holding one password of at least 24 characters without spaces, e.g. \
+             from `openssl rand -hex 24`",
+        ));
+    }
+    Ok(Some(Secret::new(secret)))
 }
 
 impl BounceAddress {
@@ -212,6 +237,7 @@ pub(super) struct RawMail {
     bounce_imap_password_file: String,
     bounce_check_secs: String,
     max_soft_bounces: String,
+    webhook_secret_file: String,
 }
 
 impl MailSettings {
@@ -287,6 +313,7 @@ impl MailSettings {
                 86_400,
             )?)),
             max_soft_bounces: parse_range("mail.max_soft_bounces", &raw.max_soft_bounces, 1, 100)?,
+            webhook_secret: webhook_secret(&raw.webhook_secret_file)?,
         })
         .and_then(|settings| {
             if settings.bounce_mailbox.is_some() && settings.bounce_address.is_none() {

@@ -7,7 +7,7 @@
 //! resets the count). Not for: temporary failures at send time, which stay on the delivery row.
 
 use super::{Store, StoreError, on_pool, to_ms};
-use crate::model::SubscriberId;
+use crate::model::{EmailAddress, SubscriberId};
 use chrono::{DateTime, Utc};
 
 /// What recording a bounce did to the subscriber.
@@ -46,6 +46,25 @@ pub struct ReportedBounce {
 }
 
 impl Store {
+    /// The delivery a mail service's bounce report is about: the one with this Message-ID key
+    /// to this address, or else the last digest sent to the address.
+    pub async fn delivery_for_report(
+        &self,
+        email: &EmailAddress,
+        message_key: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_scalar(
+            "SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+              WHERE s.email = $1 AND d.status = 'sent'
+              ORDER BY (d.message_id = $2) DESC, d.sent_at DESC, d.id DESC
+              LIMIT 1"
+        )
+        .bind(email.as_str())
+        .bind(message_key.unwrap_or(""))
+        .fetch_optional(p)
+        .await)?)
+    }
+
     /// Records what a bounce report says of `delivery`, once: `None` when there is no such
     /// delivery (any more) or a report on it was recorded already.
     pub async fn record_bounce_report(

@@ -24,13 +24,14 @@ mod pages;
 mod preview;
 mod security;
 mod subscribe;
+mod webhooks;
 
 use crate::jobs::App;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::sync::Arc;
 
 /// The largest request body accepted: a form with 2,000 characters of interests fits many
@@ -110,6 +111,8 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/webhooks/ses", post(webhooks::ses))
+        .route("/webhooks/postmark", post(webhooks::postmark))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),

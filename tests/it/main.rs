@@ -32,6 +32,7 @@ mod delivery_faults;
 mod delivery_pool;
 mod delivery_schedule;
 mod delivery_tls;
+mod delivery_webhooks;
 mod digest_flow;
 mod leader_lease;
 mod matching_feedback;
