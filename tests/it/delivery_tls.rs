@@ -77,7 +77,7 @@ fn relay_or_skip(
 ) -> Option<(TestCa, TlsRelay)> {
     let ca = TestCa::create_or_skip(test)?;
     let certificate = ca.issue(label, names);
-    let relay = TlsRelay::start_or_skip(test, tls, &certificate, USER, PASSWORD)?;
+    let relay = TlsRelay::start_or_skip(test, tls, &certificate, Some((USER, PASSWORD)))?;
     Some((ca, relay))
 }
 
@@ -276,4 +276,49 @@ fn a_certificate_for_another_name_is_refused_naming_the_names_it_holds() {
         "{line}"
     );
     assert!(relay.messages().is_empty());
+}
+
+#[test]
+fn an_expired_certificate_and_a_server_without_auth_are_named_as_such() {
+    const TEST: &str = "an_expired_certificate_and_a_server_without_auth_are_named_as_such";
+    let Some(ca) = TestCa::create_or_skip(TEST) else {
+        return;
+    };
+    let ca_file = ca.certificate.display().to_string();
+    let trusted = [("PAPERBOY__MAIL__TLS_CA_FILE", ca_file.as_str())];
+
+    let expired = ca.issue_expired("expired", LOCALHOST);
+    let Some(relay) =
+        TlsRelay::start_or_skip(TEST, RelayTls::Implicit, &expired, Some((USER, PASSWORD)))
+    else {
+        return;
+    };
+    let app = TestApp::builder()
+        .smtp_url(relay_url(RelayTls::Implicit, relay.port(), PASSWORD))
+        .build();
+    let (out, line) = check(&app, relay.port(), &trusted);
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(
+        line.contains("the certificate of localhost expired on 2020-02-01 00:00 UTC")
+            && line.contains("renew"),
+        "{line}"
+    );
+
+    let certificate = ca.issue("localhost", LOCALHOST);
+    let Some(no_auth) = TlsRelay::start_or_skip(TEST, RelayTls::StartTls, &certificate, None)
+    else {
+        return;
+    };
+    let app = TestApp::builder()
+        .smtp_url(relay_url(RelayTls::StartTls, no_auth.port(), PASSWORD))
+        .build();
+    let (out, line) = check(&app, no_auth.port(), &trusted);
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(
+        line.contains("STARTTLS ok")
+            && line.contains("localhost offers no AUTH PLAIN or LOGIN")
+            && line.contains("`mail.smtp_url`"),
+        "{line}"
+    );
+    assert!(!out.all_output().contains(PASSWORD), "{out}");
 }

@@ -4,7 +4,9 @@ directory as JSON (envelope, authenticated user, whether the session was encrypt
 Failed AUTH attempts are counted in the file `auth-failures`, one line each.
 
     python3 tls_relay.py --port P --mode starttls|implicit --cert C --key K \
-        --user U --password W --out DIR
+        [--user U --password W] --out DIR
+
+Without --user it offers no AUTH mechanism at all.
 
 Prints "ready" once it accepts connections; stops when stdin closes or on SIGTERM.
 """
@@ -26,8 +28,8 @@ def main():
     p.add_argument("--mode", choices=["starttls", "implicit"], required=True)
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
+    p.add_argument("--user")
+    p.add_argument("--password")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -65,19 +67,18 @@ def main():
             os.rename(name + ".tmp", name)
             return "250 OK"
 
-    common = dict(
-        hostname="127.0.0.1",
-        port=a.port,
-        server_hostname="localhost",
-        authenticator=authenticator,
-        auth_required=True,
-    )
+    common = dict(hostname="127.0.0.1", port=a.port, server_hostname="localhost")
+    if a.user is not None:
+        common.update(authenticator=authenticator, auth_required=True)
+    else:
+        # aiosmtpd offers its own LOGIN and PLAIN unless told not to.
+        common.update(auth_exclude_mechanism=["LOGIN", "PLAIN"])
     if a.mode == "starttls":
         controller = Controller(
             Handler(),
             tls_context=context,
             require_starttls=True,
-            auth_require_tls=True,
+            auth_require_tls=a.user is not None,
             **common,
         )
     else:

@@ -63,6 +63,15 @@ impl TestCa {
 
     /// A server certificate for `names` (`DNS:localhost,IP:127.0.0.1`), signed by this CA.
     pub fn issue(&self, label: &str, names: &str) -> ServerCertificate {
+        self.sign(label, names, None)
+    }
+
+    /// As [`TestCa::issue`], valid only in January 2020: long expired.
+    pub fn issue_expired(&self, label: &str, names: &str) -> ServerCertificate {
+        self.sign(label, names, Some(("20200101000000Z", "20200201000000Z")))
+    }
+
+    fn sign(&self, label: &str, names: &str, dates: Option<(&str, &str)>) -> ServerCertificate {
         let path = |ext: &str| self.dir.path().join(format!("{label}.{ext}"));
         let (key, csr, certificate, ext) = (path("key"), path("csr"), path("pem"), path("ext"));
         std::fs::write(
@@ -87,23 +96,72 @@ impl TestCa {
             "-out",
             &csr.display().to_string(),
         ]);
-        let _ = openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr.display().to_string(),
-            "-CA",
-            &self.certificate.display().to_string(),
-            "-CAkey",
-            &self.dir.path().join("ca.key").display().to_string(),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            &ext.display().to_string(),
-            "-out",
-            &certificate.display().to_string(),
-        ]);
+        let (ca_cert, ca_key) = (
+            self.certificate.display().to_string(),
+            self.dir.path().join("ca.key").display().to_string(),
+        );
+        let (csr, ext_s, out) = (
+            csr.display().to_string(),
+            ext.display().to_string(),
+            certificate.display().to_string(),
+        );
+        match dates {
+            None => {
+                let _ = openssl(&[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_cert,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &ext_s,
+                    "-out",
+                    &out,
+                ]);
+            }
+            // `openssl x509` cannot choose the dates; `openssl ca` can, with a database.
+            Some((start, end)) => {
+                let dir = self.dir.path().display().to_string();
+                let config = self.dir.path().join("ca.cnf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[ca]\ndefault_ca = test_ca\n[test_ca]\ndatabase = {dir}/index.txt\n\
+                         new_certs_dir = {dir}\nserial = {dir}/serial\ndefault_md = sha256\n\
+                         policy = any\n[any]\ncommonName = supplied\n"
+                    ),
+                )
+                .expect("write ca.cnf");
+                std::fs::write(self.dir.path().join("index.txt"), "").expect("index");
+                std::fs::write(self.dir.path().join("serial"), "1000\n").expect("serial");
+                let _ = openssl(&[
+                    "ca",
+                    "-batch",
+                    "-config",
+                    &config.display().to_string(),
+                    "-cert",
+                    &ca_cert,
+                    "-keyfile",
+                    &ca_key,
+                    "-startdate",
+                    start,
+                    "-enddate",
+                    end,
+                    "-in",
+                    &csr,
+                    "-extfile",
+                    &ext_s,
+                    "-out",
+                    &out,
+                ]);
+            }
+        }
         ServerCertificate { certificate, key }
     }
 }
@@ -139,14 +197,14 @@ pub struct TlsRelay {
 }
 
 impl TlsRelay {
-    /// Starts aiosmtpd accepting `user` with `password` only. `None` (skipped with a reason,
-    /// or a failure under `PAPERBOY_REQUIRE_ALL=1`) without Python's aiosmtpd.
+    /// Starts aiosmtpd requiring AUTH as `login` (user, password), or offering no AUTH at all
+    /// for `None`. `None` (skipped with a reason, or a failure under
+    /// `PAPERBOY_REQUIRE_ALL=1`) without Python's aiosmtpd.
     pub fn start_or_skip(
         test: &str,
         tls: RelayTls,
         certificate: &ServerCertificate,
-        user: &str,
-        password: &str,
+        login: Option<(&str, &str)>,
     ) -> Option<TlsRelay> {
         let have = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
@@ -160,8 +218,12 @@ impl TlsRelay {
         let out = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/tls_relay.py");
-        let mut child = Command::new("python3")
-            .arg(script)
+        let mut command = Command::new("python3");
+        command.arg(script);
+        if let Some((user, password)) = login {
+            command.args(["--user", user, "--password", password]);
+        }
+        let mut child = command
             .args(["--port", &port.to_string()])
             .args([
                 "--mode",
@@ -174,7 +236,6 @@ impl TlsRelay {
             .arg(&certificate.certificate)
             .arg("--key")
             .arg(&certificate.key)
-            .args(["--user", user, "--password", password])
             .arg("--out")
             .arg(out.path())
             .stdin(Stdio::piped())
