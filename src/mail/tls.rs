@@ -1,4 +1,5 @@
-//! Which SMTP servers paperboy trusts, and what a refused certificate means, in words.
+//! Which mail servers paperboy trusts (SMTP, and the bounce mailbox over IMAPS), and what a
+//! refused certificate means, in words.
 //!
 //! What for: one set of roots for both ways of securing a session (implicit TLS, which the
 //! pool does with tokio-rustls, and STARTTLS, which lettre does): the operating system's trust
