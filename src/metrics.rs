@@ -129,6 +129,7 @@ pub struct Metrics {
     digests_failed: Counter,
     send_seconds: Histogram,
     smtp_errors: Family<Labels, Counter>,
+    bounce_reports: Family<Labels, Counter>,
     confirmations_withheld: Counter,
     /// The plan/send loop's liveness (the watchdog and `/readyz` read it).
     pub scheduler: Heartbeat,
@@ -194,8 +195,14 @@ impl Metrics {
         let smtp_errors = Family::<Labels, Counter>::default();
         registry.register(
             "paperboy_smtp_errors",
-            "SMTP failures by class: transient (4xx), permanent (5xx), connection, timeout, tls, other",
+            "SMTP failures by class: transient (4xx), permanent (5xx), connection, timeout, tls, auth, other",
             smtp_errors.clone(),
+        );
+        let bounce_reports = Family::<Labels, Counter>::default();
+        registry.register(
+            "paperboy_bounce_reports",
+            "Reports that arrived after sending (bounce mailbox, webhooks), by outcome: hard, soft, complaint (unsubscribed), forged (a tag or link we did not sign), ignored",
+            bounce_reports.clone(),
         );
         let confirmations_withheld = Counter::default();
         registry.register(
@@ -222,6 +229,7 @@ impl Metrics {
             digests_failed,
             send_seconds,
             smtp_errors,
+            bounce_reports,
             confirmations_withheld,
             scheduler: Heartbeat::new(),
             started_at,
@@ -281,6 +289,16 @@ impl Metrics {
             self.smtp_errors
                 .get_or_create(&label("class", class_label(class)))
                 .inc();
+        }
+    }
+
+    /// Reports that arrived after sending, by outcome (`hard`, `soft`, `complaint`,
+    /// `forged`, `ignored`).
+    pub fn bounce_reports(&self, counts: &[(&str, usize)]) {
+        for (outcome, n) in counts {
+            self.bounce_reports
+                .get_or_create(&label("outcome", outcome))
+                .inc_by(*n as u64);
         }
     }
 

@@ -97,6 +97,7 @@ pub async fn read_mailbox(app: &App) -> Result<Option<Summary>, String> {
         mailbox.mark_read(uid).await?;
     }
     mailbox.close().await;
+    summary.publish(app);
     Ok(Some(summary))
 }
 
@@ -117,6 +118,17 @@ pub async fn probe_mailbox(mail: &MailSettings) -> Option<Result<String, String>
 }
 
 impl Summary {
+    /// Adds this reading to `paperboy_bounce_reports_total`.
+    fn publish(&self, app: &App) {
+        app.metrics.bounce_reports(&[
+            ("hard", self.hard),
+            ("soft", self.soft),
+            ("complaint", self.complaints),
+            ("forged", self.forged),
+            ("ignored", self.ignored),
+        ]);
+    }
+
     fn count(&mut self, counted: Counted) {
         match counted {
             Counted::Ignored(_) => self.ignored += 1,
@@ -199,6 +211,7 @@ pub async fn apply_reports(app: &App, reports: &[ProviderReport]) -> Result<Summ
         };
         summary.count(counted);
     }
+    summary.publish(app);
     Ok(summary)
 }
 

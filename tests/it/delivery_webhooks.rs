@@ -5,6 +5,7 @@
 //! - a hard bounce suspends the address (`mail.max_hard_bounces` = 1), once per delivery however
 //!   often it is posted; a complaint unsubscribes at once;
 //! - an SNS subscription confirmation is logged for the operator to confirm;
+//! - `/metrics` counts what the reports did (`paperboy_bounce_reports_total{outcome}`);
 //! - without the secret configured, the webhooks do not exist (404).
 
 use crate::common::*;
@@ -39,6 +40,19 @@ fn post(url: &str, password: Option<&str>, body: String) -> (u16, String) {
             request = request.basic_auth("hooks", Some(password));
         }
         let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    })
+}
+
+/// GETs `url`: status and body.
+fn get_text(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let response = client().get(url).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     })
@@ -141,6 +155,14 @@ fn ses_and_postmark_webhooks_suspend_and_unsubscribe_only_when_authenticated() {
         !daemon.log().contains(SECRET),
         "the password is never logged"
     );
+    // What the webhooks did, as an operator's dashboard sees it: a + c hard (c's repeat
+    // ignored), b + d complaints.
+    let (status, metrics) = get_text(&daemon.url("/metrics"));
+    assert_eq!(status, 200);
+    for (outcome, n) in [("hard", 2), ("complaint", 2), ("ignored", 1), ("forged", 0)] {
+        let line = format!("paperboy_bounce_reports_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    }
     daemon.stop();
 
     // Without the secret the webhooks do not exist.
