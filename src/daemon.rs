@@ -458,18 +458,7 @@ async fn bounce_loop(app: App, leadership: Leadership, mut stop: watch::Receiver
         }
         let span = info_span!("bounces");
         match crate::bounces::read_mailbox(&app).instrument(span.clone()).await {
-            Ok(Some(s)) if s.read > 0 => span.in_scope(|| {
-                info!(
-                    read = s.read,
-                    hard = s.hard,
-                    soft = s.soft,
-                    suspended = s.suspended,
-                    complaints = s.complaints,
-                    forged = s.forged,
-                    ignored = s.ignored,
-                    "bounce mailbox read"
-                )
-            }),
+            Ok(Some(s)) if s.read > 0 => span.in_scope(|| s.log("the bounce mailbox")),
             Ok(_) => {}
             Err(e) => span.in_scope(|| {
                 warn!(error = %e, "cannot read the bounce mailbox; trying again at the next check")

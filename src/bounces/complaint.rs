@@ -6,6 +6,7 @@
 //! unsubscribes nobody.
 //! Not for: bounces (`dsn`), what a verified complaint does (`bounces`).
 
+use super::dsn::{field_in, fields};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 /// An abuse report about one of our digests.
@@ -33,16 +34,9 @@ pub fn read(raw: &[u8]) -> Option<Complaint> {
         .parts
         .iter()
         .find(|p| is_part(p, "message", "feedback-report"))?;
-    let fields = String::from_utf8_lossy(report.contents()).into_owned();
-    let feedback_type = fields
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("Feedback-Type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_else(|| "abuse".into());
+    let report = String::from_utf8_lossy(report.contents()).into_owned();
+    let feedback_type =
+        field_in(&parser, &report, "Feedback-Type").unwrap_or_else(|| "abuse".into());
     // The digest itself (message/rfc822), or only its headers (text/rfc822-headers).
     let original = message.parts.iter().find_map(|part| match &part.body {
         PartType::Message(inner) => Some(inner.raw_message().to_vec()),
@@ -51,8 +45,9 @@ pub fn read(raw: &[u8]) -> Option<Complaint> {
     });
     let unsubscribe_token = original.and_then(|raw| {
         let headers = parser.parse_headers(&raw)?;
-        let value = headers.header_raw("List-Unsubscribe")?;
-        token_of(value)
+        fields(&headers, "List-Unsubscribe")
+            .iter()
+            .find_map(|value| token_of(value))
     });
     Some(Complaint {
         feedback_type,

@@ -96,10 +96,15 @@ pub fn read(raw: &[u8]) -> Option<Notice> {
     })
 }
 
-fn recipient_report(parser: &MessageParser, block: &str) -> Option<RecipientReport> {
+/// The first value of field `name` in a block of fields (a report's, or a message's headers).
+pub(super) fn field_in(parser: &MessageParser, block: &str, name: &str) -> Option<String> {
     let block = format!("{}\n\n", block.trim());
-    let fields_of = parser.parse_headers(block.as_bytes())?;
-    let field = |name: &str| fields(&fields_of, name).into_iter().next();
+    let parsed = parser.parse_headers(block.as_bytes())?;
+    fields(&parsed, name).into_iter().next()
+}
+
+fn recipient_report(parser: &MessageParser, block: &str) -> Option<RecipientReport> {
+    let field = |name: &str| field_in(parser, block, name);
     // "rfc822; user@example.net": the address type is not needed.
     let recipient = field("Final-Recipient").or_else(|| field("Original-Recipient"))?;
     let recipient = recipient
@@ -116,7 +121,7 @@ fn recipient_report(parser: &MessageParser, block: &str) -> Option<RecipientRepo
 }
 
 /// The values of every `name` field, unfolded, as written.
-fn fields(message: &Message<'_>, name: &str) -> Vec<String> {
+pub(super) fn fields(message: &Message<'_>, name: &str) -> Vec<String> {
     let raw = message.raw_message();
     message
         .headers()

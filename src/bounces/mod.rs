@@ -41,7 +41,7 @@ use verp::Tagged;
 /// What one reading of the bounce mailbox found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Unread messages read.
+    /// Messages read from the mailbox, or reports a webhook call carried.
     pub read: usize,
     /// Hard bounces recorded, and soft ones.
     pub hard: usize,
@@ -117,7 +117,33 @@ pub async fn probe_mailbox(mail: &MailSettings) -> Option<Result<String, String>
     )
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} hard bounces, {} soft ones, {} addresses suspended, {} complaints \
+             unsubscribed; {} forged tags or links and {} other messages ignored",
+            self.hard, self.soft, self.suspended, self.complaints, self.forged, self.ignored
+        )
+    }
+}
+
 impl Summary {
+    /// One log line for what a reading (`source`: the mailbox, a webhook) did.
+    pub fn log(&self, source: &str) {
+        info!(
+            source,
+            read = self.read,
+            hard = self.hard,
+            soft = self.soft,
+            suspended = self.suspended,
+            complaints = self.complaints,
+            forged = self.forged,
+            ignored = self.ignored,
+            "bounce reports recorded"
+        );
+    }
+
     /// Adds this reading to `paperboy_bounce_reports_total`.
     fn publish(&self, app: &App) {
         app.metrics.bounce_reports(&[

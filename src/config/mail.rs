@@ -163,15 +163,10 @@ impl ImapUrl {
                 "an imaps:// URL (TLS from the first byte): {FORM}"
             )));
         }
-        let host = match url.host_str() {
-            Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
-            _ => return Err(refuse(FORM)),
-        };
+        let host = url_host(&url).ok_or_else(|| refuse(FORM))?;
         let decode = |part: &str| {
-            percent_encoding::percent_decode_str(part)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| refuse("a URL whose user and password are UTF-8 once %-decoded"))
+            url_part(part)
+                .ok_or_else(|| refuse("a URL whose user and password are UTF-8 once %-decoded"))
         };
         let user = decode(url.username())?;
         if user.is_empty() {
@@ -368,6 +363,22 @@ impl DkimSettings {
     }
 }
 
+/// A URL's host: a name or an address, an IPv6 address without its brackets.
+fn url_host(url: &url::Url) -> Option<String> {
+    url.host_str()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.trim_matches(['[', ']']).to_string())
+}
+
+/// A user or password part of a URL, percent-decoded as lettre decodes it: `+` stays `+` (it
+/// is not a form). `None` when it is not UTF-8 once decoded.
+fn url_part(part: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
 /// `mail.smtp_url` with `mail.smtp_password_file`, read once when the configuration is: what
 /// the SMTP pool connects to, and so what `paperboy check` probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,10 +443,7 @@ impl SmtpUrl {
             )
         })?;
         let refuse = |allowed: &str| invalid("mail.smtp_url", without_password(v), allowed);
-        let host = match url.host_str() {
-            Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
-            _ => return Err(refuse(SMTP_URL_FORMS)),
-        };
+        let host = url_host(&url).ok_or_else(|| refuse(SMTP_URL_FORMS))?;
         let tls = url
             .query_pairs()
             .find(|(k, _)| k == "tls")
@@ -453,12 +461,9 @@ impl SmtpUrl {
             }
             _ => return Err(refuse(SMTP_URL_FORMS)),
         };
-        // Percent-decoded as lettre does it: `+` stays `+` (it is not a form).
         let decode = |part: &str, what: &str| {
-            percent_encoding::percent_decode_str(part)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| refuse(&format!("a URL whose {what} is UTF-8 once %-decoded")))
+            url_part(part)
+                .ok_or_else(|| refuse(&format!("a URL whose {what} is UTF-8 once %-decoded")))
         };
         let user = decode(url.username(), "user")?;
         let login = match (file_password, url.password()) {

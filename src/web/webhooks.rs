@@ -72,24 +72,8 @@ async fn receive(
     };
     match crate::bounces::apply_reports(&web.app, &reports).await {
         Ok(s) => {
-            info!(
-                service,
-                hard = s.hard,
-                soft = s.soft,
-                suspended = s.suspended,
-                complaints = s.complaints,
-                ignored = s.ignored,
-                "webhook: reports recorded"
-            );
-            (
-                StatusCode::OK,
-                format!(
-                    "{} hard bounces, {} soft, {} suspended, {} complaints unsubscribed, {} \
-                     ignored\n",
-                    s.hard, s.soft, s.suspended, s.complaints, s.ignored
-                ),
-            )
-                .into_response()
+            s.log(service);
+            (StatusCode::OK, format!("{s}\n")).into_response()
         }
         // The service retries a call that failed: the report is not lost.
         Err(e) => {

@@ -106,7 +106,7 @@ fn ses_and_postmark_webhooks_suspend_and_unsubscribe_only_when_authenticated() {
     let (status, text) = post(&postmark, Some(SECRET), hard_a);
     assert_eq!(status, 200, "{text}");
     assert!(
-        text.contains("1 hard bounces") && text.contains("1 suspended"),
+        text.contains("1 hard bounces") && text.contains("1 addresses suspended"),
         "{text}"
     );
     assert_eq!(db.subscriber_state(&a), ("suspended".to_string(), 1));
