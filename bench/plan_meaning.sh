@@ -13,7 +13,9 @@
 #
 # Usage: bench/plan_meaning.sh N BIN [BIN ...]     e.g.
 #        bench/plan_meaning.sh 100000 target/release/paperboy /tmp/paperboy-old
-# Env:   ROUNDS (default 3), SHARED (../shared).
+# Env:   ROUNDS (default 3), SHARED (../shared), WORLD (a directory: the world's two databases
+#        are kept there once built, and the next run naming it reuses them instead of building
+#        again, which takes minutes, most of them embedding).
 # Not a test: numbers go to BENCHMARKS.md by hand.
 set -euo pipefail
 
@@ -40,8 +42,11 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+WORLD=${WORLD:-}
+REUSE=""
+[ -n "$WORLD" ] && [ -f "$WORLD/meaning.db" ] && [ -f "$WORLD/words.db" ] && REUSE=1
 mkdir -p "$WORK/world"
-python3 "$ROOT/bench/scale_world.py" "$DOCS" "$SHARED/fixtures/hf" "$N" "$WORK/world" >/dev/null
+[ -n "$REUSE" ] || python3 "$ROOT/bench/scale_world.py" "$DOCS" "$SHARED/fixtures/hf" "$N" "$WORK/world" >/dev/null
 HTTP_PORT=$(free_port)
 python3 "$ROOT/bench/hf_day_server.py" "$WORK/world/papers.json" "$HTTP_PORT" >/dev/null 2>&1 &
 SERVER=$!
@@ -70,6 +75,10 @@ TOML
 export PAPERBOY_CONFIG=$WORK/paperboy.toml
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); world: $N subscribers"
+if [ -n "$REUSE" ]; then
+echo "-- reusing the world in $WORLD"
+cp "$WORLD/meaning.db" "$WORLD/words.db" "$WORK/"
+else
 echo "-- building the world with ${BINS[0]} (fetch and import embed)"
 PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" migrate >/dev/null
 PAPERBOY_NOW=2024-10-25T06:00:00Z "${BINS[0]}" fetch --date 2024-10-25 >/dev/null 2>&1
@@ -92,6 +101,11 @@ words.execute("DELETE FROM interest_vectors")
 words.commit()
 words.execute("VACUUM")
 PY
+if [ -n "$WORLD" ]; then
+    mkdir -p "$WORLD"
+    cp "$WORK/meaning.db" "$WORK/words.db" "$WORLD/"
+fi
+fi
 
 # Planning alone: `send --now`'s own "planned … in" line, with the process's CPU and peak RSS.
 plan_once() {
