@@ -233,25 +233,44 @@ impl MeaningProfile {
     }
 }
 
-/// One candidate's closeness in meaning to one subscriber.
-#[derive(Debug, Clone, Copy, Default)]
+/// Every candidate's closeness in meaning to one subscriber, by position: columns rather than a
+/// struct per paper, so that taking the best clause is a pass the compiler vectorises (this
+/// ran for every subscriber over every candidate, and was the largest part of what meaning
+/// cost planning after the matrix product).
+#[derive(Debug, Default)]
 pub struct Closeness {
     /// The best cosine with one of the interests' clauses (0 when none is embedded).
-    pub interest: f32,
+    interest: Vec<f32>,
     /// Which clause that was.
-    pub clause: usize,
-    /// How far that cosine stands out among the day's candidates for that clause, in standard
-    /// deviations above their mean: a paper that only meaning qualifies must stand out.
-    pub standout: f32,
-    /// Closeness to the liked papers' centroid minus closeness to the disliked ones'.
-    pub taste: f32,
+    clause: Vec<u32>,
+    /// Closeness to the liked papers' centroid minus closeness to the disliked ones' (empty:
+    /// no vote and no example).
+    taste: Vec<f32>,
+    /// The clauses' scores, for how far a paper stands out of the day.
+    scores: Vec<std::sync::Arc<ClauseScores>>,
 }
 
 impl Closeness {
-    /// What meaning says about this paper, for qualifying and ranking: the interests first,
+    /// What meaning says about candidate `i`, for qualifying and ranking: the interests first,
     /// then the taste.
-    pub fn score(&self) -> f32 {
-        self.interest + TASTE_WEIGHT * self.taste
+    pub fn score(&self, i: usize) -> f32 {
+        let taste = self.taste.get(i).copied().unwrap_or(0.0);
+        self.interest.get(i).copied().unwrap_or(0.0) + TASTE_WEIGHT * taste
+    }
+
+    /// Which of the interests' clauses candidate `i` is closest to.
+    pub fn clause(&self, i: usize) -> usize {
+        self.clause.get(i).map_or(0, |&k| k as usize)
+    }
+
+    /// How far candidate `i`'s best cosine stands out among the day's candidates for that
+    /// clause, in standard deviations above their mean: a paper that only meaning qualifies
+    /// must stand out. 0 with no clause.
+    pub fn standout(&self, i: usize) -> f32 {
+        match (self.interest.get(i), self.scores.get(self.clause(i))) {
+            (Some(&s), Some(scores)) if s > 0.0 => scores.standout(s),
+            _ => 0.0,
+        }
     }
 }
 
@@ -379,33 +398,49 @@ pub fn closest_liked<'a>(
 pub fn closeness(
     profile: &MeaningProfile,
     papers: &PaperMatrix,
-    scores: &[std::sync::Arc<ClauseScores>],
-) -> Vec<Closeness> {
-    let mut out = vec![Closeness::default(); papers.rows()];
-    for (k, clause) in scores.iter().enumerate() {
-        for (c, &s) in out.iter_mut().zip(clause.cosines.iter()) {
-            if s > c.interest {
-                c.interest = s;
-                c.clause = k;
-            }
+    scores: Vec<std::sync::Arc<ClauseScores>>,
+) -> Closeness {
+    let n = papers.rows();
+    let (mut interest, mut clause) = match scores.first() {
+        Some(first) => (
+            first.cosines.iter().map(|s| s.max(0.0)).collect(),
+            vec![0u32; n],
+        ),
+        None => (vec![0f32; n], vec![0u32; n]),
+    };
+    for (k, scored) in scores.iter().enumerate().skip(1) {
+        let k = k as u32;
+        // Branch-free, so that it vectorises: a clause is rarely better everywhere.
+        for ((best, which), &s) in interest
+            .iter_mut()
+            .zip(&mut clause)
+            .zip(&scored.cosines[..])
+        {
+            let better = s > *best;
+            *best = if better { s } else { *best };
+            *which = if better { k } else { *which };
         }
-    }
-    // Once per paper, for its best clause, rather than at every better clause.
-    for c in out.iter_mut().filter(|c| c.interest > 0.0) {
-        c.standout = scores[c.clause].standout(c.interest);
     }
     let liked: Vec<Embedding> = profile.liked.iter().map(|(_, v)| v.clone()).collect();
+    let mut taste = Vec::new();
     if let Some(centroid) = centroid(&liked) {
-        for (c, s) in out.iter_mut().zip(papers.cosines(&centroid)) {
-            c.taste += s.max(0.0);
-        }
+        taste = papers.cosines(&centroid);
+        taste.iter_mut().for_each(|s| *s = s.max(0.0));
     }
     if let Some(centroid) = centroid(&profile.disliked) {
-        for (c, s) in out.iter_mut().zip(papers.cosines(&centroid)) {
-            c.taste -= s.max(0.0);
+        if taste.is_empty() {
+            taste = vec![0f32; n];
+        }
+        for (t, s) in taste.iter_mut().zip(papers.cosines(&centroid)) {
+            *t -= s.max(0.0);
         }
     }
-    out
+    Closeness {
+        interest,
+        clause,
+        taste,
+        scores,
+    }
 }
 
 /// The mean direction of `vectors`, normalised; `None` for none.
@@ -560,14 +595,14 @@ mod tests {
             .into_iter()
             .map(std::sync::Arc::new)
             .collect();
-        let c = closeness(&profile, &papers, &scores);
-        assert_eq!(c[0].clause, 1);
-        assert!((c[0].interest - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
-        assert!(c[0].taste > 0.7);
+        let c = closeness(&profile, &papers, scores);
+        assert_eq!(c.clause(0), 1);
+        assert!((c.interest[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-5);
+        assert!(c.taste[0] > 0.7);
         assert!(
-            c[1].taste < -0.99,
+            c.taste[1] < -0.99,
             "a paper like the disliked one is pushed away"
         );
-        assert_eq!(c[2].score(), 0.0, "a paper without a vector scores nothing");
+        assert_eq!(c.score(2), 0.0, "a paper without a vector scores nothing");
     }
 }

@@ -181,7 +181,7 @@ impl CandidateIndex {
                 .iter()
                 .filter_map(|(key, _)| scored(key).or_else(|| own.get(key).cloned()))
                 .collect();
-            closeness(&profile.meaning, &self.vectors, &scores)
+            closeness(&profile.meaning, &self.vectors, scores)
         });
         let passes_filters = match &close {
             Some(_) => self.passes_hard_filters(profile)?,
@@ -191,7 +191,7 @@ impl CandidateIndex {
         // `allowed` (the window and the papers already sent) is asked last: most of the day's
         // papers fail a cheaper test first.
         for i in 0..n {
-            let meaning = close.as_ref().map_or(0.0, |c| c[i].score());
+            let meaning = close.as_ref().map_or(0.0, |c| c.score(i));
             if followed[i] {
                 if allowed(i) {
                     qualified.push(Qualified {
@@ -215,15 +215,13 @@ impl CandidateIndex {
             // never makes one, and weak matches never pad a digest.
             let by_words = fusion != Fusion::Meaning && words > 0.0 && words >= blend.min_score;
             // By the interests' clauses: close enough, and standing out of the day. By taste
-            // alone (no clause: examples and votes only): close enough.
-            let stands_out = profile.meaning.clauses.is_empty()
-                || close
-                    .as_ref()
-                    .is_some_and(|c| c[i].standout >= blend.meaning_standout);
-            let by_meaning = close.is_some()
-                && meaning >= blend.meaning_floor
-                && stands_out
-                && passes_filters[i];
+            // alone (no clause: examples and votes only): close enough. (The floor first:
+            // most of the day's papers fail it.)
+            let by_meaning = close.as_ref().is_some_and(|c| {
+                meaning >= blend.meaning_floor
+                    && (profile.meaning.clauses.is_empty()
+                        || c.standout(i) >= blend.meaning_standout)
+            }) && passes_filters[i];
             if (by_words || by_meaning) && allowed(i) {
                 qualified.push(Qualified {
                     index: i,
@@ -247,18 +245,15 @@ impl CandidateIndex {
             })
             .collect();
         sort_and_cut(&mut ranked, max);
-
-        let by_index: std::collections::HashMap<usize, (&Qualified, f32)> = qualified
-            .iter()
-            .zip(fused.iter().copied())
-            .map(|(q, f)| (q.index, (q, f)))
-            .collect();
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut explainer = Explainer::new(self, profile)?;
         Ok(ranked
             .into_iter()
             .map(|(is_followed, score, i)| {
-                let (q, _) = by_index[&i];
-                let c = close.as_ref().map(|c| c[i]).unwrap_or_default();
+                // `qualified` is in candidate order: a search, not a map built per subscriber.
+                let q = &qualified[qualified.partition_point(|q| q.index < i)];
                 // Meaning is a reason when it qualified the paper and words did not carry
                 // it on their own.
                 let meaning_reason = (q.by_meaning && q.words == 0.0)
@@ -266,7 +261,7 @@ impl CandidateIndex {
                         profile
                             .meaning
                             .clauses
-                            .get(c.clause)
+                            .get(close.as_ref().map_or(0, |c| c.clause(i)))
                             .map(|(t, _)| t.clone())
                     })
                     .flatten();
