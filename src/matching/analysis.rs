@@ -1,10 +1,10 @@
 //! How text becomes terms: the analyzers (English stemming, folding, categories), each
-//! candidate's tokens kept from indexing, and the tokenizers that replay them.
+//! candidate's tokens kept from indexing, and the snippet passages cut from them.
 //!
-//! What it is for: analysing every abstract once per planning run. The snippet tokenizer
-//! (`Remembered`) replays the stored tokens instead of analysing an abstract again for each
-//! pick, and `KnownStems` stems query words from the stems learned while indexing. What it is
-//! not for: deciding what matches or ranks (`query`, `rank`).
+//! What it is for: analysing every abstract once per planning run. Snippets are chosen from
+//! the stored tokens (`Fragments`) instead of analysing an abstract again for each pick, and
+//! `KnownStems` stems query words from the stems learned while indexing. What it is not for:
+//! deciding what matches or ranks (`query`, `rank`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,141 +133,74 @@ pub(super) fn by_term(tokens: &[Token]) -> Box<[(u32, u32)]> {
     list.into()
 }
 
-/// A candidate's abstract as the snippet tokenizer recognises it: address and length in bytes.
-type TextKey = (usize, usize);
-
-/// The snippet generator's tokenizer. It is handed a candidate's abstract once per pick, for
-/// every subscriber; analysing it again each time was most of the planning time (BENCHMARKS.md,
-/// "Planning speed"). A candidate's abstract (recognised by the address and length of the very
-/// string the index holds, which is the one explanations pass in) is replayed from the tokens
-/// computed at build time; any other text is analysed by `other_texts`.
-#[derive(Clone)]
-pub(super) struct Remembered {
-    pub(super) known: Arc<HashMap<TextKey, Replay>>,
-    /// Term id → stemmed text.
-    pub(super) terms: Arc<Vec<String>>,
-    pub(super) other_texts: TextAnalyzer,
-    /// The query's terms, when known: then only the tokens of these terms and those at the
-    /// edges of a fragment are replayed ([`Replay`]). The snippet generator lower-cases every
-    /// token into a new string and looks it up among the query's terms, which was 40 % of the
-    /// ranking time; most words of an abstract cannot be highlighted and cannot move a
-    /// fragment's bounds, so leaving them out gives the same snippet.
-    pub(super) only: Option<Arc<[u32]>>,
-}
-
-/// A candidate abstract's tokens, and which of them open or close a snippet fragment.
+/// A candidate abstract's snippet passages: the fragments tantivy's snippet generator would
+/// cut it into, and which fragment each token falls in.
 ///
-/// Tantivy's snippet generator cuts a text into fragments whatever the query: a token that
-/// ends more than `max_num_chars` after the current fragment's start opens the next fragment,
-/// which ends where its last token ends. It then scores each fragment by the query terms in it.
-/// So a stream of only the query's tokens plus each fragment's first and last token yields the
-/// same fragments, scores and highlights (`sparse_replay_gives_the_same_snippets` holds the
-/// two equal on real abstracts, so a change of that rule in tantivy fails a test, not a digest).
-#[derive(Clone)]
-pub(super) struct Replay {
-    pub(super) tokens: Arc<[Token]>,
-    /// Per token: first or last of its fragment at [`SNIPPET_CHARS`].
-    pub(super) edge: Arc<[bool]>,
+/// Tantivy's generator cuts a text into fragments whatever the query: the first starts at the
+/// text's start, and a token that ends more than `max_num_chars` after the current fragment's
+/// start opens the next, which ends where its last token ends. It then scores each fragment by
+/// the weights of the query's tokens in it and shows the best (the earliest of equals). The
+/// cut depends on the text alone, so it is made once per run here, and a pick's snippet is
+/// chosen from the query's occurrences alone ([`Fragments::best`]). Why not the generator
+/// itself: it analyses the whole abstract again and looks every token up by a new lower-cased
+/// string, for each pick of each subscriber, which was 7 % of planning with meaning after
+/// every other saving (BENCHMARKS.md). `the_passages_are_tantivys` holds the two equal on real
+/// abstracts, so a change of that rule in tantivy fails a test, not a digest.
+pub(super) struct Fragments {
+    /// Per token: the fragment it is in.
+    of_token: Box<[u32]>,
+    /// Per fragment: its byte range in the text (start, end of its last token).
+    bounds: Box<[[u32; 2]]>,
 }
 
-impl Replay {
-    pub(super) fn new(tokens: Arc<[Token]>, max_chars: usize) -> Self {
-        let mut edge = vec![false; tokens.len()];
-        let mut start = 0usize;
-        for (i, t) in tokens.iter().enumerate() {
-            if (t.end as usize).saturating_sub(start) > max_chars {
-                start = t.start as usize;
-                edge[i] = true;
-                if i > 0 {
-                    edge[i - 1] = true;
-                }
+impl Fragments {
+    pub(super) fn new(tokens: &[Token], max_chars: usize) -> Self {
+        let mut of_token = Vec::with_capacity(tokens.len());
+        let mut bounds: Vec<[u32; 2]> = vec![[0, 0]];
+        for t in tokens {
+            let current = bounds.last_mut().expect("one fragment at least");
+            if (t.end as usize).saturating_sub(current[0] as usize) > max_chars {
+                bounds.push([t.start, t.end]);
+            } else {
+                current[1] = t.end;
+            }
+            of_token.push((bounds.len() - 1) as u32);
+        }
+        Fragments {
+            of_token: of_token.into(),
+            bounds: bounds.into(),
+        }
+    }
+
+    /// The fragment a snippet shows for the query's occurrences `hits` (token position and
+    /// its term's weight, in token order): the highest sum of weights, the earliest of equals;
+    /// `None` when no fragment has any. Summed in token order, as tantivy does, so that equal
+    /// sums stay equal.
+    pub(super) fn best(&self, hits: &[(u32, f32)]) -> Option<usize> {
+        let mut scores = vec![0f32; self.bounds.len()];
+        for &(token, weight) in hits {
+            if let Some(&f) = self.of_token.get(token as usize) {
+                scores[f as usize] += weight;
             }
         }
-        if let Some(first) = edge.first_mut() {
-            *first = true;
+        let mut best: Option<(usize, f32)> = None;
+        for (f, &score) in scores.iter().enumerate() {
+            if score > 0.0 && best.is_none_or(|(_, b)| score > b) {
+                best = Some((f, score));
+            }
         }
-        if let Some(last) = edge.last_mut() {
-            *last = true;
-        }
-        Replay {
-            tokens,
-            edge: edge.into(),
-        }
-    }
-}
-
-impl Tokenizer for Remembered {
-    type TokenStream<'a> = RememberedStream<'a>;
-
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> RememberedStream<'a> {
-        match self.known.get(&(text.as_ptr() as usize, text.len())) {
-            Some(replay) => RememberedStream::Known {
-                replay: replay.clone(),
-                terms: &self.terms,
-                only: self.only.as_deref(),
-                next: 0,
-                token: tantivy::tokenizer::Token::default(),
-            },
-            None => RememberedStream::Other(self.other_texts.token_stream(text)),
-        }
-    }
-}
-
-pub(super) enum RememberedStream<'a> {
-    Known {
-        replay: Replay,
-        terms: &'a [String],
-        only: Option<&'a [u32]>,
-        next: usize,
-        token: tantivy::tokenizer::Token,
-    },
-    Other(tantivy::tokenizer::BoxTokenStream<'a>),
-}
-
-impl TokenStream for RememberedStream<'_> {
-    fn advance(&mut self) -> bool {
-        match self {
-            RememberedStream::Known {
-                replay,
-                terms,
-                only,
-                next,
-                token,
-            } => loop {
-                let i = *next;
-                let Some(t) = replay.tokens.get(i) else {
-                    return false;
-                };
-                *next += 1;
-                let wanted = only.is_none_or(|o| o.contains(&t.term));
-                if !wanted && !replay.edge[i] {
-                    continue;
-                }
-                token.offset_from = t.start as usize;
-                token.offset_to = t.end as usize;
-                token.position = i;
-                token.text.clear();
-                if wanted {
-                    token.text.push_str(&terms[t.term as usize]);
-                }
-                return true;
-            },
-            RememberedStream::Other(stream) => stream.advance(),
-        }
+        best.map(|(f, _)| f)
     }
 
-    fn token(&self) -> &tantivy::tokenizer::Token {
-        match self {
-            RememberedStream::Known { token, .. } => token,
-            RememberedStream::Other(stream) => stream.token(),
-        }
+    /// The fragment token `token` is in.
+    pub(super) fn of(&self, token: u32) -> Option<usize> {
+        self.of_token.get(token as usize).map(|&f| f as usize)
     }
 
-    fn token_mut(&mut self) -> &mut tantivy::tokenizer::Token {
-        match self {
-            RememberedStream::Known { token, .. } => token,
-            RememberedStream::Other(stream) => stream.token_mut(),
-        }
+    /// Fragment `f`'s byte range in the text.
+    pub(super) fn bounds(&self, f: usize) -> std::ops::Range<usize> {
+        let [start, end] = self.bounds[f];
+        start as usize..end as usize
     }
 }
 

@@ -6,15 +6,14 @@
 //! picks (`rank`) or storing explanations (`stored`).
 
 use super::MatchError;
-use super::analysis::{Remembered, Token, author_key, category_keys, is_stop_word};
+use super::analysis::{Token, category_keys, is_stop_word};
 use super::index::{CandidateIndex, PaperFacts};
 use super::profile::RankingProfile;
 use super::stored::SnippetSpan;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use tantivy::Term;
 use tantivy::query::Query;
 use tantivy::schema::Field;
-use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TextAnalyzer;
 
 /// How much of the abstract the digest shows around the matched words.
@@ -57,12 +56,14 @@ pub(super) struct Signals {
     pub(super) liked_title: Option<String>,
 }
 
-/// Builds the explanations of one subscriber's picks; the snippet generator is made once, and
-/// only when there are picks to explain.
+/// Builds the explanations of one subscriber's picks; the snippet terms' weights are read
+/// once, and only when there are picks to explain.
 pub(super) struct Explainer<'a> {
     pub(super) index: &'a CandidateIndex,
     pub(super) profile: &'a RankingProfile,
-    pub(super) snippets: Option<SnippetGenerator>,
+    /// The weight of each query term a snippet highlights, by vocabulary id (`None`: the
+    /// interests have no such term, and the snippet is the abstract's opening).
+    pub(super) snippet_weights: Option<Vec<(u32, f32)>>,
     pub(super) analyzer: TextAnalyzer,
 }
 
@@ -71,27 +72,15 @@ impl<'a> Explainer<'a> {
         index: &'a CandidateIndex,
         profile: &'a RankingProfile,
     ) -> Result<Self, MatchError> {
-        let snippets = match &profile.interests {
-            Some(q) if !profile.terms.text.is_empty() => {
-                let (field, weights, ids) = index.snippet_terms(q.as_ref())?;
-                let tokenizer = Remembered {
-                    only: Some(ids.into()),
-                    ..index.remembered.clone()
-                };
-                Some(SnippetGenerator::new(
-                    weights,
-                    TextAnalyzer::from(tokenizer),
-                    field,
-                    SNIPPET_CHARS,
-                ))
-            }
+        let snippet_weights = match &profile.interests {
+            Some(q) if !profile.terms.text.is_empty() => Some(index.snippet_weights(q.as_ref())?),
             _ => None,
         };
         Ok(Explainer {
             index,
             profile,
-            snippets,
-            analyzer: index.remembered.other_texts.clone(),
+            snippet_weights,
+            analyzer: index.stemmed.clone(),
         })
     }
 
@@ -116,7 +105,8 @@ impl<'a> Explainer<'a> {
         }
         let mut reasons = Vec::new();
         if signals.followed {
-            let names = self.authors_where(paper, |key| self.profile.followed.contains(&key));
+            let names =
+                self.authors_where(paper, |key| self.profile.followed.iter().any(|f| f == key));
             reasons.push(format!(
                 "new paper by {}, whom you follow",
                 names.join(", ")
@@ -164,11 +154,10 @@ impl<'a> Explainer<'a> {
                 if paper.upvotes == 1 { "" } else { "s" }
             ));
         }
-        let span = self.snippets.as_ref().and_then(|g| {
-            let starts =
-                std::iter::once(0).chain(paper.abstract_tokens.iter().map(|t| t.start as usize));
-            snippet_span(&paper.abstract_text, starts, g)
-        });
+        let span = self
+            .snippet_weights
+            .as_ref()
+            .and_then(|weights| snippet_span(paper, weights));
         // Picked by meaning with no word to mark: the sentence closest to the interest.
         let span = match (&span, &signals.meaning) {
             (Some(s), _) if !s.marks.is_empty() => span,
@@ -215,51 +204,64 @@ impl<'a> Explainer<'a> {
     }
 
     /// The paper's author names whose lookup key passes `keep`, as the paper spells them.
-    fn authors_where(&self, paper: &PaperFacts, keep: impl Fn(String) -> bool) -> Vec<String> {
+    fn authors_where(&self, paper: &PaperFacts, keep: impl Fn(&str) -> bool) -> Vec<String> {
         paper
             .authors
             .iter()
-            .filter(|a| keep(author_key(a)))
-            .cloned()
+            .zip(&paper.author_keys)
+            .filter(|(_, key)| keep(key))
+            .map(|(name, _)| name.clone())
             .collect()
     }
 }
 
-/// The field a snippet reads, its terms' weights, and their vocabulary ids.
-type SnippetTerms = (Field, BTreeMap<String, f32>, Vec<u32>);
-
 impl CandidateIndex {
-    /// What a snippet generator for `query` highlights: the field whose terms it reads, their
-    /// weights, and their ids in [`CandidateIndex::vocabulary`].
+    /// What a snippet for `query` highlights: the field whose terms it reads, and those of
+    /// its terms that some candidate has, each with its weight.
     ///
-    /// Plain words are terms of the `text` field; `abstract:` ones of the abstract field. The
-    /// generator highlights one field's terms: take the field the query uses (both share one
+    /// Plain words are terms of the `text` field; `abstract:` ones of the abstract field. A
+    /// snippet highlights one field's terms: take the field the query uses (both share one
     /// analyzer, so either reads the abstract right). The weights are the ones
     /// `SnippetGenerator::create` gives (rarer words weigh more).
-    pub(super) fn snippet_terms(&self, query: &dyn Query) -> Result<SnippetTerms, MatchError> {
+    pub(super) fn snippet_terms(
+        &self,
+        query: &dyn Query,
+    ) -> Result<(Field, Vec<(Term, f32)>), MatchError> {
         let field = if query_uses(query, self.fields.text) {
             self.fields.text
         } else {
             self.fields.abstract_text
         };
-        let mut weights = BTreeMap::new();
-        let mut ids = Vec::new();
         let mut terms = Vec::new();
         query.query_terms(&mut |t, _| {
             if t.field() == field {
                 terms.push(t.clone());
             }
         });
+        let mut weighed = Vec::with_capacity(terms.len());
         for t in terms {
             let df = self.searcher.doc_freq(&t)?;
-            if let Some(text) = t.value().as_str()
-                && df > 0
-            {
-                weights.insert(text.to_string(), 1.0 / (1.0 + df as f32));
-                ids.extend(self.vocabulary.get(text));
+            if df > 0 {
+                weighed.push((t, 1.0 / (1.0 + df as f32)));
             }
         }
-        Ok((field, weights, ids))
+        Ok((field, weighed))
+    }
+
+    /// [`CandidateIndex::snippet_terms`] by vocabulary id, sorted, as [`snippet_span`] reads
+    /// them.
+    pub(super) fn snippet_weights(&self, query: &dyn Query) -> Result<Vec<(u32, f32)>, MatchError> {
+        let (_, terms) = self.snippet_terms(query)?;
+        let mut by_id: Vec<(u32, f32)> = terms
+            .iter()
+            .filter_map(|(t, weight)| {
+                let id = self.vocabulary.get(t.value().as_str()?)?;
+                Some((*id, *weight))
+            })
+            .collect();
+        by_id.sort_unstable_by_key(|&(id, _)| id);
+        by_id.dedup_by_key(|&mut (id, _)| id);
+        Ok(by_id)
     }
 }
 
@@ -325,6 +327,17 @@ fn joins_words(between: &str) -> bool {
 }
 
 fn push_phrase(phrases: &mut Vec<String>, raw: &str) {
+    // Most matches are one lower-case word: no copy to split and join again.
+    let one_lower_case_word = !raw.is_empty()
+        && raw.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || (!c.is_ascii() && c.is_lowercase())
+        });
+    if one_lower_case_word {
+        if !is_stop_word(raw) && !phrases.iter().any(|p| p == raw) {
+            phrases.push(raw.to_string());
+        }
+        return;
+    }
     let raw = raw.replace('-', " ");
     if let Some(p) = without_edge_stop_words(&raw.to_lowercase()) {
         push_unique(phrases, p);
@@ -370,42 +383,59 @@ pub(super) fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-/// The abstract's best-matching passage and the words to highlight in it; `None` when no
-/// query word is in the abstract (the title matched).
-fn snippet_span(
-    text: &str,
-    mut starts: impl Iterator<Item = usize>,
-    generator: &SnippetGenerator,
-) -> Option<SnippetSpan> {
-    let snippet = generator.snippet(text);
-    let fragment = snippet.fragment();
-    if fragment.is_empty() {
-        return None;
+/// The passage of `paper`'s abstract a snippet shows for terms of `weights` (vocabulary id and
+/// weight), and the byte ranges of their occurrences in it, as tantivy's snippet generator
+/// would choose them ([`super::analysis::Fragments`]); `None` when no such term is in the
+/// abstract (the title matched).
+pub(super) fn best_passage(
+    paper: &PaperFacts,
+    weights: &[(u32, f32)],
+) -> Option<(std::ops::Range<usize>, Vec<std::ops::Range<usize>>)> {
+    let by_term = &paper.abstract_by_term;
+    let mut hits: Vec<(u32, f32)> = Vec::new();
+    for &(term, weight) in weights {
+        let from = by_term.partition_point(|&(t, _)| t < term);
+        hits.extend(
+            by_term[from..]
+                .iter()
+                .take_while(|&&(t, _)| t == term)
+                .map(|&(_, token)| (token, weight)),
+        );
     }
-    // Tantivy hands the passage back as a copy: find where it is. A fragment starts at the
-    // text's start or at a word (`starts`); `str::find` with a 300-byte needle cost more than
-    // the snippet itself. (Were the passage in the abstract twice, either place shows the
-    // same words.)
-    let at = starts.find(|&at| text[at..].starts_with(fragment))?;
+    hits.sort_unstable_by_key(|&(token, _)| token);
+    let best = paper.fragments.best(&hits)?;
+    let highlighted = hits
+        .iter()
+        .filter(|&&(token, _)| paper.fragments.of(token) == Some(best))
+        .map(|&(token, _)| {
+            let t = &paper.abstract_tokens[token as usize];
+            t.start as usize..t.end as usize
+        })
+        .collect();
+    Some((paper.fragments.bounds(best), highlighted))
+}
+
+/// The abstract's best-matching passage ([`best_passage`]) with the words to highlight in it:
+/// stop words left plain, and words joined by a space or a hyphen marked as one.
+fn snippet_span(paper: &PaperFacts, weights: &[(u32, f32)]) -> Option<SnippetSpan> {
+    let (passage, highlighted) = best_passage(paper, weights)?;
+    let text = &paper.abstract_text;
     // "Contrastive loss" reads as one highlight, not two with a plain gap between them.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-    for r in snippet.highlighted() {
-        if is_stop_word(&fragment[r.clone()]) {
+    for r in highlighted {
+        if is_stop_word(&text[r.clone()]) {
             continue;
         }
         match runs.last_mut() {
-            Some(last) if joins_words(&fragment[last.end..r.start]) => last.end = r.end,
-            _ => runs.push(r.clone()),
+            Some(last) if joins_words(&text[last.end..r.start]) => last.end = r.end,
+            _ => runs.push(r),
         }
     }
-    let offset = |n: usize| (at + n) as u32;
+    let at = |n: usize| n as u32;
     Some(SnippetSpan {
         len: text.len() as u32,
-        cut: [offset(0), offset(fragment.len())],
-        marks: runs
-            .iter()
-            .map(|r| [offset(r.start), offset(r.end)])
-            .collect(),
+        cut: [at(passage.start), at(passage.end)],
+        marks: runs.iter().map(|r| [at(r.start), at(r.end)]).collect(),
     })
 }
 

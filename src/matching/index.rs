@@ -6,8 +6,8 @@
 
 use super::MatchError;
 use super::analysis::{
-    CATEGORY, FOLDED, KnownStems, Remembered, Replay, STEMMED, Token, author_key, by_term,
-    category_keys, english_analyzer, folded_analyzer, register_tokenizers, text_options, tokens_of,
+    CATEGORY, FOLDED, Fragments, KnownStems, STEMMED, Token, author_key, by_term, category_keys,
+    english_analyzer, folded_analyzer, register_tokenizers, text_options, tokens_of,
 };
 use super::explain::SNIPPET_CHARS;
 use super::meaning::{ClauseScores, PaperMatrix};
@@ -46,9 +46,13 @@ pub(super) struct PaperFacts {
     pub(super) title_by_term: Box<[(u32, u32)]>,
     /// The same for `abstract_tokens`.
     pub(super) abstract_by_term: Box<[(u32, u32)]>,
-    /// Shared with the snippet tokenizer ([`Remembered`]).
-    pub(super) abstract_tokens: Arc<[Token]>,
+    pub(super) abstract_tokens: Vec<Token>,
+    /// The snippet passages `abstract_tokens` make.
+    pub(super) fragments: Fragments,
     pub(super) authors: Vec<String>,
+    /// Each author's lookup key ([`author_key`]), in the order of `authors`: made once here,
+    /// not for every pick that names a followed or asked-for author.
+    pub(super) author_keys: Vec<String>,
     pub(super) categories: Vec<String>,
     pub(super) upvotes: i64,
     /// Upvotes relative to the day's most-upvoted candidate, log scale, 0 to 1.
@@ -69,9 +73,9 @@ pub struct CandidateIndex {
     pub(super) by_author: HashMap<String, Vec<usize>>,
     /// Lower-cased category and archive (`cs.lg`, `cs`) → papers in it.
     pub(super) by_category: HashMap<String, Vec<usize>>,
-    /// The snippet tokenizer: candidates' abstracts come from the tokens computed at build time,
-    /// other text (`other_texts`) from the stems learned then ([`KnownStems`]).
-    pub(super) remembered: Remembered,
+    /// The analyzer of queries and other text (not the candidates'): the stems learned while
+    /// indexing ([`KnownStems`]).
+    pub(super) stemmed: TextAnalyzer,
     /// The candidates' sentence vectors, by position (zeros: not embedded yet). No rows when
     /// the run has none at all: ranking is by words alone then.
     pub(super) vectors: PaperMatrix,
@@ -121,13 +125,15 @@ impl CandidateIndex {
                     text => format!("{}\n{}", paper.title, paper.abstract_text),
                     ord => i as u64,
                 );
+                let mut author_keys = Vec::with_capacity(paper.authors.len());
                 for name in &paper.authors {
                     d.add_text(author, name);
                     let key = author_key(name);
-                    let list = by_author.entry(key).or_default();
+                    let list = by_author.entry(key.clone()).or_default();
                     if list.last() != Some(&i) {
                         list.push(i);
                     }
+                    author_keys.push(key);
                 }
                 let mut categories = Vec::new();
                 for c in &paper.categories {
@@ -152,10 +158,12 @@ impl CandidateIndex {
                     title_by_term: by_term(&title_tokens),
                     abstract_by_term: by_term(&abstract_tokens),
                     title_tokens,
-                    abstract_tokens: abstract_tokens.into(),
+                    fragments: Fragments::new(&abstract_tokens, SNIPPET_CHARS),
+                    abstract_tokens,
                     title: paper.title.clone(),
                     abstract_text: paper.abstract_text.clone(),
                     authors: paper.authors.clone(),
+                    author_keys,
                     categories: paper.categories.clone(),
                     upvotes: paper.upvotes.unwrap_or(0).max(0),
                     trending: 0.0,
@@ -186,7 +194,7 @@ impl CandidateIndex {
                 f.trending = (f.upvotes as f32).ln_1p() / log_max;
             }
         }
-        let other_texts = TextAnalyzer::builder(SimpleTokenizer::default())
+        let stemmed = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
             .filter(AsciiFoldingFilter)
@@ -194,30 +202,10 @@ impl CandidateIndex {
                 table: Arc::new(stems),
             })
             .build();
-        let mut terms = vec![String::new(); vocabulary.len()];
-        for (text, &id) in &vocabulary {
-            terms[id as usize] = text.clone();
-        }
-        let known = facts
-            .iter()
-            .filter(|f| !f.abstract_text.is_empty())
-            .map(|f| {
-                let key = (f.abstract_text.as_ptr() as usize, f.abstract_text.len());
-                (key, Replay::new(f.abstract_tokens.clone(), SNIPPET_CHARS))
-            })
-            .collect();
-        let remembered = Remembered {
-            known: Arc::new(known),
-            terms: Arc::new(terms),
-            other_texts,
-            only: None,
-        };
         // From now on the index only analyses queries (the parser's words, more-like-this
         // texts): the stems learned while indexing give the same terms as the Snowball stemmer
         // without running it for every word of every subscriber's query.
-        index
-            .tokenizers()
-            .register(STEMMED, remembered.other_texts.clone());
+        index.tokenizers().register(STEMMED, stemmed.clone());
         Ok(CandidateIndex {
             searcher,
             fields: Fields {
@@ -233,7 +221,7 @@ impl CandidateIndex {
             vocabulary,
             by_author,
             by_category,
-            remembered,
+            stemmed,
             vectors: PaperMatrix::default(),
             sentences: Vec::new(),
             clause_cache: Mutex::new(HashMap::new()),
