@@ -1,6 +1,7 @@
 //! Why a paper was picked: the matched words, the reasons in words, and the abstract snippet with
-//! the matched words marked (tantivy's snippet generator over the replayed tokens), or, for a
-//! paper picked by meaning alone, the sentence closest in meaning to the interest.
+//! the matched words marked (the passage tantivy's snippet generator would choose, found from
+//! the tokens kept at indexing), or, for a paper picked by meaning alone, the sentence closest
+//! in meaning to the interest.
 //!
 //! What it is for: explanations, computed for the picks only. What it is not for: choosing the
 //! picks (`rank`) or storing explanations (`stored`).

@@ -12,12 +12,12 @@
 //! and the vectors of the interests, liked and disliked papers) is fused with BM25, so a
 //! paraphrase finds a paper that shares no word with it. A relevance floor for each signal
 //! keeps weak matches out however empty the day; at most `max` papers are picked. Each pick carries its reasons and an abstract snippet with the matched words marked
-//! (tantivy's snippet generator), computed for the picks only.
+//! (the passage tantivy's snippet generator would show), computed for the picks only.
 //!
 //! What it is not for: I/O. It gets papers (and the texts of liked papers) and returns picks;
 //! loading profiles and votes is `store`'s job, choosing who is due is `jobs::plan`'s.
 //!
-//! The parts: `analysis` (analyzers, tokens kept from indexing, the replay tokenizers), `index`
+//! The parts: `analysis` (analyzers, tokens kept from indexing, the snippet fragments), `index`
 //! (the candidate index), `query` (the interests' language and its errors), `meaning` (which
 //! clauses are embedded, closeness, the hard filters meaning obeys), `profile` (a
 //! subscriber's profile parsed against the index), `rank` (scores, signals, floor, trending),
