@@ -285,13 +285,7 @@ fn matched_phrases(
     // token compared with every term: this ran for each pick of each subscriber.
     let mut hits: Vec<u32> = Vec::new();
     for &term in terms {
-        let from = by_term.partition_point(|&(t, _)| t < term);
-        hits.extend(
-            by_term[from..]
-                .iter()
-                .take_while(|&&(t, _)| t == term)
-                .map(|&(_, i)| i),
-        );
+        hits.extend(occurrences(by_term, term));
     }
     hits.sort_unstable();
     let mut phrases = Vec::new();
@@ -311,6 +305,15 @@ fn matched_phrases(
         push_phrase(&mut phrases, &text[c]);
     }
     phrases
+}
+
+/// The positions of `term`'s tokens in a text, from its sorted (term, position) list.
+fn occurrences(by_term: &[(u32, u32)], term: u32) -> impl Iterator<Item = u32> + '_ {
+    let from = by_term.partition_point(|&(t, _)| t < term);
+    by_term[from..]
+        .iter()
+        .take_while(move |&&(t, _)| t == term)
+        .map(|&(_, position)| position)
 }
 
 /// A phrase without the stop words at either end; `None` when nothing else is left.
@@ -395,13 +398,7 @@ pub(super) fn best_passage(
     let by_term = &paper.abstract_by_term;
     let mut hits: Vec<(u32, f32)> = Vec::new();
     for &(term, weight) in weights {
-        let from = by_term.partition_point(|&(t, _)| t < term);
-        hits.extend(
-            by_term[from..]
-                .iter()
-                .take_while(|&&(t, _)| t == term)
-                .map(|&(_, token)| (token, weight)),
-        );
+        hits.extend(occurrences(by_term, term).map(|token| (token, weight)));
     }
     hits.sort_unstable_by_key(|&(token, _)| token);
     let best = paper.fragments.best(&hits)?;
